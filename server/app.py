@@ -1,0 +1,255 @@
+"""The session-proxy WSGI application.
+
+:func:`create_app` builds one :class:`ProxyServer` for one database: a real
+SQLAlchemy engine (the only place database credentials live), the lease
+registry and its reaper, and the executor.  Requests flow::
+
+    WSGI -> ProxyServer.dispatch -> route handler -> Executor -> driver
+
+Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the
+status :data:`session_proxy.protocol.ERROR_STATUS` gives it; nothing raised
+inside a handler reaches the client as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+import sqlalchemy
+from sqlalchemy.engine import Engine, make_url
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+import session_proxy
+from session_proxy import protocol
+from session_proxy.codec import from_wire
+from session_proxy.transport import SERVER_TIME_HEADER
+
+from .config import ServerConfig
+from .drivers import check_supported
+from .executor import Executor, StepFailed
+from .leases import LeaseError, LeaseRegistry
+
+log = logging.getLogger("session_proxy.server")
+
+
+def create_engine_for(db_url: str, config: ServerConfig) -> Engine:
+    """The server's real engine for ``db_url``, pooled for ``config``."""
+    url = make_url(db_url)
+    check_supported(url.get_backend_name(), url.get_driver_name())
+    kwargs: dict[str, Any] = {
+        "pool_size": config.max_transactions,
+        "max_overflow": 0,
+        "pool_timeout": config.lock_wait_seconds,
+        "pool_pre_ping": True,
+    }
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            raise ValueError(
+                "session-proxy needs a SQLite database file that several "
+                "connections can open; an in-memory database is not supported"
+            )
+        kwargs["poolclass"] = sqlalchemy.pool.QueuePool
+        kwargs["connect_args"] = {"check_same_thread": False}
+    elif backend == "postgresql":
+        # Client and server both treat HSTORE as text (see the client dialect).
+        kwargs["use_native_hstore"] = False
+    return sqlalchemy.create_engine(url, **kwargs)
+
+
+class ProxyServer:
+    """The WSGI callable: routes, error handling, metrics."""
+
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.registry = LeaseRegistry(
+            engine,
+            lease_seconds=config.lease_seconds,
+            max_open=config.max_transactions,
+            expired_memory_seconds=config.expired_memory_seconds,
+            lock_wait_seconds=config.lock_wait_seconds,
+        )
+        self.executor = Executor(
+            self.registry, config.page_size, engine.dialect.loaded_dbapi.Error
+        )
+        self.handshake = self._build_handshake()
+        self.url_map = Map(
+            [
+                Rule(protocol.HEALTH_PATH, endpoint="health", methods=["GET"]),
+                Rule(protocol.PIPELINE_PATH, endpoint="pipeline", methods=["POST"]),
+                Rule(protocol.METRICS_PATH, endpoint="metrics", methods=["GET"]),
+            ]
+        )
+        self._handlers: dict[str, Callable[[Request], Response]] = {
+            "health": self.on_health,
+            "pipeline": self.on_pipeline,
+            "metrics": self.on_metrics,
+        }
+        self._requests: Counter[tuple[str, int]] = Counter()
+        self._metrics_lock = threading.Lock()
+        self.registry.start_reaper()
+
+    def _build_handshake(self) -> protocol.Handshake:
+        dialect = self.engine.dialect
+        charset = None
+        with self.engine.connect() as connection:
+            dbapi_conn = connection.connection.dbapi_connection
+            if dialect.name == "mysql":
+                charset = dbapi_conn.character_set_name()
+        return protocol.Handshake(
+            protocol=protocol.PROTOCOL_VERSION,
+            dialect=dialect.name,
+            driver=dialect.driver,
+            server_version_info=tuple(dialect.server_version_info or ()),
+            paramstyle=dialect.paramstyle,
+            server_version=(
+                f"session-proxy {session_proxy.__version__} "
+                f"(SQLAlchemy {sqlalchemy.__version__})"
+            ),
+            page_size=self.config.page_size,
+            max_body_bytes=self.config.max_body_bytes,
+            lease_seconds=self.config.lease_seconds,
+            charset=charset,
+            capabilities=("pipeline", "fetch", "leases"),
+        )
+
+    # -- WSGI -----------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = self.config.max_body_bytes
+        started = time.perf_counter()
+        request_id = request.headers.get(protocol.REQUEST_ID_HEADER) or secrets.token_hex(8)
+        endpoint = "unknown"
+        try:
+            endpoint, _ = self.url_map.bind_to_environ(environ).match()
+            response = self._handlers[endpoint](request)
+        except HTTPException as exc:
+            code = {404: protocol.NOT_FOUND, 405: protocol.METHOD_NOT_ALLOWED}.get(
+                exc.code or 400, protocol.BAD_REQUEST
+            )
+            response = self.error(code, f"{request.method} {request.path}: {exc.description}")
+            response.status_code = exc.code or 400
+        except Exception:  # noqa: BLE001 - the client gets JSON, the log gets the traceback
+            log.exception("request %s failed", request_id)
+            response = self.error(
+                protocol.INTERNAL_ERROR, f"internal server error (request {request_id})"
+            )
+        response.headers[protocol.REQUEST_ID_HEADER] = request_id
+        response.headers[SERVER_TIME_HEADER] = f"{time.perf_counter() - started:.6f}"
+        with self._metrics_lock:
+            self._requests[(endpoint, response.status_code)] += 1
+        return response(environ, start_response)
+
+    @staticmethod
+    def json_response(body: dict[str, Any], status: int = 200) -> Response:
+        """A JSON response (NaN/Infinity never appear: the codec tags them)."""
+        return Response(
+            json.dumps(body, separators=(",", ":"), allow_nan=False),
+            status=status,
+            mimetype=protocol.JSON_CONTENT_TYPE,
+        )
+
+    def error(self, code: str, message: str, **extra: Any) -> Response:
+        """An error response with the protocol's status for ``code``."""
+        return self.json_response(
+            protocol.error_body(code, message, **extra), protocol.ERROR_STATUS[code]
+        )
+
+    # -- endpoints --------------------------------------------------------------
+
+    def on_health(self, request: Request) -> Response:
+        """Liveness plus the handshake."""
+        return self.json_response(self.handshake.to_json())
+
+    def on_pipeline(self, request: Request) -> Response:
+        """Run one pipeline request (see :mod:`session_proxy.protocol`)."""
+        version = request.headers.get(protocol.PROTOCOL_HEADER)
+        if version is not None and version != str(protocol.PROTOCOL_VERSION):
+            return self.error(
+                protocol.UNSUPPORTED_PROTOCOL,
+                f"client speaks protocol {version}, this server speaks "
+                f"{protocol.PROTOCOL_VERSION}",
+            )
+        try:
+            raw = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return self.error(
+                protocol.TOO_LARGE,
+                f"request body exceeds the server's limit of "
+                f"{self.config.max_body_bytes} bytes",
+            )
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            return self.error(protocol.BAD_REQUEST, f"request body is not valid JSON: {exc}")
+        try:
+            txn, steps = protocol.parse_pipeline_request(body)
+            protocol.decode_step_params(steps, from_wire)
+        except protocol.ProtocolError as exc:
+            return self.error(exc.code, str(exc))
+        try:
+            return self.json_response(self.executor.run(txn, steps))
+        except StepFailed as exc:
+            return self.json_response(exc.body, exc.status)
+        except LeaseError as exc:
+            response = self.error(exc.code, str(exc))
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        except (NotImplementedError, KeyError) as exc:
+            return self.error(
+                protocol.BAD_REQUEST,
+                f"connection option not supported by the {self.engine.dialect.name} "
+                f"backend: {exc}",
+            )
+
+    def on_metrics(self, request: Request) -> Response:
+        """Prometheus text exposition of the server's counters."""
+        lines = [
+            "# HELP session_proxy_requests_total HTTP requests by endpoint and status.",
+            "# TYPE session_proxy_requests_total counter",
+        ]
+        with self._metrics_lock:
+            for (endpoint, status), count in sorted(self._requests.items()):
+                lines.append(
+                    f'session_proxy_requests_total{{endpoint="{endpoint}",'
+                    f'status="{status}"}} {count}'
+                )
+        lines += [
+            "# HELP session_proxy_statements_total Statements executed.",
+            "# TYPE session_proxy_statements_total counter",
+            f"session_proxy_statements_total {self.executor.statements}",
+            "# HELP session_proxy_open_transactions Leased connections right now.",
+            "# TYPE session_proxy_open_transactions gauge",
+            f"session_proxy_open_transactions {len(self.registry)}",
+            "# HELP session_proxy_lease_expiries_total Transactions rolled back idle.",
+            "# TYPE session_proxy_lease_expiries_total counter",
+            f"session_proxy_lease_expiries_total {self.registry.expired_count}",
+        ]
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    def close(self) -> None:
+        """Roll back open transactions, stop the reaper, dispose the pool."""
+        self.registry.shutdown()
+        self.engine.dispose()
+
+
+def create_app(db_url: str, config: ServerConfig | None = None, **settings: Any) -> ProxyServer:
+    """Build the WSGI app for ``db_url``.
+
+    ``settings`` are :class:`~server.config.ServerConfig` fields
+    (``lease_seconds=30``, ``page_size=1000``, ...), used when ``config`` is
+    not given.
+    """
+    config = config or ServerConfig(**settings)
+    return ProxyServer(create_engine_for(db_url, config), config)

@@ -1,0 +1,58 @@
+"""Server settings, from keyword arguments, the CLI or the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+ENV_PREFIX = "SESSION_PROXY_"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server instance needs besides its database URL.
+
+    :param lease_seconds: idle time after which an open transaction is rolled
+        back and its connection returned to the pool.
+    :param max_transactions: open transactions (leased connections) at most;
+        one more request gets 503 with ``Retry-After``.
+    :param page_size: rows sent with a statement's response and per fetch.
+    :param max_body_bytes: largest request body accepted (413 above it).
+    :param expired_memory_seconds: how long an expired transaction id is
+        remembered, so its client is told "expired" rather than "unknown".
+    :param lock_wait_seconds: how long a request waits for another request
+        on the same transaction to finish (409 after that).
+    """
+
+    lease_seconds: float = 60.0
+    max_transactions: int = 64
+    page_size: int = 5000
+    max_body_bytes: int = 32 * 1024 * 1024
+    expired_memory_seconds: float = 600.0
+    lock_wait_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value <= 0:
+                raise ValueError(f"{field.name} must be positive, got {value!r}")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServerConfig:
+        """Read ``SESSION_PROXY_<FIELD>`` variables (e.g. ``SESSION_PROXY_PAGE_SIZE``)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is None:
+                continue
+            kind = int if field.type in ("int", int) else float
+            try:
+                values[field.name] = kind(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid "
+                    f"{kind.__name__}"
+                ) from None
+        return cls(**values)

@@ -1,0 +1,81 @@
+"""What the server must know about each supported DBAPI driver.
+
+The proxy dialects mimic exactly one driver per backend; the server refuses
+to start with another.  This module adapts wire values to that driver's own
+parameter objects and reads the error codes its exceptions carry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from session_proxy.codec import JSONParam
+from session_proxy.protocol import DBAPI_ERROR_CLASSES
+
+SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
+
+
+def check_supported(dialect_name: str, driver: str) -> None:
+    """Raise ValueError unless the proxy has a client dialect for this driver."""
+    wanted = SUPPORTED_DRIVERS.get(dialect_name)
+    if wanted is None:
+        raise ValueError(
+            f"session-proxy does not support the {dialect_name!r} backend; "
+            f"supported: {', '.join(sorted(SUPPORTED_DRIVERS))}"
+        )
+    if driver != wanted:
+        raise ValueError(
+            f"session-proxy serves {dialect_name} through the {wanted!r} driver, "
+            f"not {driver!r}; use a {dialect_name}+{wanted}:// URL"
+        )
+
+
+def _psycopg_json(param: JSONParam) -> Any:
+    from psycopg.types.json import Json, Jsonb
+
+    wrapper = Jsonb if param.binary else Json
+    return wrapper(param.text, dumps=_already_dumped)
+
+
+def _already_dumped(text: str) -> str:
+    return text
+
+
+def adapt_value(value: Any) -> Any:
+    """Turn a decoded wire value into what the driver expects."""
+    if type(value) is JSONParam:
+        return _psycopg_json(value)
+    return value
+
+
+def adapt_params(params: Any) -> Any:
+    """Adapt one parameter set; lists become tuples for positional styles."""
+    if params is None:
+        return None
+    if isinstance(params, dict):
+        return {key: adapt_value(value) for key, value in params.items()}
+    return tuple(adapt_value(value) for value in params)
+
+
+def dbapi_class_name(exc: BaseException) -> str:
+    """The PEP 249 class an exception belongs to (psycopg's UniqueViolation -> IntegrityError)."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in DBAPI_ERROR_CLASSES:
+            return cls.__name__
+    return "DatabaseError"
+
+
+def error_details(exc: BaseException) -> dict[str, Any]:
+    """Backend codes of a driver exception: sqlstate, errno, sqlite codes."""
+    details: dict[str, Any] = {}
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        details["sqlstate"] = sqlstate
+    args = getattr(exc, "args", ())
+    if args and type(args[0]) is int:
+        details["errno"] = args[0]
+    for name in ("sqlite_errorcode", "sqlite_errorname"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            details[name] = value
+    return details

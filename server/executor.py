@@ -1,0 +1,199 @@
+"""Runs the steps of one pipeline request on a leased connection.
+
+The executor is the only code that touches a driver connection.  It executes
+statements exactly as sent (SQL compiled by the client's copy of this
+server's driver dialect), keeps a server-side cursor for results longer than
+one page, and turns driver exceptions into protocol error bodies that keep
+the PEP 249 class, message, args and backend error code.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from session_proxy import protocol
+from session_proxy.codec import encode_row, to_wire
+
+from .drivers import adapt_params, dbapi_class_name, error_details
+from .leases import Lease, LeaseRegistry
+
+
+class StepFailed(Exception):
+    """A step failed; ``body`` is the error body, ``status`` its HTTP status."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body["error"]["message"])
+        self.status = status
+        self.body = body
+
+
+class ServerCursor:
+    """A driver cursor with rows left to send, one row peeked ahead."""
+
+    def __init__(self, cursor: Any, peeked: list[Any]) -> None:
+        self.cursor = cursor
+        self.peeked = peeked
+
+    def fetch(self, n: int) -> tuple[list[Any], bool]:
+        """Up to ``n`` rows and whether the cursor is exhausted."""
+        rows = self.peeked + self.cursor.fetchmany(n + 1 - len(self.peeked))
+        if len(rows) > n:
+            self.peeked = rows[n:]
+            return rows[:n], False
+        self.peeked = []
+        return rows, True
+
+    def close(self) -> None:
+        """Close the driver cursor."""
+        self.cursor.close()
+
+
+def _column(column: Any) -> list[Any]:
+    fields = list(tuple(column)[:7])
+    return [f if f is None or type(f) in (int, str, bool) else None for f in fields]
+
+
+class Executor:
+    """Runs validated steps against leases from a :class:`LeaseRegistry`."""
+
+    def __init__(self, registry: LeaseRegistry, page_size: int, dbapi_error: type) -> None:
+        self.registry = registry
+        self.page_size = page_size
+        self.dbapi_error = dbapi_error
+        self.statements = 0
+
+    def run(self, txn: str | None, steps: list[dict]) -> dict[str, Any]:
+        """Run ``steps``; return the response body or raise :class:`StepFailed`.
+
+        ``steps`` have been validated and their parameters decoded.
+        """
+        needs_connection = any(step["op"] != protocol.BEGIN for step in steps)
+        if txn is None:
+            if not any(
+                step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY) for step in steps
+            ):
+                # Nothing to run: committing or closing what was never begun.
+                return {"txn": None, "results": [{} for _ in steps]}
+            options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
+            lease = self._guard(-1, None, self.registry.open, options)
+        elif needs_connection:
+            lease = self.registry.acquire(txn)
+        else:
+            return {"txn": txn, "results": [{} for _ in steps]}
+        results: list[dict] = []
+        try:
+            for index, step in enumerate(steps):
+                results.append(self._run_step(lease, index, step))
+            return {"txn": None if lease.ended else lease.id, "results": results}
+        finally:
+            self.registry.release(lease)
+
+    def _run_step(self, lease: Lease, index: int, step: dict) -> dict:
+        op = step["op"]
+        if op == protocol.EXECUTE:
+            return self._guard(index, lease, self._execute, lease, step)
+        if op == protocol.EXECUTE_MANY:
+            return self._guard(index, lease, self._execute_many, lease, step)
+        if op == protocol.FETCH:
+            return self._guard(index, lease, self._fetch, lease, step)
+        if op == protocol.CLOSE:
+            cursor = lease.cursors.pop(step["cursor"], None)
+            if cursor is not None:
+                cursor.close()
+            return {}
+        if op in (protocol.COMMIT, protocol.ROLLBACK):
+            conn = lease.dbapi_connection
+            self._guard(index, lease, conn.commit if op == protocol.COMMIT else conn.rollback)
+            self.registry.end(lease)
+            return {}
+        return {}  # begin: applied when the lease was opened
+
+    def _guard(self, index: int, lease: Lease | None, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self.dbapi_error as exc:
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                self._database_error(exc, index, lease),
+            ) from exc
+
+    def _database_error(self, exc: BaseException, index: int, lease: Lease | None) -> dict:
+        try:
+            args = to_wire(list(exc.args))
+        except TypeError:
+            args = [str(exc)]
+        return protocol.error_body(
+            protocol.DATABASE_ERROR,
+            str(exc),
+            dbapi_class=dbapi_class_name(exc),
+            args=args,
+            step=index if index >= 0 else None,
+            txn=lease.id if lease is not None and not lease.ended else None,
+            **error_details(exc),
+        )
+
+    def _execute(self, lease: Lease, step: dict) -> dict:
+        cursor = lease.dbapi_connection.cursor()
+        params = step.get("params")
+        self.statements += 1
+        try:
+            if params is None:
+                cursor.execute(step["sql"])
+            else:
+                cursor.execute(step["sql"], adapt_params(params))
+        except BaseException:
+            cursor.close()
+            raise
+        return self._result(lease, cursor)
+
+    def _execute_many(self, lease: Lease, step: dict) -> dict:
+        cursor = lease.dbapi_connection.cursor()
+        self.statements += 1
+        try:
+            cursor.executemany(
+                step["sql"], [adapt_params(params) for params in step["seq_of_params"]]
+            )
+        except BaseException:
+            cursor.close()
+            raise
+        return self._result(lease, cursor)
+
+    def _result(self, lease: Lease, cursor: Any) -> dict:
+        lastrowid = getattr(cursor, "lastrowid", None)
+        result: dict[str, Any] = {
+            "rowcount": cursor.rowcount,
+            "lastrowid": to_wire(lastrowid) if lastrowid is not None else None,
+        }
+        description = cursor.description
+        if description is None:
+            cursor.close()
+            return result
+        result["description"] = [_column(column) for column in description]
+        server_cursor = ServerCursor(cursor, [])
+        rows, done = server_cursor.fetch(self.page_size)
+        result["rows"] = [encode_row(row) for row in rows]
+        if done:
+            cursor.close()
+        else:
+            cursor_id = secrets.token_urlsafe(8)
+            lease.cursors[cursor_id] = server_cursor
+            result["cursor"] = cursor_id
+        return result
+
+    def _fetch(self, lease: Lease, step: dict) -> dict:
+        server_cursor = lease.cursors.get(step["cursor"])
+        if server_cursor is None:
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.UNKNOWN_CURSOR],
+                protocol.error_body(
+                    protocol.UNKNOWN_CURSOR,
+                    f"no open cursor {step['cursor']!r} in this transaction",
+                    txn=lease.id,
+                ),
+            )
+        rows, done = server_cursor.fetch(min(step["n"], self.page_size))
+        if done:
+            server_cursor.close()
+            del lease.cursors[step["cursor"]]
+        return {"rows": [encode_row(row) for row in rows], "done": done}

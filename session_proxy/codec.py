@@ -1,0 +1,283 @@
+"""Typed JSON: the value codec shared by client and server.
+
+Every value that crosses the wire (statement parameters, result rows, error
+arguments) goes through :func:`to_wire` before it is serialized and through
+:func:`from_wire` after it is parsed.  Values JSON represents exactly
+(``None``, ``bool``, ``str``, ints within +/-2**53, finite floats, lists and
+string-keyed dicts) are sent as themselves.  Everything else is sent as a
+tagged object ``{"$t": TAG, "v": ...}``, so it comes back as the same type:
+
+=============  ======================================================
+tag            Python value
+=============  ======================================================
+``int``        int beyond 2**53, as a decimal string
+``float``      ``nan``, ``inf``, ``-inf``
+``bytes``      bytes, bytearray, memoryview (base64)
+``dec``        :class:`decimal.Decimal` (its exact string form)
+``date``       :class:`datetime.date`
+``time``       :class:`datetime.time`, naive or with an offset / zone
+``dt``         :class:`datetime.datetime`, naive or with an offset / zone
+``td``         :class:`datetime.timedelta` (days, seconds, microseconds)
+``uuid``       :class:`uuid.UUID`
+``tuple``      tuple (a plain list stays a list)
+``dict``       a dict that has non-string keys or a ``"$t"`` key
+``ip4``...     :mod:`ipaddress` addresses, interfaces and networks
+``json``       :class:`JSONParam`, a JSON document bound as JSON/JSONB
+=============  ======================================================
+
+A time zone from :mod:`zoneinfo` travels by name (``"z"``), so an aware
+datetime never comes back naive and never loses its zone.  A value of any other
+type raises :class:`TypeError` naming the type before anything is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import ipaddress
+import math
+import uuid
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+__all__ = ["JSONParam", "from_wire", "to_wire"]
+
+TAG = "$t"
+_SAFE_INT = 2**53
+
+
+class JSONParam:
+    """A JSON document bound to a ``JSON`` / ``JSONB`` parameter.
+
+    ``text`` is the already-serialized document; ``binary`` says JSONB.  The
+    server hands it to its driver's own JSON adapter, so the statement binds
+    exactly as it would have with the driver in-process.
+    """
+
+    __slots__ = ("text", "binary")
+
+    def __init__(self, text: str, binary: bool = False) -> None:
+        self.text = text
+        self.binary = binary
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, JSONParam)
+            and other.text == self.text
+            and other.binary == self.binary
+        )
+
+    def __repr__(self) -> str:
+        kind = "JSONB" if self.binary else "JSON"
+        return f"JSONParam({self.text!r}, {kind})"
+
+
+def _encode_tz(value: datetime.datetime | datetime.time, body: dict) -> dict:
+    tz = value.tzinfo
+    if isinstance(tz, ZoneInfo) and tz.key:
+        body["z"] = tz.key
+    if value.fold:
+        body["fold"] = 1
+    return body
+
+
+def _encode_datetime(value: datetime.datetime) -> dict:
+    tz = value.tzinfo
+    if isinstance(tz, ZoneInfo) and tz.key:
+        naive = value.replace(tzinfo=None, fold=0)
+        return _encode_tz(value, {TAG: "dt", "v": naive.isoformat()})
+    if tz is not None and not isinstance(tz, datetime.timezone):
+        offset = value.utcoffset()
+        if offset is None:
+            raise TypeError(
+                f"cannot encode datetime with tzinfo {type(tz).__name__} "
+                "that reports no UTC offset"
+            )
+        value = value.replace(tzinfo=datetime.timezone(offset))
+    return _encode_tz(value, {TAG: "dt", "v": value.isoformat()})
+
+
+def _encode_time(value: datetime.time) -> dict:
+    tz = value.tzinfo
+    if isinstance(tz, ZoneInfo) and tz.key:
+        return _encode_tz(value, {TAG: "time", "v": value.replace(tzinfo=None).isoformat()})
+    if tz is not None and not isinstance(tz, datetime.timezone):
+        offset = value.utcoffset()
+        if offset is None:
+            raise TypeError(
+                f"cannot encode time with tzinfo {type(tz).__name__} "
+                "that reports no UTC offset"
+            )
+        value = value.replace(tzinfo=datetime.timezone(offset))
+    return _encode_tz(value, {TAG: "time", "v": value.isoformat()})
+
+
+def _encode_int(value: int) -> Any:
+    if -_SAFE_INT <= value <= _SAFE_INT:
+        return value
+    return {TAG: "int", "v": str(value)}
+
+
+def _encode_float(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    return {TAG: "float", "v": repr(value)}
+
+
+def _encode_bytes(value: bytes | bytearray | memoryview) -> dict:
+    return {TAG: "bytes", "v": base64.b64encode(bytes(value)).decode("ascii")}
+
+
+def _encode_dict(value: dict) -> Any:
+    if TAG in value or not all(type(key) is str for key in value):
+        return {TAG: "dict", "v": [[to_wire(k), to_wire(v)] for k, v in value.items()]}
+    return {key: to_wire(item) for key, item in value.items()}
+
+
+def _encode_timedelta(value: datetime.timedelta) -> dict:
+    return {TAG: "td", "v": [value.days, value.seconds, value.microseconds]}
+
+
+def _encode_json_param(value: JSONParam) -> dict:
+    return {TAG: "json", "v": value.text, "b": value.binary}
+
+
+def _encode_ip(tag: str) -> Callable[[Any], dict]:
+    def encode(value: Any) -> dict:
+        return {TAG: tag, "v": str(value)}
+
+    return encode
+
+
+_PLAIN = (str, bool, type(None))
+
+_ENCODERS: dict[type, Callable[[Any], Any]] = {
+    int: _encode_int,
+    float: _encode_float,
+    bytes: _encode_bytes,
+    bytearray: _encode_bytes,
+    memoryview: _encode_bytes,
+    decimal.Decimal: lambda v: {TAG: "dec", "v": str(v)},
+    datetime.datetime: _encode_datetime,
+    datetime.date: lambda v: {TAG: "date", "v": v.isoformat()},
+    datetime.time: _encode_time,
+    datetime.timedelta: _encode_timedelta,
+    uuid.UUID: lambda v: {TAG: "uuid", "v": str(v)},
+    list: lambda v: [to_wire(item) for item in v],
+    tuple: lambda v: {TAG: "tuple", "v": [to_wire(item) for item in v]},
+    dict: _encode_dict,
+    JSONParam: _encode_json_param,
+    ipaddress.IPv4Address: _encode_ip("ip4"),
+    ipaddress.IPv6Address: _encode_ip("ip6"),
+    ipaddress.IPv4Interface: _encode_ip("if4"),
+    ipaddress.IPv6Interface: _encode_ip("if6"),
+    ipaddress.IPv4Network: _encode_ip("net4"),
+    ipaddress.IPv6Network: _encode_ip("net6"),
+}
+
+
+def _encoder_for(kind: type) -> Callable[[Any], Any] | None:
+    for base in kind.__mro__:
+        encoder = _ENCODERS.get(base)
+        if encoder is not None:
+            return encoder
+    return None
+
+
+def to_wire(value: Any) -> Any:
+    """Turn ``value`` into a structure ``json.dumps`` can write exactly.
+
+    Raises :class:`TypeError` naming the type of a value the codec cannot
+    represent.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    encoder = _ENCODERS.get(kind) or _encoder_for(kind)
+    if encoder is None:
+        raise TypeError(
+            f"session-proxy cannot send a value of type "
+            f"{kind.__module__}.{kind.__qualname__}: {value!r:.80}"
+        )
+    return encoder(value)
+
+
+def encode_row(row: Any) -> list:
+    """Encode one result row (any sequence) as a list, plain values untouched."""
+    plain = _PLAIN
+    return [
+        item
+        if type(item) in plain or (type(item) is int and -_SAFE_INT <= item <= _SAFE_INT)
+        else to_wire(item)
+        for item in row
+    ]
+
+
+def _decode_tz(body: dict, value: Any) -> Any:
+    zone = body.get("z")
+    if zone is not None:
+        value = value.replace(tzinfo=ZoneInfo(zone))
+    if body.get("fold"):
+        value = value.replace(fold=1)
+    return value
+
+
+def _decode_float(body: dict) -> float:
+    text = body["v"]
+    if text not in ("nan", "inf", "-inf"):
+        raise ValueError(f"bad float value {text!r}")
+    return float(text)
+
+
+_DECODERS: dict[str, Callable[[dict], Any]] = {
+    "int": lambda b: int(b["v"]),
+    "float": _decode_float,
+    "bytes": lambda b: base64.b64decode(b["v"], validate=True),
+    "dec": lambda b: decimal.Decimal(b["v"]),
+    "date": lambda b: datetime.date.fromisoformat(b["v"]),
+    "time": lambda b: _decode_tz(b, datetime.time.fromisoformat(b["v"])),
+    "dt": lambda b: _decode_tz(b, datetime.datetime.fromisoformat(b["v"])),
+    "td": lambda b: datetime.timedelta(
+        days=b["v"][0], seconds=b["v"][1], microseconds=b["v"][2]
+    ),
+    "uuid": lambda b: uuid.UUID(b["v"]),
+    "tuple": lambda b: tuple(from_wire(item) for item in b["v"]),
+    "dict": lambda b: {from_wire(k): from_wire(v) for k, v in b["v"]},
+    "json": lambda b: JSONParam(b["v"], bool(b.get("b"))),
+    "ip4": lambda b: ipaddress.IPv4Address(b["v"]),
+    "ip6": lambda b: ipaddress.IPv6Address(b["v"]),
+    "if4": lambda b: ipaddress.IPv4Interface(b["v"]),
+    "if6": lambda b: ipaddress.IPv6Interface(b["v"]),
+    "net4": lambda b: ipaddress.IPv4Network(b["v"]),
+    "net6": lambda b: ipaddress.IPv6Network(b["v"]),
+}
+
+
+def from_wire(value: Any) -> Any:
+    """Rebuild the Python value that :func:`to_wire` encoded.
+
+    Raises :class:`ValueError` on a malformed or unknown tagged value.
+    """
+    kind = type(value)
+    if kind is list:
+        return [from_wire(item) for item in value]
+    if kind is not dict:
+        return value
+    tag = value.get(TAG)
+    if tag is None:
+        return {key: from_wire(item) for key, item in value.items()}
+    decoder = _DECODERS.get(tag)
+    if decoder is None:
+        raise ValueError(f"unknown value tag {tag!r}")
+    try:
+        return decoder(value)
+    except (KeyError, TypeError, IndexError, ValueError, ArithmeticError) as exc:
+        raise ValueError(f"malformed {tag!r} value: {exc}") from None
+
+
+def decode_row(row: list) -> tuple:
+    """Decode one result row into a tuple."""
+    return tuple(
+        item if type(item) not in (dict, list) else from_wire(item) for item in row
+    )

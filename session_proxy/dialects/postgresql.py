@@ -1,0 +1,93 @@
+"""``postgresql+sessionproxy://host:port/``: the psycopg 3 dialect over the proxy.
+
+The psycopg dialect class is used as it is, minus its driver touches: JSON and
+JSONB parameters are wrapped in :class:`~session_proxy.codec.JSONParam` (the
+server turns them into ``psycopg.types.json.Json``/``Jsonb``), and HSTORE is
+handled as text on both sides (the server's engine runs with
+``use_native_hstore=False``).  Range and multirange parameters need psycopg's
+own classes and are not supported.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.dialects.postgresql._psycopg_common import _PGDialect_common_psycopg
+
+from ..codec import JSONParam
+from .base import ProxyDialectMixin
+
+
+class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
+    """PostgreSQL through a session-proxy server running psycopg 3."""
+
+    proxied_driver = "psycopg"
+    supports_statement_cache = True
+    supports_server_side_cursors = False
+    _has_native_hstore = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        proxy_kwargs = {
+            key: kwargs.pop(key)
+            for key in ("proxy_token", "proxy_timeout", "proxy_verify")
+            if key in kwargs
+        }
+        kwargs.setdefault("paramstyle", self.default_paramstyle)
+        kwargs["use_native_hstore"] = False
+        # psycopg's own __init__ builds an adapters map from the driver module.
+        _PGDialect_common_psycopg.__init__(self, **kwargs)
+        self.proxy_token = proxy_kwargs.get("proxy_token")
+        self.proxy_timeout = float(proxy_kwargs.get("proxy_timeout", 30.0))
+        self.proxy_verify = proxy_kwargs.get("proxy_verify", True)
+
+    def _json_wrapper(self, binary: bool) -> Callable[[Any], JSONParam]:
+        dumps = self._json_serializer or json.dumps
+
+        def wrap(value: Any) -> JSONParam:
+            return JSONParam(dumps(value), binary)
+
+        return wrap
+
+    @property
+    def _psycopg_Json(self) -> Callable[[Any], JSONParam]:  # type: ignore[override]
+        return self._json_wrapper(False)
+
+    @property
+    def _psycopg_Jsonb(self) -> Callable[[Any], JSONParam]:  # type: ignore[override]
+        return self._json_wrapper(True)
+
+    @property
+    def _isolation_lookup(self) -> dict[str, str]:  # type: ignore[override]
+        return {
+            level: level
+            for level in (
+                "READ COMMITTED",
+                "READ UNCOMMITTED",
+                "REPEATABLE READ",
+                "SERIALIZABLE",
+            )
+        }
+
+    def _backend_get_isolation_level(self, dbapi_connection: Any) -> Any:
+        return PGDialect.get_isolation_level(self, dbapi_connection)
+
+    def set_readonly(self, connection: Any, value: bool) -> None:
+        connection.set_option("read_only", bool(value) or None)
+
+    def get_readonly(self, connection: Any) -> bool:
+        return bool(connection.options.get("read_only", False))
+
+    def set_deferrable(self, connection: Any, value: bool) -> None:
+        connection.set_option("deferrable", bool(value) or None)
+
+    def get_deferrable(self, connection: Any) -> bool:
+        return bool(connection.options.get("deferrable", False))
+
+    def _type_info_fetch(self, connection: Any, name: str) -> None:
+        return None
+
+
+dialect = PGDialect_sessionproxy

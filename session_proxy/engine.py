@@ -1,0 +1,64 @@
+"""Create a proxy engine from a server address.
+
+:func:`create_engine` asks the server which backend it fronts and builds the
+matching ``<backend>+sessionproxy`` engine, so application code needs only
+the server's URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy
+from sqlalchemy.engine import URL, Engine
+
+from .dialects import register
+from .stats import ProxyStats
+from .transport import HTTPTransport
+
+
+def create_engine(
+    server_url: str,
+    *,
+    token: str | None = None,
+    timeout: float = 30.0,
+    verify: bool | str = True,
+    **kwargs: Any,
+) -> Engine:
+    """A SQLAlchemy engine whose statements run on a session-proxy server.
+
+    :param server_url: ``http://host:port`` or ``https://host:port``.
+    :param token: bearer token for the server.
+    :param timeout: seconds to wait for each response.
+    :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+    :param kwargs: passed on to :func:`sqlalchemy.create_engine`.
+    """
+    parts = urlsplit(server_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"session-proxy server URL must look like http://host:port, got {server_url!r}"
+        )
+    probe = HTTPTransport(server_url, token=token, timeout=timeout, verify=verify)
+    try:
+        backend = probe.handshake().dialect
+    finally:
+        probe.close()
+    register()
+    url = URL.create(
+        f"{backend}+sessionproxy",
+        host=parts.hostname,
+        port=parts.port or (443 if parts.scheme == "https" else 80),
+        query={"tls": "true"} if parts.scheme == "https" else {},
+    )
+    return sqlalchemy.create_engine(
+        url, proxy_token=token, proxy_timeout=timeout, proxy_verify=verify, **kwargs
+    )
+
+
+def stats(engine: Engine) -> ProxyStats:
+    """The round-trip, byte and statement counters of a proxy engine."""
+    transport = getattr(engine.dialect, "transport", None)
+    if transport is None:
+        raise TypeError(f"{engine!r} is not a session-proxy engine")
+    return transport.stats

@@ -1,0 +1,150 @@
+"""Exceptions of the session-proxy DBAPI shim.
+
+The PEP 249 hierarchy (:class:`Error`, :class:`IntegrityError`, ...) is what
+the shim raises for a database error reported by the server, with the
+backend's message, ``args`` and code (``sqlstate`` for PostgreSQL, ``errno``
+for MySQL, ``sqlite_errorcode``/``sqlite_errorname`` for SQLite).  SQLAlchemy
+wraps them exactly as it wraps the real driver's exceptions, so application
+code sees the same :class:`sqlalchemy.exc.IntegrityError` and friends in
+direct and proxy mode.
+
+Failures of the proxy itself derive from :class:`ProxyError` *and* from the
+fitting PEP 249 class, so SQLAlchemy handles them (and invalidates pooled
+connections on :class:`ServerUnreachable`) while callers can still tell them
+apart: ``err.orig`` of the SQLAlchemy exception is one of these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Warning(Exception):  # noqa: A001 - PEP 249 name
+    """PEP 249 ``Warning``."""
+
+
+class Error(Exception):
+    """PEP 249 ``Error``: base of every shim error."""
+
+    sqlstate: str | None = None
+    errno: int | None = None
+    sqlite_errorcode: int | None = None
+    sqlite_errorname: str | None = None
+    request_id: str | None = None
+
+    @property
+    def pgcode(self) -> str | None:
+        """psycopg2-style alias of :attr:`sqlstate`."""
+        return self.sqlstate
+
+
+class InterfaceError(Error):
+    """PEP 249 ``InterfaceError``."""
+
+
+class DatabaseError(Error):
+    """PEP 249 ``DatabaseError``."""
+
+
+class DataError(DatabaseError):
+    """PEP 249 ``DataError``."""
+
+
+class OperationalError(DatabaseError):
+    """PEP 249 ``OperationalError``."""
+
+
+class IntegrityError(DatabaseError):
+    """PEP 249 ``IntegrityError``."""
+
+
+class InternalError(DatabaseError):
+    """PEP 249 ``InternalError``."""
+
+
+class ProgrammingError(DatabaseError):
+    """PEP 249 ``ProgrammingError``."""
+
+
+class NotSupportedError(DatabaseError):
+    """PEP 249 ``NotSupportedError``."""
+
+
+DBAPI_CLASSES: dict[str, type[Error]] = {
+    cls.__name__: cls
+    for cls in (
+        Error,
+        InterfaceError,
+        DatabaseError,
+        DataError,
+        OperationalError,
+        IntegrityError,
+        InternalError,
+        ProgrammingError,
+        NotSupportedError,
+    )
+}
+
+
+class ProxyError(Exception):
+    """Base of the errors that come from the proxy rather than the database."""
+
+    code: str = "proxy_error"
+    request_id: str | None = None
+
+
+class ServerUnreachable(ProxyError, OperationalError):
+    """The proxy server could not be reached (refused, reset, DNS, TLS)."""
+
+    code = "server_unreachable"
+
+
+class ProxyTimeout(ProxyError, OperationalError):
+    """The proxy server did not answer within the client's timeout."""
+
+    code = "timeout"
+
+
+class ProtocolMismatch(ProxyError, InterfaceError):
+    """Client and server disagree on protocol version, backend or message shape."""
+
+    code = "protocol_mismatch"
+
+
+class TransactionExpired(ProxyError, OperationalError):
+    """The server rolled the transaction back after its idle lease ran out."""
+
+    code = "transaction_expired"
+
+
+class TransactionLost(ProxyError, OperationalError):
+    """The server no longer knows the transaction (restart, other instance)."""
+
+    code = "unknown_transaction"
+
+
+class ServerBusy(ProxyError, OperationalError):
+    """The server is at its cap of open transactions; ``retry_after`` seconds."""
+
+    code = "too_many_transactions"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestRejected(ProxyError, ProgrammingError):
+    """The server refused a request as malformed or over a limit."""
+
+    code = "bad_request"
+
+
+def database_error(error: dict[str, Any], args: tuple) -> Error:
+    """Rebuild the PEP 249 exception a server-side driver raised."""
+    cls = DBAPI_CLASSES.get(error.get("dbapi_class", ""), DatabaseError)
+    exc = cls(*args) if args else cls(error.get("message", ""))
+    exc.sqlstate = error.get("sqlstate")
+    exc.errno = error.get("errno")
+    exc.sqlite_errorcode = error.get("sqlite_errorcode")
+    exc.sqlite_errorname = error.get("sqlite_errorname")
+    return exc

@@ -1,0 +1,274 @@
+"""The session-proxy wire protocol, defined once for client and server.
+
+Everything is JSON over HTTP.  Values inside messages (parameters, rows, error
+arguments) are encoded with :mod:`session_proxy.codec`.
+
+``GET /v1/health``
+    Liveness and handshake, no authentication: :data:`PROTOCOL_VERSION`,
+    backend dialect and driver, server version info, paramstyle and the
+    server's limits (see :class:`Handshake`).
+
+``POST /v1/pipeline``
+    ``{"protocol": 1, "txn": null | ID, "steps": [STEP, ...]}`` runs the steps
+    in order on one server-held connection and answers ``{"txn": ID | null,
+    "results": [RESULT, ...]}``.  A request without ``txn`` leases a new
+    connection; the answer names it, and later requests send that id back.
+    ``commit``/``rollback`` end the lease.  Steps:
+
+    - ``{"op": "begin", "options": {...}}`` sets connection options
+      (``isolation_level``, ``read_only``, ``deferrable``) for the lease;
+      allowed only as the first step of a request that opens the lease.
+    - ``{"op": "execute", "sql": S, "params": P}`` and
+      ``{"op": "execute_many", "sql": S, "seq_of_params": [P, ...]}``.
+      The result carries ``description``, ``rowcount``, ``lastrowid``, up to
+      one page of ``rows`` and, when more rows remain, a ``cursor`` id.
+    - ``{"op": "fetch", "cursor": C, "n": N}`` returns up to N more rows and
+      ``"done": true`` once the cursor is exhausted and closed.
+    - ``{"op": "close", "cursor": C}`` closes a server-side cursor early.
+    - ``{"op": "commit"}`` / ``{"op": "rollback"}`` end the transaction and
+      return the connection to the server's pool.
+
+    A failing step stops the pipeline: the error names the step index, the
+    lease stays open (unless it was lost) and earlier results are discarded.
+
+Errors, on every endpoint: ``{"error": {"code": CODE, "message": TEXT, ...}}``
+with the HTTP status of :data:`ERROR_STATUS`.  A database error adds
+``dbapi_class`` (the PEP 249 class name), ``args``, ``sqlstate`` / ``errno``
+where the driver gives one, and ``step``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+PROTOCOL_VERSION = 1
+PROTOCOL_HEADER = "X-Session-Proxy-Protocol"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+HEALTH_PATH = "/v1/health"
+PIPELINE_PATH = "/v1/pipeline"
+METRICS_PATH = "/v1/metrics"
+
+JSON_CONTENT_TYPE = "application/json"
+
+# Step operations.
+BEGIN = "begin"
+EXECUTE = "execute"
+EXECUTE_MANY = "execute_many"
+FETCH = "fetch"
+CLOSE = "close"
+COMMIT = "commit"
+ROLLBACK = "rollback"
+STEP_OPS = frozenset({BEGIN, EXECUTE, EXECUTE_MANY, FETCH, CLOSE, COMMIT, ROLLBACK})
+
+CONNECTION_OPTIONS = frozenset({"isolation_level", "read_only", "deferrable"})
+
+# Error codes and the HTTP status each is sent with.
+BAD_REQUEST = "bad_request"
+UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+UNKNOWN_TRANSACTION = "unknown_transaction"
+TRANSACTION_EXPIRED = "transaction_expired"
+UNKNOWN_CURSOR = "unknown_cursor"
+TOO_LARGE = "request_too_large"
+TOO_MANY_TRANSACTIONS = "too_many_transactions"
+TRANSACTION_BUSY = "transaction_busy"
+DATABASE_ERROR = "database_error"
+NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+INTERNAL_ERROR = "internal_error"
+
+ERROR_STATUS: dict[str, int] = {
+    BAD_REQUEST: 400,
+    UNSUPPORTED_PROTOCOL: 400,
+    UNKNOWN_CURSOR: 400,
+    UNKNOWN_TRANSACTION: 404,
+    NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
+    TRANSACTION_BUSY: 409,
+    TRANSACTION_EXPIRED: 410,
+    TOO_LARGE: 413,
+    DATABASE_ERROR: 422,
+    INTERNAL_ERROR: 500,
+    TOO_MANY_TRANSACTIONS: 503,
+}
+
+# PEP 249 exception class names a database error may carry.
+DBAPI_ERROR_CLASSES = (
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+)
+
+
+class ProtocolError(ValueError):
+    """A message does not follow the protocol; ``code`` is its error code."""
+
+    def __init__(self, message: str, code: str = BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclasses.dataclass(frozen=True)
+class Handshake:
+    """What ``GET /v1/health`` tells a client about the server."""
+
+    protocol: int
+    dialect: str
+    driver: str
+    server_version_info: tuple
+    paramstyle: str
+    server_version: str
+    page_size: int
+    max_body_bytes: int
+    lease_seconds: float
+    charset: str | None = None
+    capabilities: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        body = dataclasses.asdict(self)
+        body["server_version_info"] = list(self.server_version_info)
+        body["capabilities"] = list(self.capabilities)
+        body["status"] = "ok"
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Handshake:
+        try:
+            return cls(
+                protocol=int(body["protocol"]),
+                dialect=str(body["dialect"]),
+                driver=str(body["driver"]),
+                server_version_info=tuple(body["server_version_info"]),
+                paramstyle=str(body["paramstyle"]),
+                server_version=str(body["server_version"]),
+                page_size=int(body["page_size"]),
+                max_body_bytes=int(body["max_body_bytes"]),
+                lease_seconds=float(body["lease_seconds"]),
+                charset=body.get("charset"),
+                capabilities=tuple(body.get("capabilities", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"malformed handshake: {exc!r}") from None
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The JSON body of an error response."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    error.update({key: value for key, value in extra.items() if value is not None})
+    return {"error": error}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ProtocolError(message)
+
+
+def _check_sql(step: dict, index: int) -> None:
+    _require(
+        isinstance(step.get("sql"), str) and step["sql"] != "",
+        f"step {index} ({step['op']}): 'sql' must be a non-empty string",
+    )
+
+
+def _check_cursor(step: dict, index: int) -> None:
+    _require(
+        isinstance(step.get("cursor"), str),
+        f"step {index} ({step['op']}): 'cursor' must be a cursor id string",
+    )
+
+
+def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
+    """Validate a decoded ``/v1/pipeline`` body; return ``(txn, steps)``.
+
+    Step parameters are left encoded.  Raises :class:`ProtocolError` naming
+    the first problem found; nothing has run at that point.
+    """
+    _require(isinstance(body, dict), "request body must be a JSON object")
+    protocol = body.get("protocol")
+    if protocol != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"unsupported protocol version {protocol!r}; "
+            f"this server speaks version {PROTOCOL_VERSION}",
+            UNSUPPORTED_PROTOCOL,
+        )
+    txn = body.get("txn")
+    _require(txn is None or isinstance(txn, str), "'txn' must be null or a string")
+    steps = body.get("steps")
+    _require(
+        isinstance(steps, list) and len(steps) > 0, "'steps' must be a non-empty list"
+    )
+    for index, step in enumerate(steps):
+        _require(isinstance(step, dict), f"step {index} must be a JSON object")
+        op = step.get("op")
+        _require(
+            op in STEP_OPS,
+            f"step {index}: unknown op {op!r}; expected one of {sorted(STEP_OPS)}",
+        )
+        if op == BEGIN:
+            _require(
+                index == 0 and txn is None,
+                f"step {index}: 'begin' must be the first step of a request "
+                "without a transaction id",
+            )
+            options = step.get("options", {})
+            _require(
+                isinstance(options, dict) and set(options) <= CONNECTION_OPTIONS,
+                f"step {index}: 'options' may only hold {sorted(CONNECTION_OPTIONS)}",
+            )
+        elif op == EXECUTE:
+            _check_sql(step, index)
+            params = step.get("params")
+            _require(
+                params is None or isinstance(params, (list, dict)),
+                f"step {index} (execute): 'params' must be a list, an object or null",
+            )
+        elif op == EXECUTE_MANY:
+            _check_sql(step, index)
+            _require(
+                isinstance(step.get("seq_of_params"), list),
+                f"step {index} (execute_many): 'seq_of_params' must be a list",
+            )
+        elif op == FETCH:
+            _check_cursor(step, index)
+            n = step.get("n")
+            _require(
+                type(n) is int and n > 0,
+                f"step {index} (fetch): 'n' must be a positive integer",
+            )
+        elif op == CLOSE:
+            _check_cursor(step, index)
+        elif op in (COMMIT, ROLLBACK):
+            _require(
+                index == len(steps) - 1,
+                f"step {index}: {op!r} ends the transaction and must be the last step",
+            )
+    return txn, steps
+
+
+def decode_step_params(steps: list[dict], decode: Any) -> None:
+    """Decode the parameters of every step in place with ``decode``.
+
+    Raises :class:`ProtocolError` naming the step whose values are malformed,
+    before any step has run.
+    """
+    for index, step in enumerate(steps):
+        try:
+            if "params" in step and step["params"] is not None:
+                step["params"] = decode(step["params"])
+            if "seq_of_params" in step:
+                step["seq_of_params"] = [decode(p) for p in step["seq_of_params"]]
+        except ValueError as exc:
+            raise ProtocolError(f"step {index}: bad parameter value: {exc}") from None
+
+
+def pipeline_request(txn: str | None, steps: list[dict]) -> dict[str, Any]:
+    """The body of a ``/v1/pipeline`` request."""
+    return {"protocol": PROTOCOL_VERSION, "txn": txn, "steps": steps}

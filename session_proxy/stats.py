@@ -1,0 +1,69 @@
+"""Counters of what a proxy engine sent and received.
+
+Each proxy engine owns one :class:`ProxyStats`; read it with
+:func:`session_proxy.stats` (``session_proxy.stats(engine).round_trips``).
+Tests and benchmarks assert on these counts, never on time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+
+@dataclasses.dataclass
+class StatsSnapshot:
+    """A frozen copy of the counters at one moment; subtract two for a delta."""
+
+    round_trips: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    statements: int = 0
+    server_seconds: float = 0.0
+
+    def __sub__(self, other: StatsSnapshot) -> StatsSnapshot:
+        return StatsSnapshot(
+            *(
+                getattr(self, f.name) - getattr(other, f.name)
+                for f in dataclasses.fields(self)
+            )
+        )
+
+
+class ProxyStats:
+    """Thread-safe running totals for one engine's transport."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals = StatsSnapshot()
+
+    def record(
+        self,
+        request_bytes: int,
+        response_bytes: int,
+        statements: int,
+        server_seconds: float = 0.0,
+    ) -> None:
+        """Count one HTTP round trip."""
+        with self._lock:
+            totals = self._totals
+            totals.round_trips += 1
+            totals.request_bytes += request_bytes
+            totals.response_bytes += response_bytes
+            totals.statements += statements
+            totals.server_seconds += server_seconds
+
+    def snapshot(self) -> StatsSnapshot:
+        """A copy of the current totals."""
+        with self._lock:
+            return dataclasses.replace(self._totals)
+
+    def reset(self) -> None:
+        """Set every counter back to zero."""
+        with self._lock:
+            self._totals = StatsSnapshot()
+
+    def __getattr__(self, name: str) -> int | float:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.snapshot(), name)
