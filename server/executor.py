@@ -37,7 +37,7 @@ class ServerCursor:
 
     def fetch(self, n: int) -> tuple[list[Any], bool]:
         """Up to ``n`` rows and whether the cursor is exhausted."""
-        rows = self.peeked + self.cursor.fetchmany(n + 1 - len(self.peeked))
+        rows = self.peeked + list(self.cursor.fetchmany(n + 1 - len(self.peeked)))
         if len(rows) > n:
             self.peeked = rows[n:]
             return rows[:n], False

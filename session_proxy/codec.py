@@ -153,7 +153,10 @@ def _encode_ip(tag: str) -> Callable[[Any], dict]:
 _PLAIN = (str, bool, type(None))
 
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
-    int: _encode_int,
+    # Subclasses of str (SQLAlchemy's quoted_name, str enums) travel as str.
+    str: str,
+    int: lambda v: _encode_int(int(v)),
+    float: lambda v: _encode_float(float(v)),
     float: _encode_float,
     bytes: _encode_bytes,
     bytearray: _encode_bytes,
