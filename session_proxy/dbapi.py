@@ -182,8 +182,12 @@ class Connection:
             return
         try:
             self.request([{"op": op}])
-        finally:
-            self._end_transaction()
+        except Error as exc:
+            # A failed commit the server kept open must still be rolled back.
+            if getattr(exc, "server_txn", None) is None:
+                self._end_transaction()
+            raise
+        self._end_transaction()
 
     def defer(self, step: dict) -> None:
         """Queue a step that needs no answer to ride with the next request."""
@@ -204,10 +208,12 @@ class Connection:
         except (TransactionExpired, TransactionLost):
             self._end_transaction()
             raise
-        except Error:
-            if self._txn is None:
-                # A failed first request leaves no lease behind on the server.
-                self._end_transaction()
+        except Error as exc:
+            # A database error leaves the lease open (the server says which);
+            # a rejected request leaves things as they were.
+            txn = getattr(exc, "server_txn", None)
+            if txn is not None:
+                self._txn = txn
             raise
         self._txn = body.get("txn")
         results = body.get("results")

@@ -156,6 +156,7 @@ class HTTPTransport:
             return exc
         code = error.get("code")
         message = str(error.get("message", ""))
+        txn = error.get("txn")
         where = f" [{url}, request {request_id}]" if request_id else f" [{url}]"
         if code == protocol.DATABASE_ERROR:
             try:
@@ -179,4 +180,6 @@ class HTTPTransport:
                 f"{code}: {message} (HTTP {response.status_code}){where}"
             )
         exc.request_id = request_id  # type: ignore[attr-defined]
+        # The lease the server kept open despite the error, if any.
+        exc.server_txn = txn if isinstance(txn, str) else None  # type: ignore[attr-defined]
         return exc

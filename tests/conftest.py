@@ -1,0 +1,202 @@
+"""Shared fixtures: real databases, real ``session-proxy-server`` processes.
+
+``backend`` is one of sqlite / postgresql / mysql, ``mode`` one of direct /
+proxy.  In proxy mode the engine talks HTTP to a ``session-proxy-server``
+subprocess in front of the same database the direct engine uses.
+PostgreSQL and MySQL tests skip when their server is down, except under
+``CI=true``, where a missing server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+import session_proxy
+
+BACKEND_URLS = {
+    "postgresql": os.environ.get(
+        "SESSION_PROXY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get(
+        "SESSION_PROXY_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+    ),
+}
+BACKENDS = ["sqlite", "postgresql", "mysql"]
+MODES = ["direct", "proxy"]
+ON_CI = os.environ.get("CI", "").lower() == "true"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _reachable(url: str) -> str | None:
+    parsed = make_url(url)
+    try:
+        with socket.create_connection((parsed.host, parsed.port), timeout=2):
+            return None
+    except OSError as exc:
+        return f"{parsed.get_backend_name()} at {parsed.host}:{parsed.port}: {exc}"
+
+
+class ServerProcess:
+    """A ``session-proxy-server`` subprocess on a free port."""
+
+    def __init__(self, db_url: str, *extra: str) -> None:
+        self.db_url = db_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"sp-server-{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "--db-url",
+                db_url,
+                "--port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+                *extra,
+            ],
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sqlite") / "test.db"
+
+
+def backend_url(backend: str, sqlite_path: Path) -> str:
+    """The direct SQLAlchemy URL of ``backend`` for this test run."""
+    if backend == "sqlite":
+        return f"sqlite:///{sqlite_path}"
+    url = BACKEND_URLS[backend]
+    problem = _reachable(url)
+    if problem:
+        if ON_CI:
+            pytest.fail(f"database server not reachable under CI=true: {problem}")
+        pytest.skip(f"database server not reachable: {problem}")
+    return url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def db_url(backend: str, sqlite_path: Path) -> str:
+    return backend_url(backend, sqlite_path)
+
+
+_servers: dict[str, ServerProcess] = {}
+
+
+@pytest.fixture(scope="session")
+def server(db_url: str) -> Iterator[ServerProcess]:
+    """The shared server process for this backend (started once per run)."""
+    if db_url not in _servers:
+        _servers[db_url] = ServerProcess(db_url)
+    yield _servers[db_url]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for proc in _servers.values():
+        proc.stop()
+
+
+@pytest.fixture
+def direct_engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def proxy_engine(server: ServerProcess) -> Iterator[sa.Engine]:
+    engine = session_proxy.create_engine(server.url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def engine(mode: str, request: pytest.FixtureRequest) -> sa.Engine:
+    """The engine under test: direct or through the proxy."""
+    return request.getfixturevalue(f"{mode}_engine")
+
+
+@pytest.fixture
+def make_engine(mode: str, db_url: str, request: pytest.FixtureRequest) -> Iterator:
+    """Build more engines of the current mode (e.g. a second client)."""
+    made: list[sa.Engine] = []
+
+    def make() -> sa.Engine:
+        if mode == "direct":
+            engine = sa.create_engine(db_url)
+        else:
+            engine = session_proxy.create_engine(request.getfixturevalue("server").url)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.05) -> None:
+    """Poll ``condition`` until true; fail the test if it never becomes true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"condition {condition} not reached within {timeout} s")
