@@ -19,7 +19,8 @@ import secrets
 import threading
 import time
 from collections import Counter
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy.engine import Engine, make_url

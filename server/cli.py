@@ -13,7 +13,7 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .app import create_app
 from .config import ServerConfig
@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``session-proxy-server``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    level = args.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Werkzeug's access log follows the chosen level too.
+    logging.getLogger("werkzeug").setLevel(level)
     try:
         config = ServerConfig(
             lease_seconds=args.lease_seconds,

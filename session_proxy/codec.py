@@ -38,7 +38,8 @@ import decimal
 import ipaddress
 import math
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 __all__ = ["JSONParam", "from_wire", "to_wire"]
@@ -116,7 +117,10 @@ def _encode_time(value: datetime.time) -> dict:
 def _encode_int(value: int) -> Any:
     if -_SAFE_INT <= value <= _SAFE_INT:
         return value
-    return {TAG: "int", "v": str(value)}
+    try:
+        return {TAG: "int", "v": str(value)}
+    except ValueError as exc:  # beyond sys.get_int_max_str_digits()
+        raise TypeError(f"session-proxy cannot send this int: {exc}") from None
 
 
 def _encode_float(value: float) -> Any:
@@ -154,10 +158,9 @@ _PLAIN = (str, bool, type(None))
 
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
     # Subclasses of str (SQLAlchemy's quoted_name, str enums) travel as str.
-    str: str,
+    str: str.__str__,
     int: lambda v: _encode_int(int(v)),
     float: lambda v: _encode_float(float(v)),
-    float: _encode_float,
     bytes: _encode_bytes,
     bytearray: _encode_bytes,
     memoryview: _encode_bytes,
@@ -227,33 +230,49 @@ def _decode_tz(body: dict, value: Any) -> Any:
 
 
 def _decode_float(body: dict) -> float:
-    text = body["v"]
+    text = _text(body)
     if text not in ("nan", "inf", "-inf"):
         raise ValueError(f"bad float value {text!r}")
     return float(text)
 
 
+def _text(body: dict) -> str:
+    value = body["v"]
+    if type(value) is not str:
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _decode_timedelta(body: dict) -> datetime.timedelta:
+    parts = body["v"]
+    if type(parts) is not list or len(parts) != 3 or any(type(p) is not int for p in parts):
+        raise ValueError("expected [days, seconds, microseconds] integers")
+    return datetime.timedelta(days=parts[0], seconds=parts[1], microseconds=parts[2])
+
+
+def _decode_json(body: dict) -> JSONParam:
+    return JSONParam(_text(body), bool(body.get("b")))
+
+
 _DECODERS: dict[str, Callable[[dict], Any]] = {
-    "int": lambda b: int(b["v"]),
+    "int": lambda b: int(_text(b)),
     "float": _decode_float,
-    "bytes": lambda b: base64.b64decode(b["v"], validate=True),
-    "dec": lambda b: decimal.Decimal(b["v"]),
-    "date": lambda b: datetime.date.fromisoformat(b["v"]),
-    "time": lambda b: _decode_tz(b, datetime.time.fromisoformat(b["v"])),
-    "dt": lambda b: _decode_tz(b, datetime.datetime.fromisoformat(b["v"])),
-    "td": lambda b: datetime.timedelta(
-        days=b["v"][0], seconds=b["v"][1], microseconds=b["v"][2]
-    ),
-    "uuid": lambda b: uuid.UUID(b["v"]),
+    "bytes": lambda b: base64.b64decode(_text(b), validate=True),
+    "dec": lambda b: decimal.Decimal(_text(b)),
+    "date": lambda b: datetime.date.fromisoformat(_text(b)),
+    "time": lambda b: _decode_tz(b, datetime.time.fromisoformat(_text(b))),
+    "dt": lambda b: _decode_tz(b, datetime.datetime.fromisoformat(_text(b))),
+    "td": _decode_timedelta,
+    "uuid": lambda b: uuid.UUID(_text(b)),
     "tuple": lambda b: tuple(from_wire(item) for item in b["v"]),
     "dict": lambda b: {from_wire(k): from_wire(v) for k, v in b["v"]},
-    "json": lambda b: JSONParam(b["v"], bool(b.get("b"))),
-    "ip4": lambda b: ipaddress.IPv4Address(b["v"]),
-    "ip6": lambda b: ipaddress.IPv6Address(b["v"]),
-    "if4": lambda b: ipaddress.IPv4Interface(b["v"]),
-    "if6": lambda b: ipaddress.IPv6Interface(b["v"]),
-    "net4": lambda b: ipaddress.IPv4Network(b["v"]),
-    "net6": lambda b: ipaddress.IPv6Network(b["v"]),
+    "json": _decode_json,
+    "ip4": lambda b: ipaddress.IPv4Address(_text(b)),
+    "ip6": lambda b: ipaddress.IPv6Address(_text(b)),
+    "if4": lambda b: ipaddress.IPv4Interface(_text(b)),
+    "if6": lambda b: ipaddress.IPv6Interface(_text(b)),
+    "net4": lambda b: ipaddress.IPv4Network(_text(b)),
+    "net6": lambda b: ipaddress.IPv6Network(_text(b)),
 }
 
 
@@ -267,15 +286,22 @@ def from_wire(value: Any) -> Any:
         return [from_wire(item) for item in value]
     if kind is not dict:
         return value
-    tag = value.get(TAG)
-    if tag is None:
+    if TAG not in value:
         return {key: from_wire(item) for key, item in value.items()}
-    decoder = _DECODERS.get(tag)
+    tag = value[TAG]
+    decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None:
         raise ValueError(f"unknown value tag {tag!r}")
     try:
         return decoder(value)
-    except (KeyError, TypeError, IndexError, ValueError, ArithmeticError) as exc:
+    except (
+        KeyError,
+        TypeError,
+        IndexError,
+        ValueError,
+        AttributeError,
+        ArithmeticError,
+    ) as exc:
         raise ValueError(f"malformed {tag!r} value: {exc}") from None
 
 

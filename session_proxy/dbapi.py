@@ -15,6 +15,7 @@ response, the rest from a server-side cursor as the application fetches.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -37,6 +38,18 @@ from .errors import (
 from .transport import HTTPTransport
 
 __all__ = [
+    "BINARY",
+    "Binary",
+    "DATETIME",
+    "Date",
+    "DateFromTicks",
+    "NUMBER",
+    "ROWID",
+    "STRING",
+    "Time",
+    "TimeFromTicks",
+    "Timestamp",
+    "TimestampFromTicks",
     "Connection",
     "Cursor",
     "DatabaseError",
@@ -54,6 +67,42 @@ __all__ = [
     "paramstyle",
     "threadsafety",
 ]
+
+# PEP 249 constructors and type objects.  Values are sent as themselves;
+# the codec carries their types.
+Binary = bytes
+Date = datetime.date
+Time = datetime.time
+Timestamp = datetime.datetime
+
+
+def DateFromTicks(ticks: float) -> datetime.date:  # noqa: N802 - PEP 249 name
+    """PEP 249 ``DateFromTicks``."""
+    return datetime.date.fromtimestamp(ticks)
+
+
+def TimeFromTicks(ticks: float) -> datetime.time:  # noqa: N802 - PEP 249 name
+    """PEP 249 ``TimeFromTicks``."""
+    return datetime.datetime.fromtimestamp(ticks).time()
+
+
+def TimestampFromTicks(ticks: float) -> datetime.datetime:  # noqa: N802 - PEP 249 name
+    """PEP 249 ``TimestampFromTicks``."""
+    return datetime.datetime.fromtimestamp(ticks)
+
+
+class _TypeObject(frozenset):
+    def __eq__(self, other: object) -> bool:
+        return other in self if not isinstance(other, frozenset) else super().__eq__(other)
+
+    __hash__ = frozenset.__hash__
+
+
+STRING = _TypeObject({"STRING"})
+BINARY = _TypeObject({"BINARY"})
+NUMBER = _TypeObject({"NUMBER"})
+DATETIME = _TypeObject({"DATETIME"})
+ROWID = _TypeObject({"ROWID"})
 
 apilevel = "2.0"
 threadsafety = 1
@@ -182,6 +231,10 @@ class Connection:
             return
         try:
             self.request([{"op": op}])
+        except (TransactionExpired, TransactionLost):
+            if op == protocol.COMMIT:
+                raise
+            # Rolling back what the server already rolled back succeeds.
         except Error as exc:
             # A failed commit the server kept open must still be rolled back.
             if getattr(exc, "server_txn", None) is None:

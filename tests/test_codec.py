@@ -78,11 +78,13 @@ def assert_same(got: Any, expected: Any, path: str = "value") -> None:
         )
     elif isinstance(expected, (list, tuple)):
         assert len(got) == len(expected), f"{path}: {got!r} != {expected!r}"
-        for index, (g, e) in enumerate(zip(got, expected)):
+        for index, (g, e) in enumerate(zip(got, expected, strict=True)):
             assert_same(g, e, f"{path}[{index}]")
     elif isinstance(expected, dict):
         assert len(got) == len(expected), f"{path}: {got!r} != {expected!r}"
-        for index, ((gk, gv), (ek, ev)) in enumerate(zip(got.items(), expected.items())):
+        for index, ((gk, gv), (ek, ev)) in enumerate(
+            zip(got.items(), expected.items(), strict=True)
+        ):
             assert_same(gk, ek, f"{path}.key#{index}")
             assert_same(gv, ev, f"{path}[{ek!r}]")
     else:

@@ -11,11 +11,12 @@ own classes and are not supported.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from sqlalchemy.dialects.postgresql._psycopg_common import _PGDialect_common_psycopg
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.dialects.postgresql._psycopg_common import _PGDialect_common_psycopg
 
 from ..codec import JSONParam
 from .base import ProxyDialectMixin
