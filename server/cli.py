@@ -13,6 +13,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .app import create_app
@@ -86,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = make_server(args.host, args.port, app, threaded=True)
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        # shutdown() waits for the serve loop, so it must not run on the
+        # main thread that the loop runs on.
+        threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     logging.getLogger("session_proxy.server").info(

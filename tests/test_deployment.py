@@ -1,0 +1,152 @@
+"""The server as users deploy it: the CLI and gunicorn, over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+import session_proxy
+
+from .conftest import REPO, ServerProcess, free_port
+
+
+def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--db-url", "sqlite:///:memory:"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "in-memory database is not supported" in result.stderr
+
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db",
+         "--page-size", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "page_size must be positive" in result.stderr
+
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--db-url", "postgresql+psycopg2://u@h/d"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "'psycopg' driver, not 'psycopg2'" in result.stderr
+
+
+def test_console_script_serves_sqlite(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("session-proxy-server")
+    if not script.exists():
+        pytest.skip("package not installed with its console script")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(script), "--db-url", f"sqlite:///{tmp_path}/cli.db", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = [process.stdout.readline() for _ in range(2)]
+        assert any("listening on http://127.0.0.1:" in line for line in lines), lines
+        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}")
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (1), (2)"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT sum(x) FROM t")).scalar_one() == 3
+        engine.dispose()
+    finally:
+        process.terminate()
+        assert process.wait(15) == 0  # SIGTERM shuts down cleanly
+
+
+def _gunicorn() -> str:
+    path = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    if path is None:
+        pytest.skip("gunicorn is not installed (extra 'gunicorn')")
+    return path
+
+
+def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
+    from .conftest import backend_url
+
+    db_url = backend_url("postgresql", sqlite_path)
+    port = free_port()
+    env = dict(os.environ, SESSION_PROXY_DB_URL=db_url, SESSION_PROXY_LEASE_SECONDS="30")
+    process = subprocess.Popen(
+        [_gunicorn(), "--workers", "1", "--threads", "8", "--bind", f"127.0.0.1:{port}",
+         "server.wsgi:app"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).json()
+                break
+            except requests.RequestException:
+                assert process.poll() is None, "gunicorn exited"
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+        assert (health["dialect"], health["driver"], health["lease_seconds"]) == (
+            "postgresql",
+            "psycopg",
+            30.0,
+        )
+        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}")
+        column = sa.Column("id", sa.Integer, primary_key=True)
+        table = sa.Table("sp_gunicorn", sa.MetaData(), column)
+        table.drop(engine, checkfirst=True)
+        table.create(engine)
+        with engine.connect() as conn:
+            conn.execute(table.insert(), [{"id": 1}, {"id": 2}])
+            conn.rollback()
+            conn.execute(table.insert(), [{"id": 3}])
+            conn.commit()
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(table.c.id)).scalars().all() == [3]
+        table.drop(engine)
+        engine.dispose()
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_wsgi_module_requires_database_url() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SESSION_PROXY_DB_URL"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import server.wsgi"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "set SESSION_PROXY_DB_URL" in result.stderr
+
+
+def test_server_process_fixture_reports_backend(server: ServerProcess, backend: str) -> None:
+    health = requests.get(server.url + "/v1/health", timeout=5).json()
+    assert health["dialect"] == backend
+    assert health["protocol"] == 1
