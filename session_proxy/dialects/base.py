@@ -44,6 +44,7 @@ class ProxyDialectMixin:
         proxy_verify: bool | str = True,
         **kwargs: Any,
     ) -> None:
+        self._explicit_paramstyle = "paramstyle" in kwargs
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         super().__init__(**kwargs)  # type: ignore[call-arg]
         self.proxy_token = proxy_token
@@ -95,7 +96,22 @@ class ProxyDialectMixin:
 
     def initialize(self, connection: Any) -> None:
         self._check_server_driver()
+        self._adopt_server_paramstyle()
         super().initialize(connection)  # type: ignore[misc]
+
+    def _adopt_server_paramstyle(self) -> None:
+        """Compile with the paramstyle the server's driver module declares.
+
+        A real driver dialect takes it from ``dbapi.paramstyle`` at
+        construction; the proxy learns it from the handshake at first connect,
+        before any statement is compiled.
+        """
+        assert self.transport is not None
+        style = self.transport.handshake().paramstyle
+        if self._explicit_paramstyle or style == self.paramstyle:
+            return
+        self.paramstyle = style
+        self.positional = style in ("qmark", "format", "numeric", "numeric_dollar")
 
     def on_connect(self) -> None:
         # The server's own engine already ran its driver dialect's connect

@@ -36,6 +36,7 @@ class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
             for key in ("proxy_token", "proxy_timeout", "proxy_verify")
             if key in kwargs
         }
+        self._explicit_paramstyle = "paramstyle" in kwargs
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         kwargs["use_native_hstore"] = False
         # psycopg's own __init__ builds an adapters map from the driver module.
