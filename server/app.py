@@ -31,12 +31,13 @@ from werkzeug.wrappers import Request, Response
 import session_proxy
 from session_proxy import protocol
 from session_proxy.codec import from_wire
-from session_proxy.transport import SERVER_TIME_HEADER
+from session_proxy.protocol import SERVER_TIME_HEADER
 
 from .config import ServerConfig
 from .drivers import check_supported
 from .executor import Executor, StepFailed
 from .leases import LeaseError, LeaseRegistry
+from .operations import OperationFailed, OperationHost
 
 log = logging.getLogger("session_proxy.server")
 
@@ -69,9 +70,12 @@ def create_engine_for(db_url: str, config: ServerConfig) -> Engine:
 class ProxyServer:
     """The WSGI callable: routes, error handling, metrics."""
 
-    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+    def __init__(
+        self, engine: Engine, config: ServerConfig, operation_modules: Iterable[str] = ()
+    ) -> None:
         self.engine = engine
         self.config = config
+        self.operations = OperationHost(engine, operation_modules)
         self.registry = LeaseRegistry(
             engine,
             lease_seconds=config.lease_seconds,
@@ -88,12 +92,16 @@ class ProxyServer:
                 Rule(protocol.HEALTH_PATH, endpoint="health", methods=["GET"]),
                 Rule(protocol.PIPELINE_PATH, endpoint="pipeline", methods=["POST"]),
                 Rule(protocol.METRICS_PATH, endpoint="metrics", methods=["GET"]),
+                Rule(
+                    protocol.OPERATIONS_PREFIX + "<name>", endpoint="operation", methods=["POST"]
+                ),
             ]
         )
-        self._handlers: dict[str, Callable[[Request], Response]] = {
+        self._handlers: dict[str, Callable[..., Response]] = {
             "health": self.on_health,
             "pipeline": self.on_pipeline,
             "metrics": self.on_metrics,
+            "operation": self.on_operation,
         }
         self._requests: Counter[tuple[str, int]] = Counter()
         self._metrics_lock = threading.Lock()
@@ -120,7 +128,7 @@ class ProxyServer:
             max_body_bytes=self.config.max_body_bytes,
             lease_seconds=self.config.lease_seconds,
             charset=charset,
-            capabilities=("pipeline", "fetch", "leases"),
+            capabilities=("pipeline", "fetch", "leases", "operations"),
         )
 
     # -- WSGI -----------------------------------------------------------------
@@ -132,8 +140,8 @@ class ProxyServer:
         request_id = request.headers.get(protocol.REQUEST_ID_HEADER) or secrets.token_hex(8)
         endpoint = "unknown"
         try:
-            endpoint, _ = self.url_map.bind_to_environ(environ).match()
-            response = self._handlers[endpoint](request)
+            endpoint, arguments = self.url_map.bind_to_environ(environ).match()
+            response = self._handlers[endpoint](request, **arguments)
         except HTTPException as exc:
             code = {404: protocol.NOT_FOUND, 405: protocol.METHOD_NOT_ALLOWED}.get(
                 exc.code or 400, protocol.BAD_REQUEST
@@ -174,25 +182,9 @@ class ProxyServer:
 
     def on_pipeline(self, request: Request) -> Response:
         """Run one pipeline request (see :mod:`session_proxy.protocol`)."""
-        version = request.headers.get(protocol.PROTOCOL_HEADER)
-        if version is not None and version != str(protocol.PROTOCOL_VERSION):
-            return self.error(
-                protocol.UNSUPPORTED_PROTOCOL,
-                f"client speaks protocol {version}, this server speaks "
-                f"{protocol.PROTOCOL_VERSION}",
-            )
-        try:
-            raw = request.get_data(cache=False)
-        except RequestEntityTooLarge:
-            return self.error(
-                protocol.TOO_LARGE,
-                f"request body exceeds the server's limit of "
-                f"{self.config.max_body_bytes} bytes",
-            )
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            return self.error(protocol.BAD_REQUEST, f"request body is not valid JSON: {exc}")
+        body = self._json_body(request)
+        if isinstance(body, Response):
+            return body
         try:
             txn, steps = protocol.parse_pipeline_request(body)
             protocol.decode_step_params(steps, from_wire)
@@ -213,6 +205,42 @@ class ProxyServer:
                 f"connection option not supported by the {self.engine.dialect.name} "
                 f"backend: {exc}",
             )
+
+    def _json_body(self, request: Request) -> Any:
+        """The decoded JSON body, or the error response to send instead."""
+        version = request.headers.get(protocol.PROTOCOL_HEADER)
+        if version is not None and version != str(protocol.PROTOCOL_VERSION):
+            return self.error(
+                protocol.UNSUPPORTED_PROTOCOL,
+                f"client speaks protocol {version}, this server speaks "
+                f"{protocol.PROTOCOL_VERSION}",
+            )
+        try:
+            raw = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            return self.error(
+                protocol.TOO_LARGE,
+                f"request body exceeds the server's limit of "
+                f"{self.config.max_body_bytes} bytes",
+            )
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            return self.error(protocol.BAD_REQUEST, f"request body is not valid JSON: {exc}")
+
+    def on_operation(self, request: Request, name: str) -> Response:
+        """Run one logical operation in one transaction."""
+        body = self._json_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            outcome = self.operations.call(name, body)
+        except OperationFailed as exc:
+            return self.error(exc.code, str(exc), **exc.extra)
+        response = self.json_response(outcome.body)
+        response.headers[protocol.STATEMENTS_HEADER] = str(outcome.statements)
+        response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{outcome.transaction_seconds:.6f}"
+        return response
 
     def on_metrics(self, request: Request) -> Response:
         """Prometheus text exposition of the server's counters."""
@@ -245,12 +273,18 @@ class ProxyServer:
         self.engine.dispose()
 
 
-def create_app(db_url: str, config: ServerConfig | None = None, **settings: Any) -> ProxyServer:
+def create_app(
+    db_url: str,
+    config: ServerConfig | None = None,
+    operations: Iterable[str] = (),
+    **settings: Any,
+) -> ProxyServer:
     """Build the WSGI app for ``db_url``.
 
-    ``settings`` are :class:`~server.config.ServerConfig` fields
-    (``lease_seconds=30``, ``page_size=1000``, ...), used when ``config`` is
-    not given.
+    ``operations`` names the modules whose ``@remote_operation`` functions the
+    server exposes.  ``settings`` are :class:`~server.config.ServerConfig`
+    fields (``lease_seconds=30``, ``page_size=1000``, ...), used when
+    ``config`` is not given.
     """
     config = config or ServerConfig(**settings)
-    return ProxyServer(create_engine_for(db_url, config), config)
+    return ProxyServer(create_engine_for(db_url, config), config, operations)

@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.max_body_bytes,
         help="largest request body accepted (default %(default)s)",
     )
+    parser.add_argument(
+        "--operations",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="expose the @remote_operation functions of MODULE (repeatable, or "
+        "comma-separated)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     return parser
 
@@ -77,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             page_size=args.page_size,
             max_body_bytes=args.max_body_bytes,
         )
-        app = create_app(args.db_url, config)
+        modules = [name for item in args.operations for name in item.split(",") if name]
+        app = create_app(args.db_url, config, operations=modules)
     except (ValueError, ImportError) as exc:
         print(f"session-proxy-server: {exc}", file=sys.stderr)
         return 2

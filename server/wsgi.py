@@ -7,7 +7,9 @@
 
 ``SESSION_PROXY_DB_URL`` is required; ``SESSION_PROXY_LEASE_SECONDS``,
 ``SESSION_PROXY_MAX_TRANSACTIONS``, ``SESSION_PROXY_PAGE_SIZE`` and
-``SESSION_PROXY_MAX_BODY_BYTES`` are optional.  A transaction lives in one
+``SESSION_PROXY_MAX_BODY_BYTES`` are optional, and
+``SESSION_PROXY_OPERATIONS`` names (comma-separated) the modules whose
+logical operations the server exposes.  A transaction lives in one
 process, so run one worker process with threads.
 """
 
@@ -23,7 +25,8 @@ def _from_env():  # noqa: ANN202 - returns ProxyServer
     db_url = os.environ.get("SESSION_PROXY_DB_URL")
     if not db_url:
         raise RuntimeError("set SESSION_PROXY_DB_URL to the database's SQLAlchemy URL")
-    return create_app(db_url, ServerConfig.from_env())
+    modules = [m for m in os.environ.get("SESSION_PROXY_OPERATIONS", "").split(",") if m]
+    return create_app(db_url, ServerConfig.from_env(), operations=modules)
 
 
 app = _from_env()

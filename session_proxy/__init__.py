@@ -10,9 +10,22 @@ shared with the server.
 from __future__ import annotations
 
 from .engine import create_engine, stats
+from .logical import configure_local, configure_remote, operation_mode, remote_operation
 from .session import ProxySession
 from .stats import StatsSnapshot
+from .values import register_exception
 
 __version__ = "0.1.0"
 
-__all__ = ["ProxySession", "StatsSnapshot", "__version__", "create_engine", "stats"]
+__all__ = [
+    "ProxySession",
+    "StatsSnapshot",
+    "__version__",
+    "configure_local",
+    "configure_remote",
+    "create_engine",
+    "operation_mode",
+    "register_exception",
+    "remote_operation",
+    "stats",
+]

@@ -56,9 +56,21 @@ def create_engine(
     )
 
 
-def stats(engine: Engine) -> ProxyStats:
-    """The round-trip, byte and statement counters of a proxy engine."""
-    transport = getattr(engine.dialect, "transport", None)
+def stats(source: Any = None) -> ProxyStats:
+    """The round-trip, byte, statement and server-time counters of ``source``.
+
+    ``source`` is a proxy engine, a :class:`~session_proxy.logical.RemoteClient`,
+    or None for the client of the process-wide remote operations mode.
+    """
+    if source is None:
+        from .logical import remote_client
+
+        source = remote_client()
+        if source is None:
+            raise TypeError("remote operations are not configured in this process")
+    if hasattr(source, "transport") and hasattr(source, "call"):
+        return source.transport.stats
+    transport = getattr(getattr(source, "dialect", None), "transport", None)
     if transport is None:
-        raise TypeError(f"{engine!r} is not a session-proxy engine")
+        raise TypeError(f"{source!r} is not a session-proxy engine or remote client")
     return transport.stats

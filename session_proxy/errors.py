@@ -148,3 +148,29 @@ def database_error(error: dict[str, Any], args: tuple) -> Error:
     exc.sqlite_errorcode = error.get("sqlite_errorcode")
     exc.sqlite_errorname = error.get("sqlite_errorname")
     return exc
+
+
+class RemoteOperationError(ProxyError):
+    """A logical operation raised an exception of a class the caller can't rebuild.
+
+    ``type_name`` is the original exception's ``module.QualName``.
+    """
+
+    code = "operation_error"
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.original_message = message
+
+
+class UnknownOperation(ProxyError, LookupError):
+    """The server exposes no operation of that name."""
+
+    code = "unknown_operation"
+
+
+class OperationRejected(ProxyError, TypeError):
+    """The server refused a logical call's arguments."""
+
+    code = "bad_arguments"

@@ -31,6 +31,13 @@ arguments) are encoded with :mod:`session_proxy.codec`.
     A failing step stops the pipeline: the error names the step index, the
     lease stays open (unless it was lost) and earlier results are discarded.
 
+``POST /v1/operations/<name>``
+    ``{"protocol": 1, "args": [...], "kwargs": {...}}`` runs one logical
+    operation in one transaction and answers ``{"result": ...}``.  Values use
+    :mod:`session_proxy.values` (the codec plus ORM instances).  An exception
+    raised by the operation answers ``operation_error`` with ``exception``:
+    its type name, message and args.
+
 Errors, on every endpoint: ``{"error": {"code": CODE, "message": TEXT, ...}}``
 with the HTTP status of :data:`ERROR_STATUS`.  A database error adds
 ``dbapi_class`` (the PEP 249 class name), ``args``, ``sqlstate`` / ``errno``
@@ -40,6 +47,7 @@ where the driver gives one, and ``step``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -49,6 +57,13 @@ REQUEST_ID_HEADER = "X-Request-Id"
 HEALTH_PATH = "/v1/health"
 PIPELINE_PATH = "/v1/pipeline"
 METRICS_PATH = "/v1/metrics"
+OPERATIONS_PREFIX = "/v1/operations/"
+OPERATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+# Response headers with per-request measurements.
+SERVER_TIME_HEADER = "X-Server-Time"
+STATEMENTS_HEADER = "X-Statements"
+TRANSACTION_TIME_HEADER = "X-Transaction-Seconds"
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -77,11 +92,17 @@ DATABASE_ERROR = "database_error"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 INTERNAL_ERROR = "internal_error"
+UNKNOWN_OPERATION = "unknown_operation"
+BAD_ARGUMENTS = "bad_arguments"
+OPERATION_ERROR = "operation_error"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
     UNSUPPORTED_PROTOCOL: 400,
     UNKNOWN_CURSOR: 400,
+    BAD_ARGUMENTS: 400,
+    UNKNOWN_OPERATION: 404,
+    OPERATION_ERROR: 422,
     UNKNOWN_TRANSACTION: 404,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
@@ -267,6 +288,28 @@ def decode_step_params(steps: list[dict], decode: Any) -> None:
                 step["seq_of_params"] = [decode(p) for p in step["seq_of_params"]]
         except ValueError as exc:
             raise ProtocolError(f"step {index}: bad parameter value: {exc}") from None
+
+
+def parse_operation_request(body: Any) -> tuple[list, dict]:
+    """Validate a decoded ``/v1/operations/<name>`` body; return encoded ``(args, kwargs)``."""
+    _require(isinstance(body, dict), "request body must be a JSON object")
+    protocol = body.get("protocol")
+    if protocol != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"unsupported protocol version {protocol!r}; "
+            f"this server speaks version {PROTOCOL_VERSION}",
+            UNSUPPORTED_PROTOCOL,
+        )
+    args = body.get("args", [])
+    kwargs = body.get("kwargs", {})
+    _require(isinstance(args, list), "'args' must be a list")
+    _require(isinstance(kwargs, dict), "'kwargs' must be an object")
+    return args, kwargs
+
+
+def operation_request(args: Any, kwargs: Any) -> dict[str, Any]:
+    """The body of a ``/v1/operations/<name>`` request (values already encoded)."""
+    return {"protocol": PROTOCOL_VERSION, "args": args, "kwargs": kwargs}
 
 
 def pipeline_request(txn: str | None, steps: list[dict]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from . import errors, protocol
 from .codec import from_wire
 from .stats import ProxyStats
 
-SERVER_TIME_HEADER = "X-Server-Time"
+SERVER_TIME_HEADER = protocol.SERVER_TIME_HEADER
 
 
 class HTTPTransport:
@@ -110,6 +110,46 @@ class HTTPTransport:
         if response.status_code != 200:
             raise self._error_from(body, response, self._pipeline_url)
         return body
+
+    def call_operation(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """Run logical operation ``name`` on the server; return its decoded result.
+
+        Raises the operation's own exception (rebuilt by
+        :func:`session_proxy.values.decode_exception`), or a
+        :class:`~session_proxy.errors.ProxyError`.
+        """
+        from . import values
+
+        payload = json.dumps(
+            protocol.operation_request(
+                [values.to_wire(a) for a in args],
+                {k: values.to_wire(v) for k, v in kwargs.items()},
+            ),
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode("utf-8")
+        url = self.base_url + protocol.OPERATIONS_PREFIX + name
+        response = self._send("POST", url, payload)
+        headers = response.headers
+        try:
+            statements = int(headers.get(protocol.STATEMENTS_HEADER, 0))
+            server_seconds = float(headers.get(SERVER_TIME_HEADER, 0.0))
+        except ValueError:
+            statements, server_seconds = 0, 0.0
+        self.stats.record(len(payload), len(response.content), statements, server_seconds)
+        body = self._decode(response, url)
+        if response.status_code == 200:
+            return values.from_wire(body.get("result"))
+        error = body.get("error")
+        if isinstance(error, dict):
+            where = f" [operation {name} at {self.base_url}]"
+            if error.get("code") == protocol.OPERATION_ERROR:
+                raise values.decode_exception(error.get("exception") or {}, where)
+            if error.get("code") == protocol.UNKNOWN_OPERATION:
+                raise errors.UnknownOperation(str(error.get("message")) + where)
+            if error.get("code") == protocol.BAD_ARGUMENTS:
+                raise errors.OperationRejected(str(error.get("message")) + where)
+        raise self._error_from(body, response, url)
 
     def close(self) -> None:
         """Close pooled HTTP connections."""

@@ -34,6 +34,7 @@ BACKEND_URLS = {
 }
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 MODES = ["direct", "proxy"]
+WORKLOAD_OPERATIONS = "benchmarks.workload.operations"
 ON_CI = os.environ.get("CI", "").lower() == "true"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,7 +141,7 @@ _servers: dict[str, ServerProcess] = {}
 def server(db_url: str) -> Iterator[ServerProcess]:
     """The shared server process for this backend (started once per run)."""
     if db_url not in _servers:
-        _servers[db_url] = ServerProcess(db_url)
+        _servers[db_url] = ServerProcess(db_url, "--operations", WORKLOAD_OPERATIONS)
     yield _servers[db_url]
 
 

@@ -1,0 +1,104 @@
+"""The server half of the logical API.
+
+The server exposes only the operations defined in modules named at start-up
+(``--operations benchmarks.workload.operations``); a client can never make it
+import anything.  Each call runs the registered function on a new session in
+one transaction: committed when it returns, rolled back when it raises or
+when its result cannot be encoded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+
+from session_proxy import protocol, values
+from session_proxy.logical import Operation, operations
+
+
+class OperationFailed(Exception):
+    """A call did not produce a result; ``code`` and ``body`` describe why."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+
+class CallResult:
+    """What one call produced and what it cost on the server."""
+
+    def __init__(self, body: dict[str, Any], statements: int, transaction_seconds: float):
+        self.body = body
+        self.statements = statements
+        self.transaction_seconds = transaction_seconds
+
+
+class OperationHost:
+    """Runs the operations of the named modules against ``engine``."""
+
+    def __init__(self, engine: Engine, module_names: Iterable[str]) -> None:
+        self.module_names = tuple(module_names)
+        for module in self.module_names:
+            importlib.import_module(module)
+        self.operations: dict[str, Operation] = {
+            name: op
+            for name, op in operations().items()
+            if op.fn.__module__ in self.module_names
+        }
+        self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self._local = threading.local()
+        event.listen(engine, "before_cursor_execute", self._count_statement)
+
+    def _count_statement(self, *args: Any) -> None:
+        counter = getattr(self._local, "statements", None)
+        if counter is not None:
+            self._local.statements = counter + 1
+
+    def call(self, name: str, body: Any) -> CallResult:
+        """Decode, check and run one call; raise :class:`OperationFailed`."""
+        operation = self.operations.get(name)
+        if operation is None:
+            raise OperationFailed(
+                protocol.UNKNOWN_OPERATION,
+                f"unknown operation {name!r}; this server exposes "
+                f"{len(self.operations)} operations from {list(self.module_names)}",
+            )
+        try:
+            raw_args, raw_kwargs = protocol.parse_operation_request(body)
+            args = tuple(values.from_wire(arg) for arg in raw_args)
+            kwargs = {key: values.from_wire(value) for key, value in raw_kwargs.items()}
+        except protocol.ProtocolError as exc:
+            raise OperationFailed(exc.code, str(exc)) from None
+        except ValueError as exc:
+            raise OperationFailed(protocol.BAD_REQUEST, f"bad argument value: {exc}") from None
+        try:
+            operation.check_arguments(args, kwargs)
+        except TypeError as exc:
+            raise OperationFailed(
+                protocol.BAD_ARGUMENTS, f"bad arguments for operation {name!r}: {exc}"
+            ) from None
+
+        self._local.statements = 0
+        started = time.perf_counter()
+        try:
+            result = operation.run_in_transaction(
+                self.session_factory, args, kwargs, encode=values.to_wire
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+            raise OperationFailed(
+                protocol.OPERATION_ERROR,
+                f"operation {name!r} raised {type(exc).__name__}: {exc}",
+                exception=values.encode_exception(exc),
+            ) from exc
+        finally:
+            statements = self._local.statements
+            self._local.statements = None
+        return CallResult({"result": result}, statements, time.perf_counter() - started)

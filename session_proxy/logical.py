@@ -1,0 +1,220 @@
+"""The logical API: coarse operations that run where the database is.
+
+An operation is a plain function taking a ``session`` keyword, decorated
+once::
+
+    @remote_operation
+    def set_variable(key: str, value: str, *, session: Session) -> None:
+        ...
+
+Called with ``session=...``, it simply runs on that session.  Called without
+one, what happens depends on the process-wide mode, as with Airflow's
+``database_access_isolation``:
+
+- local (the default once :func:`configure_local` named a session factory):
+  the function runs on a new session in one transaction, committed on
+  success and rolled back on error;
+- remote (after :func:`configure_remote`, or with the environment variable
+  ``SESSION_PROXY_OPERATIONS_URL`` set): the call is sent to a
+  session-proxy server started with ``--operations <module>``, which runs the
+  same function on a real session in one transaction and sends the result
+  back.  A ``session`` argument the caller passes is not sent.
+
+Arguments and results travel with :mod:`session_proxy.values` (typed JSON
+plus detached ORM instances); exceptions come back as the same class where
+the caller can rebuild it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from . import protocol
+from .stats import ProxyStats
+from .transport import HTTPTransport
+
+__all__ = [
+    "Operation",
+    "RemoteClient",
+    "configure_local",
+    "configure_remote",
+    "operation_mode",
+    "operations",
+    "remote_client",
+    "remote_operation",
+]
+
+ENV_URL = "SESSION_PROXY_OPERATIONS_URL"
+ENV_TOKEN = "SESSION_PROXY_OPERATIONS_TOKEN"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPERATIONS: dict[str, Operation] = {}
+
+
+class RemoteClient:
+    """Sends logical calls to one server; ``stats`` counts them."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+    ) -> None:
+        self.transport = HTTPTransport(url, token=token, timeout=timeout, verify=verify)
+
+    @property
+    def stats(self) -> ProxyStats:
+        """Round trips, bytes, statements and server time of every call."""
+        return self.transport.stats
+
+    def call(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """Run operation ``name`` on the server and return its result."""
+        return self.transport.call_operation(name, args, kwargs)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.transport.close()
+
+
+class _Mode:
+    def __init__(
+        self,
+        session_factory: Callable[[], Any] | None = None,
+        client: RemoteClient | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.client = client
+
+
+_mode = _Mode()
+
+
+def _current_mode() -> _Mode:
+    global _mode
+    if _mode.client is None and _mode.session_factory is None and os.environ.get(ENV_URL):
+        _mode = _Mode(client=RemoteClient(os.environ[ENV_URL], os.environ.get(ENV_TOKEN)))
+    return _mode
+
+
+def configure_local(session_factory: Callable[[], Any]) -> None:
+    """Run operations in this process, each on a new session from ``session_factory``."""
+    global _mode
+    _mode = _Mode(session_factory=session_factory)
+
+
+def configure_remote(
+    url: str, *, token: str | None = None, timeout: float = 30.0, verify: bool | str = True
+) -> RemoteClient:
+    """Send every operation call to the server at ``url``; return the client."""
+    global _mode
+    client = RemoteClient(url, token=token, timeout=timeout, verify=verify)
+    _mode = _Mode(client=client)
+    return client
+
+
+def remote_client() -> RemoteClient | None:
+    """The client of the remote mode, or None when operations run locally."""
+    return _current_mode().client
+
+
+@contextlib.contextmanager
+def operation_mode(
+    *, session_factory: Callable[[], Any] | None = None, client: RemoteClient | None = None
+) -> Iterator[None]:
+    """Temporarily run operations locally (``session_factory``) or remotely (``client``)."""
+    global _mode
+    if (session_factory is None) == (client is None):
+        raise ValueError("give exactly one of session_factory or client")
+    saved = _mode
+    _mode = _Mode(session_factory=session_factory, client=client)
+    try:
+        yield
+    finally:
+        _mode = saved
+
+
+class Operation:
+    """A function registered as a logical operation; call it like the function."""
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        signature = inspect.signature(fn)
+        if "session" not in signature.parameters:
+            raise TypeError(f"operation {name!r} must take a 'session' keyword argument")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name
+        self.signature = signature
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("session") is not None:
+            return self.fn(*args, **kwargs)
+        kwargs.pop("session", None)
+        mode = _current_mode()
+        if mode.client is not None:
+            return mode.client.call(self.name, args, kwargs)
+        if mode.session_factory is None:
+            raise RuntimeError(
+                f"operation {self.name!r} called without a session and no mode is "
+                "configured: pass session=..., or call configure_local() or "
+                f"configure_remote() (or set {ENV_URL})"
+            )
+        return self.run_in_transaction(mode.session_factory, args, kwargs)
+
+    def check_arguments(self, args: tuple, kwargs: dict[str, Any]) -> None:
+        """Raise TypeError if the arguments don't fit the function's signature."""
+        if "session" in kwargs:
+            raise TypeError("the 'session' argument is supplied by the server")
+        self.signature.bind(*args, session=None, **kwargs)
+
+    def run_in_transaction(
+        self,
+        session_factory: Callable[[], Any],
+        args: tuple,
+        kwargs: dict[str, Any],
+        encode: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Run on a new session in one transaction; commit on success.
+
+        ``encode`` turns the result into its wire form inside the
+        transaction, so a result that cannot be sent rolls the work back.
+        """
+        with session_factory() as session:
+            session.expire_on_commit = False
+            with session.begin():
+                result = self.fn(*args, session=session, **kwargs)
+                if encode is not None:
+                    result = encode(result)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<remote operation {self.name}>"
+
+
+def remote_operation(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Register ``fn`` as a logical operation (usable with or without arguments).
+
+    ``name`` defaults to ``module.function``; it is what the server exposes at
+    ``POST /v1/operations/<name>``.
+    """
+
+    def decorate(function: F) -> Operation:
+        op_name = name or f"{function.__module__}.{function.__qualname__}"
+        if not protocol.OPERATION_NAME.fullmatch(op_name):
+            raise ValueError(f"invalid operation name {op_name!r}")
+        operation = Operation(function, op_name)
+        _OPERATIONS[op_name] = operation
+        return operation
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def operations() -> dict[str, Operation]:
+    """Every operation registered in this process, by name."""
+    return dict(_OPERATIONS)

@@ -1,0 +1,195 @@
+"""Arguments, results and exceptions of logical operations on the wire.
+
+Builds on :mod:`session_proxy.codec` with two things only the logical API
+needs:
+
+- **ORM instances** travel as ``{"$t": "orm", "cls": "module:Class", "v":
+  {column attribute: value}}`` and come back as *detached* instances of the
+  same mapped class, their column attributes loaded and nothing else.  An
+  unloaded relationship raises
+  :class:`sqlalchemy.orm.exc.DetachedInstanceError` when touched, never a
+  silent empty list.  A class is looked up among the mapped classes this
+  process has already imported; a name never causes an import.
+- **Exceptions** travel as their type name, message and args.  Builtin
+  exceptions, SQLAlchemy exceptions and classes registered with
+  :func:`register_exception` come back as the same class; anything else as
+  :class:`~session_proxy.errors.RemoteOperationError`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import sqlalchemy.exc as sa_exc
+import sqlalchemy.orm.exc as orm_exc
+from sqlalchemy import inspect
+from sqlalchemy.orm import attributes, make_transient_to_detached
+from sqlalchemy.orm.base import instance_state
+
+from . import codec
+from . import errors as shim_errors
+from .errors import RemoteOperationError
+
+__all__ = ["decode_exception", "encode_exception", "from_wire", "register_exception", "to_wire"]
+
+_registered_exceptions: dict[str, type[BaseException]] = {}
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def register_exception(cls: type[BaseException]) -> type[BaseException]:
+    """Let ``cls`` raised by an operation reach callers as itself.
+
+    Register it on both client and server (usually by importing the module
+    that defines it and decorates it).  Usable as a class decorator.
+    """
+    _registered_exceptions[_type_name(cls)] = cls
+    return cls
+
+
+def _is_mapped(value: Any) -> bool:
+    try:
+        return instance_state(value).mapper is not None
+    except (AttributeError, orm_exc.UnmappedInstanceError):
+        return False
+
+
+def _mapped_class(name: str) -> type:
+    from sqlalchemy.orm import mapperlib
+
+    for registry in list(mapperlib._mapper_registries):
+        for mapper in registry.mappers:
+            if _type_name(mapper.class_) == name:
+                return mapper.class_
+    raise ValueError(
+        f"no mapped class {name!r} in this process; import the module that defines it"
+    )
+
+
+def _encode_instance(value: Any) -> dict:
+    state = inspect(value)
+    loaded = state.dict
+    columns = {
+        prop.key: to_wire(loaded[prop.key])
+        for prop in state.mapper.column_attrs
+        if prop.key in loaded
+    }
+    return {codec.TAG: "orm", "cls": _type_name(type(value)), "v": columns}
+
+
+def _decode_instance(body: dict) -> Any:
+    cls = _mapped_class(body["cls"])
+    mapper = inspect(cls)
+    instance = mapper.class_manager.new_instance()
+    known = {prop.key for prop in mapper.column_attrs}
+    for key, value in body["v"].items():
+        if key not in known:
+            raise ValueError(f"{body['cls']} has no column attribute {key!r}")
+        attributes.set_committed_value(instance, key, from_wire(value))
+    make_transient_to_detached(instance)
+    return instance
+
+
+def to_wire(value: Any) -> Any:
+    """:func:`session_proxy.codec.to_wire` plus ORM instances."""
+    if _is_mapped(value):
+        return _encode_instance(value)
+    kind = type(value)
+    if kind is list:
+        return [to_wire(item) for item in value]
+    if kind is tuple:
+        return {codec.TAG: "tuple", "v": [to_wire(item) for item in value]}
+    if kind is dict and codec.TAG not in value and all(type(k) is str for k in value):
+        return {key: to_wire(item) for key, item in value.items()}
+    if kind is dict:
+        return {codec.TAG: "dict", "v": [[to_wire(k), to_wire(v)] for k, v in value.items()]}
+    return codec.to_wire(value)
+
+
+def from_wire(value: Any) -> Any:
+    """:func:`session_proxy.codec.from_wire` plus ORM instances."""
+    kind = type(value)
+    if kind is list:
+        return [from_wire(item) for item in value]
+    if kind is not dict:
+        return value
+    tag = value.get(codec.TAG)
+    if tag == "orm":
+        try:
+            return _decode_instance(value)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed 'orm' value: {exc!r}") from None
+    if tag == "tuple":
+        return tuple(from_wire(item) for item in value["v"])
+    if tag == "dict":
+        return {from_wire(k): from_wire(v) for k, v in value["v"]}
+    if tag is None:
+        return {key: from_wire(item) for key, item in value.items()}
+    return codec.from_wire(value)
+
+
+# -- exceptions ---------------------------------------------------------------
+
+
+def encode_exception(exc: BaseException) -> dict[str, Any]:
+    """The wire form of an exception raised by an operation."""
+    body: dict[str, Any] = {"type": _type_name(type(exc)), "message": str(exc)}
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        body["statement"] = exc.statement
+        body["orig"] = {
+            "message": str(orig),
+            "sqlstate": getattr(orig, "sqlstate", None),
+            "errno": orig.args[0] if orig is not None and orig.args
+            and type(orig.args[0]) is int else None,
+        }
+    else:
+        try:
+            body["args"] = codec.to_wire(list(exc.args))
+        except TypeError:
+            body["args"] = [str(exc)]
+    return body
+
+
+def _known_class(type_name: str) -> type[BaseException] | None:
+    if type_name in _registered_exceptions:
+        return _registered_exceptions[type_name]
+    module, _, qualname = type_name.partition(":")
+    namespace = {
+        "builtins": builtins,
+        "sqlalchemy.exc": sa_exc,
+        "sqlalchemy.orm.exc": orm_exc,
+    }.get(module)
+    cls = getattr(namespace, qualname, None) if namespace is not None else None
+    if isinstance(cls, type) and issubclass(cls, BaseException):
+        return cls
+    return None
+
+
+def decode_exception(body: dict[str, Any], where: str = "") -> BaseException:
+    """Rebuild an operation's exception on the caller's side."""
+    type_name = str(body.get("type", "builtins:Exception"))
+    message = str(body.get("message", ""))
+    cls = _known_class(type_name)
+    if cls is not None and issubclass(cls, sa_exc.DBAPIError):
+        orig_body = body.get("orig") or {}
+        pep249 = shim_errors.DBAPI_CLASSES.get(
+            cls.__name__, shim_errors.DatabaseError
+        )
+        orig = pep249(orig_body.get("message", message))
+        orig.sqlstate = orig_body.get("sqlstate")
+        orig.errno = orig_body.get("errno")
+        return cls(body.get("statement"), None, orig)
+    if cls is not None:
+        try:
+            args = codec.from_wire(body.get("args", [message]))
+            return cls(*args)
+        except Exception:  # noqa: BLE001 - fall back to the message alone
+            try:
+                return cls(message)
+            except Exception:  # noqa: BLE001
+                pass
+    return RemoteOperationError(type_name.replace(":", "."), message + where)
