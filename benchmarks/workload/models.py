@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 Timestamp = sa.DateTime(timezone=True)
+# Identifiers; short enough for MySQL's 3,072-byte index key limit in utf8mb4.
+ID = sa.String(100)
 
 
 class Base(DeclarativeBase):
@@ -23,7 +25,7 @@ class Base(DeclarativeBase):
 class Dag(Base):
     __tablename__ = "dag"
 
-    dag_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    dag_id: Mapped[str] = mapped_column(ID, primary_key=True)
     description: Mapped[str | None] = mapped_column(sa.String(500))
     is_paused: Mapped[bool] = mapped_column(default=False)
     fileloc: Mapped[str] = mapped_column(sa.String(500))
@@ -36,7 +38,7 @@ class DagTask(Base):
     __tablename__ = "dag_task"
 
     dag_id: Mapped[str] = mapped_column(sa.ForeignKey("dag.dag_id"), primary_key=True)
-    task_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
     operator: Mapped[str] = mapped_column(sa.String(100))
     trigger_rule: Mapped[str] = mapped_column(sa.String(50), default="all_success")
     priority_weight: Mapped[int] = mapped_column(default=1)
@@ -48,8 +50,8 @@ class TaskEdge(Base):
     __tablename__ = "task_edge"
 
     dag_id: Mapped[str] = mapped_column(sa.ForeignKey("dag.dag_id"), primary_key=True)
-    upstream_task_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
-    downstream_task_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    upstream_task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    downstream_task_id: Mapped[str] = mapped_column(ID, primary_key=True)
 
 
 class DagRun(Base):
@@ -58,7 +60,7 @@ class DagRun(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dag_id: Mapped[str] = mapped_column(sa.ForeignKey("dag.dag_id"))
-    run_id: Mapped[str] = mapped_column(sa.String(250))
+    run_id: Mapped[str] = mapped_column(ID)
     state: Mapped[str] = mapped_column(sa.String(50), index=True)
     run_type: Mapped[str] = mapped_column(sa.String(50))
     logical_date: Mapped[datetime.datetime] = mapped_column(Timestamp)
@@ -91,9 +93,9 @@ class TaskInstance(Base):
         sa.Index("ti_state", "state"),
     )
 
-    dag_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
-    task_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
-    run_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    dag_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ID, primary_key=True)
     map_index: Mapped[int] = mapped_column(primary_key=True, default=-1, autoincrement=False)
     state: Mapped[str | None] = mapped_column(sa.String(20))
     try_number: Mapped[int] = mapped_column(default=0)
@@ -119,7 +121,7 @@ class Variable(Base):
     __tablename__ = "variable"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(250), unique=True)
+    key: Mapped[str] = mapped_column(ID, unique=True)
     val: Mapped[str | None] = mapped_column(sa.Text)
     description: Mapped[str | None] = mapped_column(sa.Text)
 
@@ -128,7 +130,7 @@ class Connection(Base):
     __tablename__ = "connection"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    conn_id: Mapped[str] = mapped_column(sa.String(250), unique=True)
+    conn_id: Mapped[str] = mapped_column(ID, unique=True)
     conn_type: Mapped[str] = mapped_column(sa.String(500))
     host: Mapped[str | None] = mapped_column(sa.String(500))
     login: Mapped[str | None] = mapped_column(sa.String(500))
@@ -140,11 +142,11 @@ class Connection(Base):
 class XCom(Base):
     __tablename__ = "xcom"
 
-    dag_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
-    run_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
-    task_id: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    dag_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ID, primary_key=True)
     map_index: Mapped[int] = mapped_column(primary_key=True, default=-1, autoincrement=False)
-    key: Mapped[str] = mapped_column(sa.String(250), primary_key=True)
+    key: Mapped[str] = mapped_column(ID, primary_key=True)
     value: Mapped[Any] = mapped_column(sa.JSON)
     timestamp: Mapped[datetime.datetime] = mapped_column(Timestamp)
 
@@ -154,8 +156,8 @@ class Log(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dttm: Mapped[datetime.datetime] = mapped_column(Timestamp)
-    dag_id: Mapped[str | None] = mapped_column(sa.String(250))
-    task_id: Mapped[str | None] = mapped_column(sa.String(250))
-    run_id: Mapped[str | None] = mapped_column(sa.String(250))
+    dag_id: Mapped[str | None] = mapped_column(ID)
+    task_id: Mapped[str | None] = mapped_column(ID)
+    run_id: Mapped[str | None] = mapped_column(ID)
     event: Mapped[str] = mapped_column(sa.String(60))
     extra: Mapped[str | None] = mapped_column(sa.Text)
