@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import session_proxy
 from session_proxy import ProxySession
+
+from .server_process import ServerProcess
 
 
 class Base(DeclarativeBase):
@@ -51,30 +49,6 @@ def workload(session: Session) -> list[tuple[str, str]]:
     return session.execute(sa.select(Task.name, Task.state).order_by(Task.id)).all()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_server(db_url: str, port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--db-url", db_url, "--port", str(port),
-         "--log-level", "WARNING"],
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
-            return process
-        except requests.RequestException:
-            if process.poll() is not None:
-                raise SystemExit("session-proxy-server exited during start-up") from None
-            time.sleep(0.1)
-    process.terminate()
-    raise SystemExit("session-proxy-server did not start within 30 s")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the demo and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -85,10 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         db_url = f"sqlite:///{os.path.join(tmp, 'demo.db')}"
         direct = sa.create_engine(db_url)
         Base.metadata.create_all(direct)
-        port = _free_port()
-        server = _start_server(db_url, port)
+        server = ServerProcess(db_url)
         try:
-            proxy = session_proxy.create_engine(f"http://127.0.0.1:{port}")
+            proxy = session_proxy.create_engine(server.url)
             with sessionmaker(bind=direct)() as session:
                 direct_rows = workload(session)
             with direct.begin() as conn:
@@ -101,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             spent = session_proxy.stats(proxy).snapshot() - before
             proxy.dispose()
         finally:
-            server.terminate()
-            server.wait(10)
+            server.stop()
         direct.dispose()
 
     same = [tuple(r) for r in direct_rows] == [tuple(r) for r in proxy_rows]

@@ -35,7 +35,7 @@ from session_proxy.protocol import SERVER_TIME_HEADER
 
 from .config import ServerConfig
 from .drivers import check_supported
-from .executor import Executor, StepFailed
+from .executor import TRANSACTION_SECONDS, Executor, StepFailed
 from .leases import LeaseError, LeaseRegistry
 from .operations import OperationFailed, OperationHost
 
@@ -191,7 +191,12 @@ class ProxyServer:
         except protocol.ProtocolError as exc:
             return self.error(exc.code, str(exc))
         try:
-            return self.json_response(self.executor.run(txn, steps))
+            body = self.executor.run(txn, steps)
+            transaction_seconds = body.pop(TRANSACTION_SECONDS, None)
+            response = self.json_response(body)
+            if transaction_seconds is not None:
+                response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{transaction_seconds:.6f}"
+            return response
         except StepFailed as exc:
             return self.json_response(exc.body, exc.status)
         except LeaseError as exc:

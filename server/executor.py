@@ -10,6 +10,7 @@ the PEP 249 class, message, args and backend error code.
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from session_proxy import protocol
@@ -17,6 +18,10 @@ from session_proxy.codec import encode_row, to_wire
 
 from .drivers import adapt_params, dbapi_class_name, error_details
 from .leases import Lease, LeaseRegistry
+
+#: Key under which :meth:`Executor.run` reports how long an ended
+#: transaction was open; the app moves it into a response header.
+TRANSACTION_SECONDS = "_transaction_seconds"
 
 
 class StepFailed(Exception):
@@ -85,7 +90,10 @@ class Executor:
         try:
             for index, step in enumerate(steps):
                 results.append(self._run_step(lease, index, step))
-            return {"txn": None if lease.ended else lease.id, "results": results}
+            body = {"txn": None if lease.ended else lease.id, "results": results}
+            if lease.ended:
+                body[TRANSACTION_SECONDS] = time.monotonic() - lease.created
+            return body
         finally:
             self.registry.release(lease)
 

@@ -38,12 +38,5 @@ class ProxySession(Session):
         """Round trips, bytes and statements of the proxy engines this session uses."""
         total = StatsSnapshot()
         for transport in self._proxy_transports():
-            snap = transport.stats.snapshot()
-            total = StatsSnapshot(
-                total.round_trips + snap.round_trips,
-                total.request_bytes + snap.request_bytes,
-                total.response_bytes + snap.response_bytes,
-                total.statements + snap.statements,
-                total.server_seconds + snap.server_seconds,
-            )
+            total = total + transport.stats.snapshot()
         return total

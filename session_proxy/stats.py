@@ -20,13 +20,17 @@ class StatsSnapshot:
     response_bytes: int = 0
     statements: int = 0
     server_seconds: float = 0.0
+    #: Time server-held transactions stayed open, summed over those that ended.
+    transaction_seconds: float = 0.0
 
     def __sub__(self, other: StatsSnapshot) -> StatsSnapshot:
         return StatsSnapshot(
-            *(
-                getattr(self, f.name) - getattr(other, f.name)
-                for f in dataclasses.fields(self)
-            )
+            *(getattr(self, f.name) - getattr(other, f.name) for f in dataclasses.fields(self))
+        )
+
+    def __add__(self, other: StatsSnapshot) -> StatsSnapshot:
+        return StatsSnapshot(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self))
         )
 
 
@@ -43,6 +47,7 @@ class ProxyStats:
         response_bytes: int,
         statements: int,
         server_seconds: float = 0.0,
+        transaction_seconds: float = 0.0,
     ) -> None:
         """Count one HTTP round trip."""
         with self._lock:
@@ -52,6 +57,13 @@ class ProxyStats:
             totals.response_bytes += response_bytes
             totals.statements += statements
             totals.server_seconds += server_seconds
+            totals.transaction_seconds += transaction_seconds
+
+    def add(self, **amounts: float) -> None:
+        """Add to named counters without counting a round trip."""
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self._totals, name, getattr(self._totals, name) + amount)
 
     def snapshot(self) -> StatsSnapshot:
         """A copy of the current totals."""

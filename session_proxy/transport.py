@@ -101,11 +101,7 @@ class HTTPTransport:
         statements = sum(
             1 for step in steps if step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY)
         )
-        try:
-            server_seconds = float(response.headers.get(SERVER_TIME_HEADER, 0.0))
-        except ValueError:
-            server_seconds = 0.0
-        self.stats.record(len(payload), len(response.content), statements, server_seconds)
+        self._record(payload, response, statements)
         body = self._decode(response, self._pipeline_url)
         if response.status_code != 200:
             raise self._error_from(body, response, self._pipeline_url)
@@ -130,13 +126,7 @@ class HTTPTransport:
         ).encode("utf-8")
         url = self.base_url + protocol.OPERATIONS_PREFIX + name
         response = self._send("POST", url, payload)
-        headers = response.headers
-        try:
-            statements = int(headers.get(protocol.STATEMENTS_HEADER, 0))
-            server_seconds = float(headers.get(SERVER_TIME_HEADER, 0.0))
-        except ValueError:
-            statements, server_seconds = 0, 0.0
-        self.stats.record(len(payload), len(response.content), statements, server_seconds)
+        self._record(payload, response, 0)
         body = self._decode(response, url)
         if response.status_code == 200:
             return values.from_wire(body.get("result"))
@@ -150,6 +140,19 @@ class HTTPTransport:
             if error.get("code") == protocol.BAD_ARGUMENTS:
                 raise errors.OperationRejected(str(error.get("message")) + where)
         raise self._error_from(body, response, url)
+
+    def _record(self, payload: bytes, response: requests.Response, statements: int) -> None:
+        """Count one round trip, with the measurements the server reported."""
+        headers = response.headers
+        try:
+            statements = int(headers.get(protocol.STATEMENTS_HEADER, statements))
+            server_seconds = float(headers.get(SERVER_TIME_HEADER, 0.0))
+            transaction_seconds = float(headers.get(protocol.TRANSACTION_TIME_HEADER, 0.0))
+        except ValueError:
+            server_seconds = transaction_seconds = 0.0
+        self.stats.record(
+            len(payload), len(response.content), statements, server_seconds, transaction_seconds
+        )
 
     def close(self) -> None:
         """Close pooled HTTP connections."""

@@ -12,59 +12,106 @@ duration of a ``with`` block and exposes the counters of that mode:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
 import session_proxy
-from session_proxy.logical import RemoteClient, operation_mode
-from session_proxy.stats import StatsSnapshot
+from session_proxy.logical import Operation, RemoteClient, operation_mode
+from session_proxy.stats import ProxyStats, StatsSnapshot
 
 MODES = ("direct", "proxy", "logical")
+
+
+def _pool_args(db_url: str, pool_size: int) -> dict[str, Any]:
+    if sa.engine.make_url(db_url).get_backend_name() == "sqlite":
+        return {}
+    return {"pool_size": pool_size, "max_overflow": 0}
 
 
 class ModeRunner:
     """The engine or client of one mode, and its counters."""
 
     def __init__(self, mode: str, *, db_url: str | None = None, server_url: str | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, pool_size: int = 5) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         self.mode = mode
         self.engine: sa.Engine | None = None
         self.client: RemoteClient | None = None
+        self._direct_stats = ProxyStats()
         if mode == "direct":
             if db_url is None:
                 raise ValueError("direct mode needs db_url")
-            self.engine = sa.create_engine(db_url)
+            self.engine = sa.create_engine(db_url, **_pool_args(db_url, pool_size))
+            self._measure_direct(self.engine)
         elif server_url is None:
             raise ValueError(f"{mode} mode needs server_url")
         elif mode == "proxy":
-            self.engine = session_proxy.create_engine(server_url, token=token)
+            self.engine = session_proxy.create_engine(
+                server_url, token=token, pool_size=pool_size, max_overflow=0
+            )
         else:
             self.client = RemoteClient(server_url, token=token)
 
+        self.session_factory = (
+            sessionmaker(
+                class_=session_proxy.ProxySession if mode == "proxy" else sa.orm.Session,
+                bind=self.engine,
+            )
+            if self.engine is not None
+            else None
+        )
+
     @contextlib.contextmanager
     def active(self) -> Iterator[ModeRunner]:
-        """Make operations called without a session run in this mode."""
+        """Make operations called without a session run in this mode, process-wide."""
         if self.client is not None:
             with operation_mode(client=self.client):
                 yield self
-            return
-        assert self.engine is not None
-        session_class = session_proxy.ProxySession if self.mode == "proxy" else sa.orm.Session
-        factory = sessionmaker(class_=session_class, bind=self.engine)
-        with operation_mode(session_factory=factory):
-            yield self
+        else:
+            with operation_mode(session_factory=self.session_factory):
+                yield self
+
+    def call(self, operation: Operation, *args: Any, **kwargs: Any) -> Any:
+        """Run one operation in this mode, as its decorator would, without
+        touching the process-wide mode (so threads can each use their own)."""
+        if self.client is not None:
+            return self.client.call(operation.name, args, kwargs)
+        assert self.session_factory is not None
+        return operation.run_in_transaction(self.session_factory, args, kwargs)
+
+    def _measure_direct(self, engine: sa.Engine) -> None:
+        """Count statements and transaction-open time on the client side."""
+        stats = self._direct_stats
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def count(*args: Any) -> None:
+            stats.add(statements=1)
+
+        @event.listens_for(engine, "begin")
+        def begin(conn: sa.Connection) -> None:
+            conn.info["sp_txn_started"] = time.perf_counter()
+
+        def end(conn: sa.Connection) -> None:
+            started = conn.info.pop("sp_txn_started", None)
+            if started is not None:
+                stats.add(transaction_seconds=time.perf_counter() - started)
+
+        event.listen(engine, "commit", end)
+        event.listen(engine, "rollback", end)
 
     def snapshot(self) -> StatsSnapshot:
-        """Counters so far (all zero in direct mode, which has no wire)."""
+        """Counters so far; direct mode counts statements and transaction time only."""
         if self.client is not None:
             return self.client.stats.snapshot()
         if self.mode == "proxy":
             return session_proxy.stats(self.engine).snapshot()
-        return StatsSnapshot()
+        return self._direct_stats.snapshot()
 
     def close(self) -> None:
         """Release the engine or client."""
