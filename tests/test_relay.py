@@ -1,0 +1,69 @@
+"""The latency relay really delays traffic, in both directions."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
+
+from benchmarks.relay import Relay
+
+
+@pytest.fixture(scope="module")
+def http_server():
+    app = Response('{"protocol": 1}', mimetype="application/json")
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize("rtt", [0.002, 0.02])
+def test_http_round_trip_through_relay_takes_at_least_the_rtt(http_server, rtt: float) -> None:
+    http = requests.Session()
+    http.trust_env = False
+    with Relay(http_server.server_port, rtt) as relay:
+        assert http.get(relay.url + "/v1/health", timeout=10).json()["protocol"] == 1
+        for _ in range(5):
+            started = time.perf_counter()
+            response = http.get(relay.url + "/v1/health", timeout=10)
+            # A lower bound only: the request and the response each waited rtt / 2.
+            assert time.perf_counter() - started >= rtt
+            assert response.status_code == 200
+    http.close()
+
+
+def test_relay_keeps_bytes_and_order_both_ways() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    payload = bytes(range(256)) * 4096  # 1 MiB
+
+    def echo() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    with Relay(listener.getsockname()[1], 0.001) as relay:
+        with socket.create_connection(("127.0.0.1", relay.port)) as client:
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+            received = bytearray()
+            while data := client.recv(65536):
+                received += data
+    listener.close()
+    assert bytes(received) == payload
+
+
+def test_negative_rtt_is_rejected() -> None:
+    with pytest.raises(ValueError, match="rtt must be >= 0"):
+        Relay(1, -0.001)
