@@ -241,10 +241,14 @@ class ProxyServer:
         try:
             outcome = self.operations.call(name, body)
         except OperationFailed as exc:
-            return self.error(exc.code, str(exc), **exc.extra)
-        response = self.json_response(outcome.body)
-        response.headers[protocol.STATEMENTS_HEADER] = str(outcome.statements)
-        response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{outcome.transaction_seconds:.6f}"
+            response = self.error(exc.code, str(exc), **exc.extra)
+            statements, transaction_seconds = exc.statements, exc.transaction_seconds
+        else:
+            response = self.json_response(outcome.body)
+            statements, transaction_seconds = outcome.statements, outcome.transaction_seconds
+        response.headers[protocol.STATEMENTS_HEADER] = str(statements)
+        if transaction_seconds is not None:
+            response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{transaction_seconds:.6f}"
         return response
 
     def on_metrics(self, request: Request) -> Response:

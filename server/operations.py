@@ -30,6 +30,9 @@ class OperationFailed(Exception):
         super().__init__(message)
         self.code = code
         self.extra = extra
+        #: What the call cost before it failed (operations that ran only).
+        self.statements = 0
+        self.transaction_seconds: float | None = None
 
 
 class CallResult:
@@ -93,11 +96,14 @@ class OperationHost:
                 self.session_factory, args, kwargs, encode=values.to_wire
             )
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
-            raise OperationFailed(
+            failed = OperationFailed(
                 protocol.OPERATION_ERROR,
                 f"operation {name!r} raised {type(exc).__name__}: {exc}",
                 exception=values.encode_exception(exc),
-            ) from exc
+            )
+            failed.statements = self._local.statements
+            failed.transaction_seconds = time.perf_counter() - started
+            raise failed from exc
         finally:
             statements = self._local.statements
             self._local.statements = None

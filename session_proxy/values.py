@@ -117,18 +117,22 @@ def from_wire(value: Any) -> Any:
     if kind is not dict:
         return value
     tag = value.get(codec.TAG)
-    if tag == "orm":
-        try:
-            return _decode_instance(value)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed 'orm' value: {exc!r}") from None
-    if tag == "tuple":
-        return tuple(from_wire(item) for item in value["v"])
-    if tag == "dict":
-        return {from_wire(k): from_wire(v) for k, v in value["v"]}
     if tag is None:
         return {key: from_wire(item) for key, item in value.items()}
-    return codec.from_wire(value)
+    decoder = _DECODERS.get(tag) if type(tag) is str else None
+    if decoder is None:
+        return codec.from_wire(value)
+    try:
+        return decoder(value)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"malformed {tag!r} value: {exc!r}") from None
+
+
+_DECODERS = {
+    "orm": _decode_instance,
+    "tuple": lambda body: tuple(from_wire(item) for item in body["v"]),
+    "dict": lambda body: {from_wire(k): from_wire(v) for k, v in body["v"]},
+}
 
 
 # -- exceptions ---------------------------------------------------------------
