@@ -108,3 +108,16 @@ def cell(
     """One statistic of the samples matching ``criteria``, or None if none match."""
     chosen = select(samples, **criteria)
     return stat(summarize(chosen)) if chosen else None
+
+
+def nearest(values: Iterable[float], target: float) -> float:
+    """The value closest to ``target``; on a tie, the smaller one."""
+    choices = sorted(values)
+    if not choices:
+        raise ValueError("nearest of no values")
+    return min(choices, key=lambda value: abs(value - target))
+
+
+def median(values: Sequence[float]) -> float:
+    """The 50th percentile."""
+    return percentile(values, 50)
