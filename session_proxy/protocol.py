@@ -206,20 +206,24 @@ def _check_cursor(step: dict, index: int) -> None:
     )
 
 
+def _check_envelope(body: Any) -> None:
+    _require(isinstance(body, dict), "request body must be a JSON object")
+    version = body.get("protocol")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"unsupported protocol version {version!r}; "
+            f"this server speaks version {PROTOCOL_VERSION}",
+            UNSUPPORTED_PROTOCOL,
+        )
+
+
 def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
     """Validate a decoded ``/v1/pipeline`` body; return ``(txn, steps)``.
 
     Step parameters are left encoded.  Raises :class:`ProtocolError` naming
     the first problem found; nothing has run at that point.
     """
-    _require(isinstance(body, dict), "request body must be a JSON object")
-    protocol = body.get("protocol")
-    if protocol != PROTOCOL_VERSION:
-        raise ProtocolError(
-            f"unsupported protocol version {protocol!r}; "
-            f"this server speaks version {PROTOCOL_VERSION}",
-            UNSUPPORTED_PROTOCOL,
-        )
+    _check_envelope(body)
     txn = body.get("txn")
     _require(txn is None or isinstance(txn, str), "'txn' must be null or a string")
     steps = body.get("steps")
@@ -292,14 +296,7 @@ def decode_step_params(steps: list[dict], decode: Any) -> None:
 
 def parse_operation_request(body: Any) -> tuple[list, dict]:
     """Validate a decoded ``/v1/operations/<name>`` body; return encoded ``(args, kwargs)``."""
-    _require(isinstance(body, dict), "request body must be a JSON object")
-    protocol = body.get("protocol")
-    if protocol != PROTOCOL_VERSION:
-        raise ProtocolError(
-            f"unsupported protocol version {protocol!r}; "
-            f"this server speaks version {PROTOCOL_VERSION}",
-            UNSUPPORTED_PROTOCOL,
-        )
+    _check_envelope(body)
     args = body.get("args", [])
     kwargs = body.get("kwargs", {})
     _require(isinstance(args, list), "'args' must be a list")
