@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -34,37 +34,12 @@ from session_proxy.codec import from_wire
 from session_proxy.protocol import SERVER_TIME_HEADER
 
 from .config import ServerConfig
-from .drivers import check_supported
+from .database import create_engine_for
 from .executor import TRANSACTION_SECONDS, Executor, StepFailed
 from .leases import LeaseError, LeaseRegistry
 from .operations import OperationFailed, OperationHost
 
 log = logging.getLogger("session_proxy.server")
-
-
-def create_engine_for(db_url: str, config: ServerConfig) -> Engine:
-    """The server's real engine for ``db_url``, pooled for ``config``."""
-    url = make_url(db_url)
-    check_supported(url.get_backend_name(), url.get_driver_name())
-    kwargs: dict[str, Any] = {
-        "pool_size": config.max_transactions,
-        "max_overflow": 0,
-        "pool_timeout": config.lock_wait_seconds,
-        "pool_pre_ping": True,
-    }
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
-            raise ValueError(
-                "session-proxy needs a SQLite database file that several "
-                "connections can open; an in-memory database is not supported"
-            )
-        kwargs["poolclass"] = sqlalchemy.pool.QueuePool
-        kwargs["connect_args"] = {"check_same_thread": False}
-    elif backend == "postgresql":
-        # Client and server both treat HSTORE as text (see the client dialect).
-        kwargs["use_native_hstore"] = False
-    return sqlalchemy.create_engine(url, **kwargs)
 
 
 class ProxyServer:
@@ -84,7 +59,10 @@ class ProxyServer:
             lock_wait_seconds=config.lock_wait_seconds,
         )
         self.executor = Executor(
-            self.registry, config.page_size, engine.dialect.loaded_dbapi.Error
+            self.registry,
+            config.page_size,
+            engine.dialect.loaded_dbapi.Error,
+            engine.dialect.driver,
         )
         self.handshake = self._build_handshake()
         self.url_map = Map(
@@ -286,14 +264,17 @@ def create_app(
     db_url: str,
     config: ServerConfig | None = None,
     operations: Iterable[str] = (),
+    sqlite_attach: dict[str, str] | None = None,
     **settings: Any,
 ) -> ProxyServer:
     """Build the WSGI app for ``db_url``.
 
     ``operations`` names the modules whose ``@remote_operation`` functions the
-    server exposes.  ``settings`` are :class:`~server.config.ServerConfig`
-    fields (``lease_seconds=30``, ``page_size=1000``, ...), used when
-    ``config`` is not given.
+    server exposes.  ``sqlite_attach`` maps schema names to SQLite files
+    attached to every pooled connection.  ``settings`` are
+    :class:`~server.config.ServerConfig` fields (``lease_seconds=30``,
+    ``page_size=1000``, ...), used when ``config`` is not given.
     """
     config = config or ServerConfig(**settings)
-    return ProxyServer(create_engine_for(db_url, config), config, operations)
+    engine = create_engine_for(db_url, config, sqlite_attach or {})
+    return ProxyServer(engine, config, operations)

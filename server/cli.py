@@ -67,8 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="expose the @remote_operation functions of MODULE (repeatable, or "
         "comma-separated)",
     )
+    parser.add_argument(
+        "--sqlite-attach",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="attach the SQLite file PATH as schema NAME on every connection (repeatable)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     return parser
+
+
+def _name_and_path(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise ValueError(f"--sqlite-attach wants NAME=PATH, got {text!r}")
+    return name, path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes,
         )
         modules = [name for item in args.operations for name in item.split(",") if name]
-        app = create_app(args.db_url, config, operations=modules)
+        attach = dict(_name_and_path(item) for item in args.sqlite_attach)
+        app = create_app(args.db_url, config, operations=modules, sqlite_attach=attach)
     except (ValueError, ImportError) as exc:
         print(f"session-proxy-server: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,12 @@ from typing import Any
 from session_proxy.codec import JSONParam
 from session_proxy.protocol import DBAPI_ERROR_CLASSES
 
-SUPPORTED_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "mysql": "pymysql"}
+SUPPORTED_DRIVERS = {
+    "sqlite": "pysqlite",
+    "postgresql": "psycopg",
+    "mysql": "pymysql",
+    "mariadb": "pymysql",
+}
 
 
 def check_supported(dialect_name: str, driver: str) -> None:
@@ -39,6 +44,21 @@ def _psycopg_json(param: JSONParam) -> Any:
 
 def _already_dumped(text: str) -> str:
     return text
+
+
+def prepare_cursor(cursor: Any, driver: str) -> Any:
+    """Adjust a fresh driver cursor of the proxy executor; returns it.
+
+    psycopg parses JSON/JSONB itself; the proxy's client parses them with
+    the application's own ``json_deserializer``, so this cursor returns
+    them as text.  The change is local to the cursor.
+    """
+    if driver == "psycopg":
+        from psycopg.types.string import TextLoader
+
+        for name in ("json", "jsonb"):
+            cursor.adapters.register_loader(name, TextLoader)
+    return cursor
 
 
 def adapt_value(value: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 from session_proxy import protocol
 from session_proxy.codec import encode_row, to_wire
 
-from .drivers import adapt_params, dbapi_class_name, error_details
+from .drivers import adapt_params, dbapi_class_name, error_details, prepare_cursor
 from .leases import Lease, LeaseRegistry
 
 #: Key under which :meth:`Executor.run` reports how long an ended
@@ -62,8 +62,11 @@ def _column(column: Any) -> list[Any]:
 class Executor:
     """Runs validated steps against leases from a :class:`LeaseRegistry`."""
 
-    def __init__(self, registry: LeaseRegistry, page_size: int, dbapi_error: type) -> None:
+    def __init__(
+        self, registry: LeaseRegistry, page_size: int, dbapi_error: type, driver: str = ""
+    ) -> None:
         self.registry = registry
+        self.driver = driver
         self.page_size = page_size
         self.dbapi_error = dbapi_error
         self.statements = 0
@@ -142,7 +145,7 @@ class Executor:
         )
 
     def _execute(self, lease: Lease, step: dict) -> dict:
-        cursor = lease.dbapi_connection.cursor()
+        cursor = prepare_cursor(lease.dbapi_connection.cursor(), self.driver)
         params = step.get("params")
         self.statements += 1
         try:
@@ -156,7 +159,7 @@ class Executor:
         return self._result(lease, cursor)
 
     def _execute_many(self, lease: Lease, step: dict) -> dict:
-        cursor = lease.dbapi_connection.cursor()
+        cursor = prepare_cursor(lease.dbapi_connection.cursor(), self.driver)
         self.statements += 1
         try:
             cursor.executemany(

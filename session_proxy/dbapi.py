@@ -121,7 +121,7 @@ def connect(
     :class:`~session_proxy.errors.ProtocolMismatch` before any statement runs.
     """
     handshake = transport.handshake()
-    if backend is not None and handshake.dialect != backend:
+    if backend is not None and not protocol.same_backend(handshake.dialect, backend):
         from .errors import ProtocolMismatch
 
         raise ProtocolMismatch(
@@ -209,6 +209,17 @@ class Connection:
             self.options.pop(name, None)
         else:
             self.options[name] = value
+
+    @property
+    def autocommit(self) -> bool:
+        """psycopg-style switch: True runs each statement in its own transaction."""
+        return self.options.get("isolation_level") == "AUTOCOMMIT"
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        if self._txn is not None:
+            raise ProgrammingError("can't change autocommit inside a transaction")
+        self.set_option("isolation_level", "AUTOCOMMIT" if value else None)
 
     def character_set_name(self) -> str | None:
         """The server connection's character set (MySQL dialect support)."""

@@ -129,6 +129,12 @@ DBAPI_ERROR_CLASSES = (
 )
 
 
+def same_backend(first: str, second: str) -> bool:
+    """Whether two dialect names address the same kind of server (mysql = mariadb)."""
+    family = {"mariadb": "mysql"}
+    return family.get(first, first) == family.get(second, second)
+
+
 class ProtocolError(ValueError):
     """A message does not follow the protocol; ``code`` is its error code."""
 

@@ -13,6 +13,7 @@ DIALECTS = {
     "sqlite": ("session_proxy.dialects.sqlite", "SQLiteDialect_sessionproxy"),
     "postgresql": ("session_proxy.dialects.postgresql", "PGDialect_sessionproxy"),
     "mysql": ("session_proxy.dialects.mysql", "MySQLDialect_sessionproxy"),
+    "mariadb": ("session_proxy.dialects.mysql", "MariaDBDialect_sessionproxy"),
 }
 
 

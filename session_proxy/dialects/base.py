@@ -56,6 +56,19 @@ class ProxyDialectMixin:
         return shim
 
     @classmethod
+    def load_provisioning(cls) -> None:
+        """Load the real backend's test provisioning (SQLAlchemy's test suites)."""
+        for base in cls.__mro__:
+            module = base.__module__
+            if module.startswith("sqlalchemy.dialects."):
+                package = ".".join(module.split(".")[:3])
+                try:
+                    __import__(package + ".provision")
+                except ImportError:
+                    pass
+                return
+
+    @classmethod
     def get_pool_class(cls, url: URL) -> Any:
         from sqlalchemy.pool import QueuePool
 
@@ -121,9 +134,7 @@ class ProxyDialectMixin:
     # -- connection options, applied by the server at ``begin`` ---------------
 
     def set_isolation_level(self, dbapi_connection: Any, level: str) -> None:
-        # The server's default needs no statement at every ``begin``.
-        default = getattr(self, "default_isolation_level", None)
-        dbapi_connection.set_option("isolation_level", None if level == default else level)
+        dbapi_connection.set_option("isolation_level", level)
 
     def get_isolation_level(self, dbapi_connection: Any) -> Any:
         was_idle = not dbapi_connection.in_transaction

@@ -2,7 +2,9 @@
 
 The psycopg dialect class is used as it is, minus its driver touches: JSON and
 JSONB parameters are wrapped in :class:`~session_proxy.codec.JSONParam` (the
-server turns them into ``psycopg.types.json.Json``/``Jsonb``), and HSTORE is
+server turns them into ``psycopg.types.json.Json``/``Jsonb``), JSON results
+arrive as text and are parsed here with the engine's ``json_deserializer``,
+and HSTORE is
 handled as text on both sides (the server's engine runs with
 ``use_native_hstore=False``).  Range and multirange parameters need psycopg's
 own classes and are not supported.
@@ -29,6 +31,10 @@ class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
     supports_statement_cache = True
     supports_server_side_cursors = False
     _has_native_hstore = False
+    # The server sends JSON/JSONB as text (see server.drivers.prepare_cursor),
+    # so a custom json_deserializer given to this engine runs here.
+    supports_native_json_deserialization = False
+    dialect_injects_custom_json_deserializer = False
 
     def __init__(self, **kwargs: Any) -> None:
         proxy_kwargs = {

@@ -33,6 +33,11 @@ class SQLiteDialect_sessionproxy(ProxyDialectMixin, SQLiteDialect_pysqlite):
     def import_dbapi(cls) -> Any:
         return _module_for_init()
 
+    @classmethod
+    def _is_url_file_db(cls, url: Any) -> bool:
+        # The server always serves a database file (it refuses :memory:).
+        return True
+
     def _get_server_version_info(self, connection: Any) -> Any:
         assert self.transport is not None
         return tuple(self.transport.handshake().server_version_info)

@@ -1,0 +1,64 @@
+"""The server's real engine: the only place database credentials live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from .config import ServerConfig
+from .drivers import check_supported
+
+
+def create_engine_for(
+    db_url: str, config: ServerConfig, sqlite_attach: dict[str, str] | None = None
+) -> Engine:
+    """The server's engine for ``db_url``, pooled for ``config``.
+
+    ``sqlite_attach`` maps schema names to SQLite database files that every
+    pooled connection attaches (``ATTACH DATABASE path AS name``), so
+    schema-qualified SQL works on whichever connection serves a transaction.
+    """
+    url = make_url(db_url)
+    check_supported(url.get_backend_name(), url.get_driver_name())
+    kwargs: dict[str, Any] = {
+        "pool_size": config.max_transactions,
+        "max_overflow": 0,
+        "pool_timeout": config.lock_wait_seconds,
+        "pool_pre_ping": True,
+    }
+    backend = url.get_backend_name()
+    if sqlite_attach and backend != "sqlite":
+        raise ValueError("--sqlite-attach applies to SQLite databases only")
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+            raise ValueError(
+                "session-proxy needs a SQLite database file that several "
+                "connections can open; an in-memory database is not supported"
+            )
+        kwargs["poolclass"] = sqlalchemy.pool.QueuePool
+        kwargs["connect_args"] = {"check_same_thread": False}
+    elif backend == "postgresql":
+        # Client and server both treat HSTORE as text (see the client dialect).
+        kwargs["use_native_hstore"] = False
+    engine = sqlalchemy.create_engine(url, **kwargs)
+    if sqlite_attach:
+        _attach_on_connect(engine, sqlite_attach)
+    return engine
+
+
+def _attach_on_connect(engine: Engine, schemas: dict[str, str]) -> None:
+    for name in schemas:
+        if not name.isidentifier():
+            raise ValueError(f"SQLite schema name {name!r} is not an identifier")
+
+    @event.listens_for(engine, "connect")
+    def attach(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            for name, path in schemas.items():
+                cursor.execute("ATTACH DATABASE ? AS " + name, (path,))
+        finally:
+            cursor.close()
