@@ -61,6 +61,30 @@ def prepare_cursor(cursor: Any, driver: str) -> Any:
     return cursor
 
 
+#: What DISCARD ALL does, minus DEALLOCATE ALL: psycopg keeps its prepared
+#: statements.  Sent in one simple-protocol query, one round trip.
+PG_RESET = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
+def reset_session(dbapi_connection: Any, driver: str) -> None:
+    """Clear session state a client left on a connection before it is pooled again.
+
+    Transactions are pooled: the next lease of this connection may serve
+    another client, so settings (``SET search_path``, roles), temporary
+    tables, cursors, advisory locks and listeners must not carry over.  On
+    PostgreSQL this runs :data:`PG_RESET`.  MySQL and SQLite connections are
+    returned as they are.
+    """
+    if driver != "psycopg":
+        return
+    dbapi_connection.rollback()
+    dbapi_connection.execute(PG_RESET)
+    dbapi_connection.commit()
+
+
 def adapt_value(value: Any) -> Any:
     """Turn a decoded wire value into what the driver expects."""
     if type(value) is JSONParam:

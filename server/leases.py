@@ -21,6 +21,8 @@ from sqlalchemy.engine import Engine
 
 from session_proxy import protocol
 
+from .drivers import reset_session
+
 log = logging.getLogger("session_proxy.server")
 
 
@@ -164,8 +166,9 @@ class LeaseRegistry:
         lease.cursors.clear()
         try:
             self._reset_options(lease)
+            reset_session(lease.dbapi_connection, self.engine.dialect.driver)
         except Exception:  # noqa: BLE001
-            log.warning("could not reset connection options; discarding connection")
+            log.warning("could not reset the connection's session; discarding connection")
             lease.connection.invalidate()
         # Returning the connection to the pool rolls back anything left open.
         lease.connection.close()

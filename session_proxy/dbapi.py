@@ -218,7 +218,10 @@ class Connection:
     @autocommit.setter
     def autocommit(self, value: bool) -> None:
         if self._txn is not None:
-            raise ProgrammingError("can't change autocommit inside a transaction")
+            if not self.autocommit:
+                raise ProgrammingError("can't change autocommit inside a transaction")
+            # Statements already ran in autocommit: end their lease first.
+            self._finish(protocol.ROLLBACK)
         self.set_option("isolation_level", "AUTOCOMMIT" if value else None)
 
     def character_set_name(self) -> str | None:
