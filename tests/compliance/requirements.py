@@ -8,7 +8,7 @@ for both the direct and the proxy runs.
 
 from __future__ import annotations
 
-from sqlalchemy.testing.exclusions import fails_on_everything_except, only_on, skip_if
+from sqlalchemy.testing.exclusions import fails_on, fails_on_everything_except, only_on, skip_if
 from test.requirements import DefaultRequirements  # the SQLAlchemy sdist's
 
 
@@ -38,3 +38,20 @@ class ProxyRequirements(DefaultRequirements):
             "postgresql+psycopg",
             "postgresql+sessionproxy",
         ) + skip_if("postgresql+pg8000", "seems to work on pg14 only, not earlier?")
+
+    # Upstream expects PyMySQL to bind date/time values as plain strings; the
+    # proxy binds through PyMySQL on the server, so the same expectation holds.
+    @property
+    def date_implicit_bound(self):  # noqa: ANN201 - upstream signature
+        return super().date_implicit_bound + _PYMYSQL_PROXY_BINDS_AS_STRING
+
+    @property
+    def time_implicit_bound(self):  # noqa: ANN201 - upstream signature
+        return super().time_implicit_bound + _PYMYSQL_PROXY_BINDS_AS_STRING
+
+    @property
+    def datetime_implicit_bound(self):  # noqa: ANN201 - upstream signature
+        return super().datetime_implicit_bound + _PYMYSQL_PROXY_BINDS_AS_STRING
+
+
+_PYMYSQL_PROXY_BINDS_AS_STRING = fails_on(["mysql+sessionproxy", "mariadb+sessionproxy"])

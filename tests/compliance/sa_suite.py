@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from benchmarks.server_process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
+REQUIREMENTS = "tests.compliance.requirements:ProxyRequirements"
 
 SUITES = {
     "dialect": ["test/dialect/test_suite.py"],
@@ -82,6 +83,25 @@ def fetch_sdist(workdir: Path) -> Path:
     return target
 
 
+def use_proxy_requirements(sdist: Path) -> None:
+    """Point the sdist's test configuration at :mod:`tests.compliance.requirements`.
+
+    SQLAlchemy's plugin reads ``requirement_cls`` from ``setup.cfg`` after
+    its command-line options, so the (unpacked, private) copy is edited.
+    """
+    config = sdist / "setup.cfg"
+    text = config.read_text()
+    patched = re.sub(
+        r"^requirement_cls\s*=.*$",
+        f"requirement_cls = {REQUIREMENTS}",
+        text,
+        count=1,
+        flags=re.MULTILINE,
+    )
+    if patched != text:
+        config.write_text(patched)
+
+
 def prepare_backend(backend: str, workdir: Path) -> str:
     """Make a fresh database with the extra schemas the suites expect; return its URL."""
     if backend == "sqlite":
@@ -119,7 +139,6 @@ def run_suite(sdist: Path, files: list[str], url: str, junit: Path) -> dict[str,
     subprocess.run(
         [sys.executable, "-m", "pytest", *files, "--dburi", url, "-p", "no:cacheprovider",
          "-p", "tests.compliance.proxy_provision", "-q", "--maxfail=1000000",
-         "--requirements", "tests.compliance.requirements:ProxyRequirements",
          f"--junitxml={junit}", "-o", "junit_family=xunit1"],
         cwd=sdist, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -172,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     known = _read_known(args.known)
     workdir = args.workdir.resolve()
     sdist = fetch_sdist(workdir)
+    use_proxy_requirements(sdist)
     rows = ["| backend | suite | direct passed / failed / skipped | "
             "proxy passed / failed / skipped | pass direct, not proxy |",
             "| --- | --- | --- | --- | ---: |"]
