@@ -173,7 +173,7 @@ class Benchmark:
             server_url = config.server_url
             if server_url is None:
                 server = stack.enter_context(
-                    ServerProcess(db_url, ["--operations", OPERATIONS_MODULE])
+                    ServerProcess(db_url, "--operations", OPERATIONS_MODULE)
                 )
                 server_url = server.url
             env = environment(direct)

@@ -1,14 +1,24 @@
-"""Start and stop a ``session-proxy-server`` subprocess for the benchmark and demo."""
+"""Start and stop a ``session-proxy-server`` subprocess.
+
+Used by the benchmark, the demo, the compliance harness and the test suite:
+the server runs as its own process on a free loopback port, exactly as a
+user would start it, and its output goes to a log file that start-up errors
+quote.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from pathlib import Path
 
 import requests
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -19,36 +29,53 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``session-proxy-server`` in front of ``db_url`` on a free loopback port."""
+    """``session-proxy-server --db-url DB_URL *extra_args`` on a free loopback port."""
 
-    def __init__(self, db_url: str, extra_args: Sequence[str] = ()) -> None:
+    def __init__(self, db_url: str, *extra_args: str, start_timeout: float = 30.0) -> None:
+        self.db_url = db_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.gettempdir()) / f"session-proxy-server-{self.port}.log"
+        self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "--db-url", db_url, "--port", str(self.port),
              "--log-level", "WARNING", *extra_args],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while True:
+        try:
+            self._wait_ready(start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"session-proxy-server exited: {self.log_path.read_text()}")
             try:
-                requests.get(self.url + "/v1/health", timeout=1)
-                return
+                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return
             except requests.RequestException:
-                if self.process.poll() is not None:
-                    raise RuntimeError("session-proxy-server exited during start-up") from None
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("session-proxy-server did not start within 30 s") from None
-                time.sleep(0.1)
+                time.sleep(0.05)
+        raise RuntimeError(
+            f"session-proxy-server did not start in {timeout:g} s: {self.log_path.read_text()}"
+        )
 
     def stop(self) -> None:
         """Terminate the server and wait for it to exit."""
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import session_proxy
+from benchmarks.server_process import REPO, ServerProcess, free_port
+
+__all__ = ["REPO", "ServerProcess", "free_port", "wait_for"]
 
 BACKEND_URLS = {
     "postgresql": os.environ.get(
@@ -36,14 +36,6 @@ BACKENDS = ["sqlite", "postgresql", "mysql"]
 MODES = ["direct", "proxy"]
 WORKLOAD_OPERATIONS = "benchmarks.workload.operations"
 ON_CI = os.environ.get("CI", "").lower() == "true"
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _reachable(url: str) -> str | None:
@@ -53,57 +45,6 @@ def _reachable(url: str) -> str | None:
             return None
     except OSError as exc:
         return f"{parsed.get_backend_name()} at {parsed.host}:{parsed.port}: {exc}"
-
-
-class ServerProcess:
-    """A ``session-proxy-server`` subprocess on a free port."""
-
-    def __init__(self, db_url: str, *extra: str) -> None:
-        self.db_url = db_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"sp-server-{self.port}.log"
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server.cli",
-                "--db-url",
-                db_url,
-                "--port",
-                str(self.port),
-                "--log-level",
-                "WARNING",
-                *extra,
-            ],
-            cwd=REPO,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
-            try:
-                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        """Terminate the server and wait for it."""
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 @pytest.fixture(scope="session")

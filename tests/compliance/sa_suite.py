@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             direct_url_server = f"sqlite:///{workdir}/proxy.db"
         else:
             direct_url_server = direct_url
-        with ServerProcess(direct_url_server, extra) as server:
+        with ServerProcess(direct_url_server, *extra) as server:
             proxy_url = f"{backend}+sessionproxy://127.0.0.1:{server.port}/"
             for suite in args.suites.split(","):
                 files = SUITES[suite]
