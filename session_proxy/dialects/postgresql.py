@@ -16,12 +16,35 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import types as sqltypes
+from sqlalchemy import util
+from sqlalchemy.dialects.postgresql import JSON, JSONB
 from sqlalchemy.dialects.postgresql._psycopg_common import _PGDialect_common_psycopg
 from sqlalchemy.dialects.postgresql.base import PGDialect
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.dialects.postgresql.psycopg import _PGJSON, _PGJSONB, PGDialect_psycopg
 
 from ..codec import JSONParam
 from .base import ProxyDialectMixin
+
+
+class _TextJSONResult:
+    """Parse JSON that the server sends as text, with the engine's deserializer."""
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], Any]:
+        loads = dialect._json_deserializer or json.loads
+
+        def process(value: Any) -> Any:
+            return None if value is None else loads(value)
+
+        return process
+
+
+class _ProxyJSON(_TextJSONResult, _PGJSON):
+    pass
+
+
+class _ProxyJSONB(_TextJSONResult, _PGJSONB):
+    pass
 
 
 class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
@@ -35,6 +58,10 @@ class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
     # so a custom json_deserializer given to this engine runs here.
     supports_native_json_deserialization = False
     dialect_injects_custom_json_deserializer = False
+    colspecs = util.update_copy(
+        PGDialect_psycopg.colspecs,
+        {JSON: _ProxyJSON, sqltypes.JSON: _ProxyJSON, JSONB: _ProxyJSONB},
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         proxy_kwargs = {
