@@ -76,7 +76,6 @@ class Executor:
 
         ``steps`` have been validated and their parameters decoded.
         """
-        needs_connection = any(step["op"] != protocol.BEGIN for step in steps)
         if txn is None:
             if not any(
                 step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY) for step in steps
@@ -85,10 +84,10 @@ class Executor:
                 return {"txn": None, "results": [{} for _ in steps]}
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
             lease = self._guard(-1, None, self.registry.open, options)
-        elif needs_connection:
-            lease = self.registry.acquire(txn)
         else:
-            return {"txn": txn, "results": [{} for _ in steps]}
+            # Validation allows "begin" only without a txn, so every step here
+            # needs the lease's connection.
+            lease = self.registry.acquire(txn)
         results: list[dict] = []
         try:
             for index, step in enumerate(steps):
@@ -102,10 +101,8 @@ class Executor:
 
     def _run_step(self, lease: Lease, index: int, step: dict) -> dict:
         op = step["op"]
-        if op == protocol.EXECUTE:
+        if op in (protocol.EXECUTE, protocol.EXECUTE_MANY):
             return self._guard(index, lease, self._execute, lease, step)
-        if op == protocol.EXECUTE_MANY:
-            return self._guard(index, lease, self._execute_many, lease, step)
         if op == protocol.FETCH:
             return self._guard(index, lease, self._fetch, lease, step)
         if op == protocol.CLOSE:
@@ -146,25 +143,16 @@ class Executor:
 
     def _execute(self, lease: Lease, step: dict) -> dict:
         cursor = prepare_cursor(lease.dbapi_connection.cursor(), self.driver)
-        params = step.get("params")
         self.statements += 1
         try:
-            if params is None:
+            if step["op"] == protocol.EXECUTE_MANY:
+                cursor.executemany(
+                    step["sql"], [adapt_params(params) for params in step["seq_of_params"]]
+                )
+            elif step.get("params") is None:
                 cursor.execute(step["sql"])
             else:
-                cursor.execute(step["sql"], adapt_params(params))
-        except BaseException:
-            cursor.close()
-            raise
-        return self._result(lease, cursor)
-
-    def _execute_many(self, lease: Lease, step: dict) -> dict:
-        cursor = prepare_cursor(lease.dbapi_connection.cursor(), self.driver)
-        self.statements += 1
-        try:
-            cursor.executemany(
-                step["sql"], [adapt_params(params) for params in step["seq_of_params"]]
-            )
+                cursor.execute(step["sql"], adapt_params(step["params"]))
         except BaseException:
             cursor.close()
             raise
