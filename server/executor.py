@@ -54,6 +54,53 @@ class ServerCursor:
         self.cursor.close()
 
 
+class _RowcountCheck:
+    """Sums the rowcounts of consecutive steps in one ``check_group``.
+
+    When a group ends (the next step is in another group, or none is left)
+    the sums must agree; otherwise the request fails before any later step
+    runs, and the transaction stays open for the client to roll back.
+    """
+
+    def __init__(self) -> None:
+        self.group: int | None = None
+        self.expected = 0
+        self.actual = 0
+        self.last_index = -1
+
+    def before(self, step: dict, lease: Lease) -> None:
+        if self.group is not None and step.get("check_group") != self.group:
+            self.finish(lease)
+
+    def after(self, index: int, step: dict, result: dict) -> None:
+        group = step.get("check_group")
+        if group is None:
+            return
+        self.group = group
+        self.expected += step["expect_rowcount"]
+        self.actual += result.get("rowcount", 0)
+        self.last_index = index
+
+    def finish(self, lease: Lease) -> None:
+        group, expected, actual = self.group, self.expected, self.actual
+        self.group, self.expected, self.actual = None, 0, 0
+        if group is None or expected == actual:
+            return
+        raise StepFailed(
+            protocol.ERROR_STATUS[protocol.ROWCOUNT_MISMATCH],
+            protocol.error_body(
+                protocol.ROWCOUNT_MISMATCH,
+                f"statements of check group {group} matched {actual} row(s), "
+                f"expected {expected}",
+                step=self.last_index,
+                group=group,
+                expected=expected,
+                actual=actual,
+                txn=lease.id,
+            ),
+        )
+
+
 def _column(column: Any) -> list[Any]:
     fields = list(tuple(column)[:7])
     return [f if f is None or type(f) in (int, str, bool) else None for f in fields]
@@ -89,9 +136,14 @@ class Executor:
             # needs the lease's connection.
             lease = self.registry.acquire(txn)
         results: list[dict] = []
+        check = _RowcountCheck()
         try:
             for index, step in enumerate(steps):
-                results.append(self._run_step(lease, index, step))
+                check.before(step, lease)
+                result = self._run_step(lease, index, step)
+                check.after(index, step, result)
+                results.append(result)
+            check.finish(lease)
             body = {"txn": None if lease.ended else lease.id, "results": results}
             if lease.ended:
                 body[TRANSACTION_SECONDS] = time.monotonic() - lease.created

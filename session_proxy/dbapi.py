@@ -11,12 +11,20 @@ SQLAlchemy's pool is free.
 
 Rows come back one page at a time: the first page with the statement's
 response, the rest from a server-side cursor as the application fetches.
+
+Statements whose results nobody needs yet can be *queued* instead of sent
+(:meth:`Cursor.defer`): they ride in front of the next request, which is
+the next statement that needs a result, a fetch, or the commit.  If a
+queued statement fails, the request stops there and the error names it;
+the statements queued after it never ran, so the connection refuses
+everything but ``rollback()`` from then on (:class:`PipelineAborted`).
+``rollback()`` drops the queue unsent.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import protocol
@@ -30,6 +38,7 @@ from .errors import (
     InternalError,
     NotSupportedError,
     OperationalError,
+    PipelineAborted,
     ProgrammingError,
     TransactionExpired,
     TransactionLost,
@@ -144,6 +153,40 @@ def _encode_params(params: Any) -> Any:
     )
 
 
+class Queued:
+    """One step waiting to ride with the next request.
+
+    :param step: the protocol step.
+    :param cursor: the cursor whose statement this is, to receive its result.
+    :param check_key: steps with equal keys queued one after another form one
+        rowcount check group on the server (see :mod:`session_proxy.protocol`).
+    :param on_failure: builds the exception to raise when this step fails,
+        from the one the server reported (e.g. a ``StaleDataError``).
+    :param on_result: called with the step's result once it has run.
+    """
+
+    __slots__ = ("step", "cursor", "check_key", "on_failure", "on_result")
+
+    def __init__(
+        self,
+        step: dict,
+        cursor: Cursor | None = None,
+        check_key: Any = None,
+        on_failure: Callable[[Exception], BaseException] | None = None,
+        on_result: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.step = step
+        self.cursor = cursor
+        self.check_key = check_key
+        self.on_failure = on_failure
+        self.on_result = on_result
+
+
+#: Queued parameter sets after which the queue is sent on its own, so one
+#: request stays well under the server's body limit.
+MAX_QUEUED_ROWS = 20_000
+
+
 class Connection:
     """A PEP 249 connection backed by a server-held lease."""
 
@@ -154,7 +197,10 @@ class Connection:
         self.closed = False
         self._txn: str | None = None
         self._generation = 0
-        self._deferred: list[dict] = []
+        self._queue: list[Queued] = []
+        self._queued_rows = 0
+        self._check_group = 0
+        self._aborted: BaseException | None = None
 
     # -- PEP 249 -----------------------------------------------------------
 
@@ -234,14 +280,33 @@ class Connection:
         if self.closed:
             raise InterfaceError("session-proxy connection is closed")
 
+    @property
+    def queued(self) -> int:
+        """How many steps wait to ride with the next request."""
+        return len(self._queue)
+
     def _end_transaction(self) -> None:
         self._txn = None
-        self._deferred.clear()
+        self._drop_queue()
+        self._aborted = None
         self._generation += 1
 
+    def _drop_queue(self) -> None:
+        for queued in self._queue:
+            if queued.cursor is not None:
+                queued.cursor._pending = False
+        self._queue.clear()
+        self._queued_rows = 0
+
     def _finish(self, op: str) -> None:
-        if self._txn is None:
-            self._deferred.clear()
+        if op == protocol.ROLLBACK:
+            # Queued statements are rolled back unsent.
+            self._drop_queue()
+            self._aborted = None
+        else:
+            self._check_not_aborted()
+        if self._txn is None and not self._queue:
+            self._generation += 1
             return
         try:
             self.request([{"op": op}])
@@ -256,20 +321,68 @@ class Connection:
             raise
         self._end_transaction()
 
+    def queue(self, queued: Queued) -> None:
+        """Queue a step to ride in front of the next request.
+
+        A step with a ``check_key`` joins the rowcount check group of the step
+        queued just before it when their keys are equal.
+        """
+        self._check_open()
+        self._check_not_aborted()
+        step = queued.step
+        if queued.check_key is not None:
+            previous = self._queue[-1] if self._queue else None
+            if previous is None or previous.check_key != queued.check_key:
+                self._check_group += 1
+            step["check_group"] = self._check_group
+        self._queue.append(queued)
+        self._queued_rows += len(step.get("seq_of_params") or ()) or 1
+        if self._queued_rows >= MAX_QUEUED_ROWS:
+            self.send_queue()
+
+    def discard_queue(self) -> None:
+        """Drop the queue unsent and forget a failed one.
+
+        For ``ROLLBACK TO SAVEPOINT``: queued statements are always newer than
+        the newest savepoint (a savepoint statement sends the queue), so
+        rolling back to any savepoint undoes them anyway.
+        """
+        self._drop_queue()
+        self._aborted = None
+
     def defer(self, step: dict) -> None:
-        """Queue a step that needs no answer to ride with the next request."""
+        """Queue a step that needs no answer (a cursor close) if a lease is open."""
         if self._txn is not None:
-            self._deferred.append(step)
+            self._queue.append(Queued(step))
+
+    def send_queue(self) -> None:
+        """Send the queued steps now, in a request of their own."""
+        if self._queue:
+            self.request([])
+
+    def _check_not_aborted(self) -> None:
+        if self._aborted is not None:
+            raise PipelineAborted(
+                f"an earlier pipelined statement of this transaction failed "
+                f"({self._aborted}); statements queued after it never ran, so "
+                "the transaction must be rolled back"
+            )
 
     def request(self, steps: list[dict]) -> list[dict]:
-        """Send ``steps`` (plus deferred ones) and return their results."""
+        """Send the queue, then ``steps``, in one request; return the steps' results."""
         self._check_open()
+        self._check_not_aborted()
         prefix: list[dict] = []
         if self._txn is None:
+            if not steps and not any(q.cursor is not None for q in self._queue):
+                # Only cursor closes of an ended transaction: nothing to send.
+                self._drop_queue()
+                return []
             prefix.append({"op": protocol.BEGIN, "options": dict(self.options)})
-        elif self._deferred:
-            prefix.extend(self._deferred)
-            self._deferred.clear()
+        queued, self._queue = self._queue, []
+        self._queued_rows = 0
+        start = len(prefix)
+        prefix.extend(q.step for q in queued)
         try:
             body = self.transport.pipeline(self._txn, prefix + steps)
         except (TransactionExpired, TransactionLost):
@@ -281,6 +394,7 @@ class Connection:
             txn = getattr(exc, "server_txn", None)
             if txn is not None:
                 self._txn = txn
+            self._failed_request(exc, queued, start, bool(steps))
             raise
         self._txn = body.get("txn")
         results = body.get("results")
@@ -289,7 +403,38 @@ class Connection:
                 f"server answered {len(results or [])} results for "
                 f"{len(prefix) + len(steps)} steps"
             )
+        for entry, result in zip(queued, results[start : len(prefix)], strict=True):
+            self._deliver(entry, result)
         return results[len(prefix) :]
+
+    @staticmethod
+    def _deliver(entry: Queued, result: dict) -> None:
+        if entry.cursor is not None:
+            entry.cursor._settle(result)
+        if entry.on_result is not None:
+            entry.on_result(result)
+
+    def _failed_request(
+        self, exc: Error, queued: list[Queued], start: int, had_steps: bool
+    ) -> None:
+        """Attribute a failure to the queued step it happened in, if any."""
+        index = getattr(exc, "step_index", None)
+        statements = [q for q in queued if q.cursor is not None]
+        for entry in statements:
+            entry.cursor._pending = False  # type: ignore[union-attr]
+        if index is None:
+            if not statements:
+                return
+            # A request refused as a whole: its queued statements never ran.
+            failed: Queued | None = None
+        elif start <= index < start + len(queued):
+            failed = queued[index - start]
+        else:
+            return
+        if failed is not None and failed.on_failure is not None:
+            exc.replacement = failed.on_failure(exc)  # type: ignore[attr-defined]
+        exc.queued_step = failed.step if failed is not None else None  # type: ignore[attr-defined]
+        self._aborted = exc
 
 
 class Cursor:
@@ -306,6 +451,8 @@ class Cursor:
         self._pos = 0
         self._server_cursor: str | None = None
         self._generation = connection._generation
+        self._pending = False
+        self._executions = 0
         self.closed = False
 
     def execute(self, operation: str, parameters: Any = None) -> Cursor:
@@ -324,9 +471,84 @@ class Cursor:
         self._run(step)
         return self.rowcount
 
+    def defer(
+        self,
+        operation: str,
+        parameters: Any = None,
+        *,
+        many: bool = False,
+        rowcount: int = -1,
+        expect_rowcount: int | None = None,
+        check_key: Any = None,
+        on_failure: Callable[[Exception], BaseException] | None = None,
+        on_result: Callable[[dict], None] | None = None,
+    ) -> None:
+        """Queue a statement that returns no rows instead of running it now.
+
+        It runs in front of the connection's next request.  Until then the
+        cursor reports ``rowcount`` (what the caller expects; ``-1`` for
+        unknown) and :attr:`pending` is true; :meth:`resolve` sends the queue
+        and loads the real rowcount.  With ``expect_rowcount`` the server
+        checks the rowcount (summed over consecutive statements with an equal
+        ``check_key``) and fails the request on a mismatch.
+        """
+        self._check_open()
+        self._release_server_cursor()
+        if many:
+            step: dict[str, Any] = {
+                "op": protocol.EXECUTE_MANY,
+                "sql": operation,
+                "seq_of_params": [_encode_params(p) for p in parameters],
+            }
+        else:
+            step = {
+                "op": protocol.EXECUTE,
+                "sql": operation,
+                "params": _encode_params(parameters),
+            }
+        if expect_rowcount is not None:
+            step["expect_rowcount"] = expect_rowcount
+        self._executions += 1
+        self.description = None
+        self.rowcount = rowcount
+        self.lastrowid = None
+        self._rows, self._pos = [], 0
+        self.connection.queue(
+            Queued(
+                step,
+                self,
+                check_key if expect_rowcount is not None else None,
+                on_failure,
+                on_result,
+            )
+        )
+        self._pending = True
+        self._queued_execution = self._executions
+        self._generation = self.connection._generation
+
+    @property
+    def pending(self) -> bool:
+        """Whether this cursor's statement is queued and has not run yet."""
+        return self._pending
+
+    def resolve(self) -> None:
+        """Run this cursor's queued statement (and the queue before it) now."""
+        if self._pending:
+            self.connection.send_queue()
+
+    def _settle(self, result: dict) -> None:
+        """Take the result of this cursor's queued statement."""
+        if self._pending and self._queued_execution == self._executions:
+            self._pending = False
+            self.rowcount = result.get("rowcount", -1)
+            lastrowid = result.get("lastrowid")
+            self.lastrowid = from_wire(lastrowid) if lastrowid is not None else None
+
     def _run(self, step: dict) -> None:
         self._check_open()
         self._release_server_cursor()
+        self._executions += 1
+        self._pending = False
         (result,) = self.connection.request([step])
         self._generation = self.connection._generation
         self._load(result)

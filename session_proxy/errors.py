@@ -139,6 +139,31 @@ class RequestRejected(ProxyError, ProgrammingError):
     code = "bad_request"
 
 
+class RowcountMismatch(ProxyError, DatabaseError):
+    """A pipelined rowcount check failed on the server.
+
+    ``expected`` and ``actual`` are the sums over the check group; the
+    proxy dialect turns this into the ``StaleDataError`` SQLAlchemy raises.
+    """
+
+    code = "rowcount_mismatch"
+
+    def __init__(self, message: str, expected: int, actual: int) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class PipelineAborted(ProxyError, InternalError):
+    """An earlier pipelined statement of this transaction failed.
+
+    Statements queued after it never ran, so the transaction can only be
+    rolled back; anything else raises this.
+    """
+
+    code = "pipeline_aborted"
+
+
 def database_error(error: dict[str, Any], args: tuple) -> Error:
     """Rebuild the PEP 249 exception a server-side driver raised."""
     cls = DBAPI_CLASSES.get(error.get("dbapi_class", ""), DatabaseError)

@@ -22,6 +22,13 @@ arguments) are encoded with :mod:`session_proxy.codec`.
       ``{"op": "execute_many", "sql": S, "seq_of_params": [P, ...]}``.
       The result carries ``description``, ``rowcount``, ``lastrowid``, up to
       one page of ``rows`` and, when more rows remain, a ``cursor`` id.
+      Either may carry ``"expect_rowcount": N`` and ``"check_group": G``:
+      consecutive steps with the same group are a rowcount check; once the
+      group's last step has run, the sum of their rowcounts must equal the
+      sum of their expected counts, or the request fails with
+      ``rowcount_mismatch`` (naming both sums) before any later step runs.
+      Pipelined flushes use this to move the ORM's stale-data check to the
+      server.
     - ``{"op": "fetch", "cursor": C, "n": N}`` returns up to N more rows and
       ``"done": true`` once the cursor is exhausted and closed.
     - ``{"op": "close", "cursor": C}`` closes a server-side cursor early.
@@ -95,6 +102,7 @@ INTERNAL_ERROR = "internal_error"
 UNKNOWN_OPERATION = "unknown_operation"
 BAD_ARGUMENTS = "bad_arguments"
 OPERATION_ERROR = "operation_error"
+ROWCOUNT_MISMATCH = "rowcount_mismatch"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -107,6 +115,7 @@ ERROR_STATUS: dict[str, int] = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     TRANSACTION_BUSY: 409,
+    ROWCOUNT_MISMATCH: 409,
     TRANSACTION_EXPIRED: 410,
     TOO_LARGE: 413,
     DATABASE_ERROR: 422,
@@ -205,6 +214,21 @@ def _check_sql(step: dict, index: int) -> None:
     )
 
 
+def _check_expectation(step: dict, index: int) -> None:
+    if "expect_rowcount" not in step and "check_group" not in step:
+        return
+    expected = step.get("expect_rowcount")
+    group = step.get("check_group")
+    _require(
+        type(expected) is int and expected >= 0,
+        f"step {index} ({step['op']}): 'expect_rowcount' must be a non-negative integer",
+    )
+    _require(
+        type(group) is int,
+        f"step {index} ({step['op']}): 'check_group' must be an integer",
+    )
+
+
 def _check_cursor(step: dict, index: int) -> None:
     _require(
         isinstance(step.get("cursor"), str),
@@ -261,12 +285,14 @@ def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
                 params is None or isinstance(params, (list, dict)),
                 f"step {index} (execute): 'params' must be a list, an object or null",
             )
+            _check_expectation(step, index)
         elif op == EXECUTE_MANY:
             _check_sql(step, index)
             _require(
                 isinstance(step.get("seq_of_params"), list),
                 f"step {index} (execute_many): 'seq_of_params' must be a list",
             )
+            _check_expectation(step, index)
         elif op == FETCH:
             _check_cursor(step, index)
             n = step.get("n")

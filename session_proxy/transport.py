@@ -216,6 +216,10 @@ class HTTPTransport:
             exc = errors.ServerBusy(
                 message + where, float(retry_after) if retry_after else None
             )
+        elif code == protocol.ROWCOUNT_MISMATCH:
+            exc = errors.RowcountMismatch(
+                message + where, int(error.get("expected", -1)), int(error.get("actual", -1))
+            )
         elif code == protocol.UNSUPPORTED_PROTOCOL:
             exc = errors.ProtocolMismatch(message + where)
         else:
@@ -225,4 +229,6 @@ class HTTPTransport:
         exc.request_id = request_id  # type: ignore[attr-defined]
         # The lease the server kept open despite the error, if any.
         exc.server_txn = txn if isinstance(txn, str) else None  # type: ignore[attr-defined]
+        step = error.get("step")
+        exc.step_index = step if type(step) is int else None  # type: ignore[attr-defined]
         return exc

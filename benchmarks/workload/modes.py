@@ -52,17 +52,21 @@ class ModeRunner:
         elif server_url is None:
             raise ValueError(f"{mode} mode needs server_url")
         elif mode == "proxy":
+            # The proxy at its best: Core DML and explicit flushes pipelined
+            # too.  The workload never catches errors from them, so its
+            # behaviour is the same (tests/test_workload_modes.py).
             self.engine = session_proxy.create_engine(
-                server_url, token=token, pool_size=pool_size, max_overflow=0
+                server_url, token=token, pool_size=pool_size, max_overflow=0,
+                proxy_pipeline_dml=True,
             )
         else:
             self.client = RemoteClient(server_url, token=token)
 
         self.session_factory = (
-            sessionmaker(
-                class_=session_proxy.ProxySession if mode == "proxy" else sa.orm.Session,
-                bind=self.engine,
-            )
+            sessionmaker(class_=session_proxy.ProxySession, bind=self.engine,
+                         defer_flush_errors=True)
+            if mode == "proxy"
+            else sessionmaker(bind=self.engine)
             if self.engine is not None
             else None
         )

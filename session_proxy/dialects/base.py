@@ -8,7 +8,9 @@ driver dialect, so SQLAlchemy sends exactly the SQL and parameter values that
 dialect would have given the driver in-process.  The mixin here replaces the
 few methods that would touch the driver itself: connection arguments,
 isolation level and other connection options (sent with ``begin`` instead of
-set on a socket the client doesn't have), ping and disconnect detection.
+set on a socket the client doesn't have), ping and disconnect detection, and
+statement execution, which may queue a statement instead of sending it
+(:mod:`session_proxy.pipeline`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import util
 from sqlalchemy.engine import URL
 
 from .. import dbapi as shim
+from .. import pipeline
 from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable
 from ..transport import HTTPTransport
 
@@ -37,19 +40,51 @@ class ProxyDialectMixin:
 
     transport: HTTPTransport | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        context = getattr(cls, "execution_ctx_cls", None)
+        if context is not None and not issubclass(context, ProxyExecutionContextMixin):
+            cls.execution_ctx_cls = proxy_execution_context(context)
+
     def __init__(
         self,
         proxy_token: str | None = None,
         proxy_timeout: float = 30.0,
         proxy_verify: bool | str = True,
+        proxy_pipeline_dml: bool = False,
         **kwargs: Any,
     ) -> None:
+        # The explicit names let create_engine() route these keywords here.
         self._explicit_paramstyle = "paramstyle" in kwargs
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         super().__init__(**kwargs)  # type: ignore[call-arg]
+        self._set_proxy_arguments(proxy_token, proxy_timeout, proxy_verify, proxy_pipeline_dml)
+
+    @staticmethod
+    def _pop_proxy_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = ("proxy_token", "proxy_timeout", "proxy_verify", "proxy_pipeline_dml")
+        return {name: kwargs.pop(name) for name in names if name in kwargs}
+
+    def _set_proxy_arguments(
+        self,
+        proxy_token: str | None = None,
+        proxy_timeout: float = 30.0,
+        proxy_verify: bool | str = True,
+        proxy_pipeline_dml: bool = False,
+    ) -> None:
+        """The proxy's own ``create_engine`` arguments.
+
+        :param proxy_token: bearer token sent to the server.
+        :param proxy_timeout: seconds to wait for each response.
+        :param proxy_verify: TLS verification: ``True``, ``False`` or a CA bundle.
+        :param proxy_pipeline_dml: queue Core INSERT/UPDATE/DELETE statements
+            without RETURNING to ride with the next request (see
+            :mod:`session_proxy.pipeline`).
+        """
         self.proxy_token = proxy_token
         self.proxy_timeout = float(proxy_timeout)
         self.proxy_verify = proxy_verify
+        self.proxy_pipeline_dml = bool(proxy_pipeline_dml)
 
     @classmethod
     def import_dbapi(cls) -> Any:
@@ -149,6 +184,40 @@ class ProxyDialectMixin:
     def detect_autocommit_setting(self, dbapi_connection: Any) -> bool:
         return dbapi_connection.options.get("isolation_level") == "AUTOCOMMIT"
 
+    # -- execution: queue what can wait, report late failures as SQLAlchemy would
+
+    def do_execute(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        if pipeline.defer_if_possible(self, cursor, statement, parameters, context, False):
+            return
+        with pipeline.sqlalchemy_errors():
+            cursor.execute(statement, parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        with pipeline.sqlalchemy_errors():
+            cursor.execute(statement)
+
+    def do_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        if pipeline.defer_if_possible(self, cursor, statement, parameters, context, True):
+            return
+        with pipeline.sqlalchemy_errors():
+            cursor.executemany(statement, parameters)
+
+    def do_rollback_to_savepoint(self, connection: Any, name: str) -> None:
+        # Everything queued was issued after the newest savepoint, so this
+        # undoes it all, a failed statement included.
+        dbapi_connection = connection.connection.dbapi_connection
+        if isinstance(dbapi_connection, shim.Connection):
+            dbapi_connection.discard_queue()
+        super().do_rollback_to_savepoint(connection, name)  # type: ignore[misc]
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        with pipeline.sqlalchemy_errors():
+            dbapi_connection.commit()
+
     # -- liveness -------------------------------------------------------------
 
     def do_ping(self, dbapi_connection: Any) -> bool:
@@ -160,3 +229,36 @@ class ProxyDialectMixin:
 
     def do_begin_twophase(self, connection: Any, xid: Any) -> None:
         raise NotImplementedError("two-phase commit is not supported through session-proxy")
+
+
+class ProxyExecutionContextMixin:
+    """Reads the rowcount of a queued Core DML statement only when asked."""
+
+    _proxy_lazy_rowcount = False
+
+    def _setup_result_proxy(self) -> Any:
+        if self._proxy_lazy_rowcount:
+            self._rowcount = _PENDING_ROWCOUNT  # keep SQLAlchemy from reading it now
+        return super()._setup_result_proxy()  # type: ignore[misc]
+
+    @property
+    def rowcount(self) -> int:
+        if self._rowcount is _PENDING_ROWCOUNT:
+            with pipeline.sqlalchemy_errors():
+                self.cursor.resolve()
+            self._rowcount = self.cursor.rowcount
+        return super().rowcount  # type: ignore[misc]
+
+
+class _PendingRowcount(int):
+    """A marker rowcount for a statement still queued."""
+
+
+_PENDING_ROWCOUNT = _PendingRowcount(-1)
+
+
+def proxy_execution_context(base: type) -> type:
+    """The execution context class of a proxy dialect built on ``base``'s."""
+    return type(
+        "Proxy" + base.__name__, (ProxyExecutionContextMixin, base), {}
+    )

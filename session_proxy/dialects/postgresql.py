@@ -64,19 +64,13 @@ class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
     )
 
     def __init__(self, **kwargs: Any) -> None:
-        proxy_kwargs = {
-            key: kwargs.pop(key)
-            for key in ("proxy_token", "proxy_timeout", "proxy_verify")
-            if key in kwargs
-        }
+        proxy_arguments = self._pop_proxy_arguments(kwargs)
         self._explicit_paramstyle = "paramstyle" in kwargs
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         kwargs["use_native_hstore"] = False
         # psycopg's own __init__ builds an adapters map from the driver module.
         _PGDialect_common_psycopg.__init__(self, **kwargs)
-        self.proxy_token = proxy_kwargs.get("proxy_token")
-        self.proxy_timeout = float(proxy_kwargs.get("proxy_timeout", 30.0))
-        self.proxy_verify = proxy_kwargs.get("proxy_verify", True)
+        self._set_proxy_arguments(**proxy_arguments)
 
     def _json_wrapper(self, binary: bool) -> Callable[[Any], JSONParam]:
         dumps = self._json_serializer or json.dumps
