@@ -373,8 +373,10 @@ def _floors(m: Measurements) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "Floors"),
         Paragraph("The cheapest exchange on each path: a direct `SELECT 1` (what every "
-                  "statement costs at least in direct mode) and a bare HTTP echo to the "
-                  "server (what every round trip costs at least in proxy and logical mode)."),
+                  "statement costs at least in direct mode), a bare HTTP echo to the "
+                  "server (what every round trip costs at least in proxy and logical mode) "
+                  "and a `SELECT 1` through the proxy (one round trip carrying one "
+                  "statement), sampled interleaved."),
     ]
     rtts = sorted({f["rtt_ms"] for f in m.floors})
     if not rtts:
@@ -383,7 +385,7 @@ def _floors(m: Measurements) -> list[Block]:
     rows, notes = [], []
     for rtt in rtts:
         row, p50s = [fmt_rtt(rtt)], {}
-        for floor in ("db_select_1", "http_echo"):
+        for floor in ("db_select_1", "http_echo", "proxy_select_1"):
             values = [f["latency_s"] for f in select(m.floors, floor=floor, rtt_ms=rtt)]
             p50s[floor] = median(values) if values else None
             row += [fmt_ms(p50s[floor]), str(len(values))]
@@ -396,8 +398,8 @@ def _floors(m: Measurements) -> list[Block]:
             if select_1:
                 note += f", {fmt_ratio(echo / select_1)} a direct `SELECT 1`"
             notes.append(note)
-    blocks.append(Table(["RTT (ms)", "direct SELECT 1 p50 (ms)", "n", "HTTP echo p50 (ms)", "n"],
-                        rows))
+    blocks.append(Table(["RTT (ms)", "direct SELECT 1 p50 (ms)", "n", "HTTP echo p50 (ms)", "n",
+                         "proxy SELECT 1 p50 (ms)", "n"], rows))
     if notes:
         blocks.append(Paragraph("Per request: " + "; ".join(notes) + ". Every proxy round trip "
                                 "and every logical call pays at least this."))
@@ -1037,9 +1039,12 @@ def build_report(results: dict[str, Any]) -> list[Block]:
         f"{results.get('finished', 'not recorded')} ({_duration(results)}); {len(m.samples)} "
         f"samples, {len(m.floors)} floor samples, {len(m.throughput)} throughput runs. Every "
         "number below is computed from the run's results file.")
+    from .report_targets import targets_section
+
     return [
         Heading(1, "Session proxy vs logical API vs direct: benchmark report"), intro,
-        *_method(m), *_environment(m), *_floors(m), *_operations(m), *_throughput(m),
+        *_method(m), *_environment(m), *_floors(m), *targets_section(m, results),
+        *_operations(m), *_throughput(m),
         *_charts(m), *_findings(m), *_answers(m), *_threats(m),
     ]
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import sessionmaker
 import session_proxy
 from session_proxy.transport import HTTPTransport
 
+from .probes import run_probes
 from .relay import Relay
 from .scenarios import SCENARIOS, THROUGHPUT_MIX, Context, restore_live_run
 from .server_process import ServerProcess
@@ -56,6 +57,7 @@ class BenchConfig:
     samples: int = 20
     warmup: int = 3
     floor_samples: int = 50
+    probe_samples: int = 5
     throughput_seconds: float = 2.0
     dags: int = 2
     runs_per_dag: int = 3
@@ -151,13 +153,14 @@ class Benchmark:
         self.show_progress = progress
         self.samples: list[dict] = []
         self.floors: list[dict] = []
+        self.probes: list[dict] = []
         self.throughput: list[dict] = []
 
     def _cells(self) -> int:
         c = self.config
         scaled = sum(1 for op in c.operations if SCENARIOS[op].scaled)
         per_rtt = len(c.modes) * (len(c.operations) + scaled * (len(c.scales) - 1))
-        return len(c.rtts) * (per_rtt + 1 + len(c.modes) * len(c.clients))
+        return len(c.rtts) * (per_rtt + 2 + len(c.modes) * len(c.clients))
 
     def run(self, command: Sequence[str] = ()) -> dict[str, Any]:
         """Run every configured cell; return the results document."""
@@ -202,6 +205,8 @@ class Benchmark:
                         if scale_index == 0:
                             self._floors(direct_url, proxy_url, rtt)
                             progress.step(f"floors rtt={rtt * 1000:g}ms")
+                            self._probes(direct, direct_url, proxy_url, rtt)
+                            progress.step(f"probes rtt={rtt * 1000:g}ms")
                         for mode in config.modes:
                             runner = ModeRunner(mode, db_url=direct_url, server_url=proxy_url)
                             try:
@@ -227,6 +232,7 @@ class Benchmark:
             "finished": finished.isoformat(),
             "samples": self.samples,
             "floors": self.floors,
+            "probes": self.probes,
             "throughput": self.throughput,
         }
 
@@ -270,26 +276,46 @@ class Benchmark:
                 restore_live_run(conn, ctx)
 
     def _floors(self, direct_url: str, proxy_url: str, rtt: float) -> None:
+        """Direct SELECT 1, HTTP echo and a one-row SELECT through the proxy, interleaved.
+
+        The proxy SELECT runs in AUTOCOMMIT on a lease kept open, so each
+        sample is exactly one round trip carrying one statement.
+        """
         engine = sa.create_engine(direct_url)
+        proxy = session_proxy.create_engine(proxy_url, isolation_level="AUTOCOMMIT")
         transport = HTTPTransport(proxy_url)
         try:
-            with engine.connect() as conn:
+            with engine.connect() as conn, proxy.connect() as proxied:
                 conn.exec_driver_sql("SELECT 1").scalar()
+                proxied.exec_driver_sql("SELECT 1").scalar()
                 transport.ping()
                 for _ in range(self.config.floor_samples):
-                    started = time.perf_counter()
-                    conn.exec_driver_sql("SELECT 1").scalar()
-                    db_latency = time.perf_counter() - started
-                    started = time.perf_counter()
-                    transport.ping()
-                    http_latency = time.perf_counter() - started
-                    self.floors.append({"floor": "db_select_1", "rtt_ms": rtt * 1000,
-                                        "latency_s": db_latency})
-                    self.floors.append({"floor": "http_echo", "rtt_ms": rtt * 1000,
-                                        "latency_s": http_latency})
+                    for floor, run in (
+                        ("db_select_1", lambda: conn.exec_driver_sql("SELECT 1").scalar()),
+                        ("http_echo", transport.ping),
+                        ("proxy_select_1",
+                         lambda: proxied.exec_driver_sql("SELECT 1").scalar()),
+                    ):
+                        started = time.perf_counter()
+                        run()
+                        self.floors.append({"floor": floor, "rtt_ms": rtt * 1000,
+                                            "latency_s": time.perf_counter() - started})
         finally:
             transport.close()
+            proxy.dispose()
             engine.dispose()
+
+    def _probes(self, direct: sa.Engine, direct_url: str, proxy_url: str, rtt: float) -> None:
+        engines = {}
+        if "direct" in self.config.modes:
+            engines["direct"] = sa.create_engine(direct_url)
+        if "proxy" in self.config.modes:
+            engines["proxy"] = session_proxy.create_engine(proxy_url)
+        try:
+            self.probes.extend(run_probes(direct, engines, rtt, self.config.probe_samples))
+        finally:
+            for engine in engines.values():
+                engine.dispose()
 
     def _throughput(self, mode: str, clients: int, direct_url: str, proxy_url: str, rtt: float,
                     direct: sa.Engine, ctx: Context) -> None:

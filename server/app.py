@@ -13,7 +13,6 @@ inside a handler reaches the client as a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import threading
@@ -30,7 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 import session_proxy
 from session_proxy import protocol
-from session_proxy.codec import from_wire
+from session_proxy.codec import dumps, from_wire, loads
 from session_proxy.protocol import SERVER_TIME_HEADER
 
 from .config import ServerConfig
@@ -140,11 +139,7 @@ class ProxyServer:
     @staticmethod
     def json_response(body: dict[str, Any], status: int = 200) -> Response:
         """A JSON response (NaN/Infinity never appear: the codec tags them)."""
-        return Response(
-            json.dumps(body, separators=(",", ":"), allow_nan=False),
-            status=status,
-            mimetype=protocol.JSON_CONTENT_TYPE,
-        )
+        return Response(dumps(body), status=status, mimetype=protocol.JSON_CONTENT_TYPE)
 
     def error(self, code: str, message: str, **extra: Any) -> Response:
         """An error response with the protocol's status for ``code``."""
@@ -207,7 +202,7 @@ class ProxyServer:
                 f"{self.config.max_body_bytes} bytes",
             )
         try:
-            return json.loads(raw)
+            return loads(raw)
         except ValueError as exc:
             return self.error(protocol.BAD_REQUEST, f"request body is not valid JSON: {exc}")
 

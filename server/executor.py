@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from session_proxy import protocol
-from session_proxy.codec import encode_row, to_wire
+from session_proxy.codec import encode_rows, to_wire
 
 from .drivers import adapt_params, dbapi_class_name, error_details, prepare_cursor
 from .leases import Lease, LeaseRegistry
@@ -223,7 +223,9 @@ class Executor:
         result["description"] = [_column(column) for column in description]
         server_cursor = ServerCursor(cursor, [])
         rows, done = server_cursor.fetch(self.page_size)
-        result["rows"] = [encode_row(row) for row in rows]
+        result["rows"], tagged = encode_rows(rows)
+        if tagged:
+            result["tagged"] = tagged
         if done:
             cursor.close()
         else:
@@ -247,4 +249,8 @@ class Executor:
         if done:
             server_cursor.close()
             del lease.cursors[step["cursor"]]
-        return {"rows": [encode_row(row) for row in rows], "done": done}
+        encoded, tagged = encode_rows(rows)
+        result: dict[str, Any] = {"rows": encoded, "done": done}
+        if tagged:
+            result["tagged"] = tagged
+        return result

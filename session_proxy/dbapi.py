@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from . import protocol
-from .codec import decode_row, from_wire, to_wire
+from .codec import decode_rows, from_wire, to_wire
 from .errors import (
     DatabaseError,
     DataError,
@@ -563,7 +563,7 @@ class Cursor:
         self.rowcount = result.get("rowcount", -1)
         lastrowid = result.get("lastrowid")
         self.lastrowid = from_wire(lastrowid) if lastrowid is not None else None
-        self._rows = [decode_row(row) for row in result.get("rows") or ()]
+        self._rows = decode_rows(result.get("rows") or [], result.get("tagged"))
         self._pos = 0
         self._server_cursor = result.get("cursor")
 
@@ -581,9 +581,9 @@ class Cursor:
         (result,) = self.connection.request(
             [{"op": protocol.FETCH, "cursor": self._server_cursor, "n": n}]
         )
-        self._rows = self._rows[self._pos :] + [
-            decode_row(row) for row in result.get("rows") or ()
-        ]
+        self._rows = self._rows[self._pos :] + decode_rows(
+            result.get("rows") or [], result.get("tagged")
+        )
         self._pos = 0
         if result.get("done"):
             self._server_cursor = None

@@ -22,7 +22,9 @@ arguments) are encoded with :mod:`session_proxy.codec`.
       ``{"op": "execute_many", "sql": S, "seq_of_params": [P, ...]}``.
       The result carries ``description``, ``rowcount``, ``lastrowid``, up to
       one page of ``rows`` and, when more rows remain, a ``cursor`` id.
-      Either may carry ``"expect_rowcount": N`` and ``"check_group": G``:
+      ``"tagged": [i, ...]`` lists the columns whose values may be tagged
+      (:func:`session_proxy.codec.encode_rows`); without it every value is
+      plain JSON.  Either may carry ``"expect_rowcount": N`` and ``"check_group": G``:
       consecutive steps with the same group are a rowcount check; once the
       group's last step has run, the sum of their rowcounts must equal the
       sum of their expected counts, or the request fails with

@@ -9,14 +9,13 @@ says what failed and where.
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
 import requests
 
 from . import errors, protocol
-from .codec import from_wire
+from .codec import dumps, from_wire, loads
 from .stats import ProxyStats
 
 SERVER_TIME_HEADER = protocol.SERVER_TIME_HEADER
@@ -94,9 +93,7 @@ class HTTPTransport:
         Raises the PEP 249 error of a failed database step, or a
         :class:`~session_proxy.errors.ProxyError` for anything else.
         """
-        payload = json.dumps(
-            protocol.pipeline_request(txn, steps), separators=(",", ":"), allow_nan=False
-        ).encode("utf-8")
+        payload = dumps(protocol.pipeline_request(txn, steps))
         response = self._send("POST", self._pipeline_url, payload)
         statements = sum(
             1 for step in steps if step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY)
@@ -116,14 +113,12 @@ class HTTPTransport:
         """
         from . import values
 
-        payload = json.dumps(
+        payload = dumps(
             protocol.operation_request(
                 [values.to_wire(a) for a in args],
                 {k: values.to_wire(v) for k, v in kwargs.items()},
-            ),
-            separators=(",", ":"),
-            allow_nan=False,
-        ).encode("utf-8")
+            )
+        )
         url = self.base_url + protocol.OPERATIONS_PREFIX + name
         response = self._send("POST", url, payload)
         self._record(payload, response, 0)
@@ -174,7 +169,7 @@ class HTTPTransport:
     @staticmethod
     def _decode(response: requests.Response, url: str) -> dict[str, Any]:
         try:
-            body = response.json()
+            body = loads(response.content)
         except ValueError:
             raise errors.ProtocolMismatch(
                 f"{url} answered HTTP {response.status_code} with a body that is "

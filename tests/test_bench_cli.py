@@ -134,7 +134,14 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     assert {s["round_trips"] for s in logical} == {1}
     assert {(t["mode"], t["clients"], t["rtt_ms"]) for t in results["throughput"]} == set(
         itertools.product(modes, [1, 2], [0.0, 1.0]))
-    assert {f["floor"] for f in results["floors"]} == {"db_select_1", "http_echo"}
+    assert {f["floor"] for f in results["floors"]} == {
+        "db_select_1", "http_echo", "proxy_select_1"}
+    # The probes: flush round trips are exactly one in proxy mode, at every RTT.
+    flushes = [p for p in results["probes"] if p["probe"] == "flush" and p["mode"] == "proxy"]
+    assert {(p["n"], p["rtt_ms"]) for p in flushes} == set(
+        itertools.product([1, 100, 10_000], [0.0, 1.0]))
+    assert {p["round_trips"] for p in flushes} == {1}
+    assert {p["n"] for p in results["probes"] if p["probe"] == "select_rows"} == {10_000}
     assert summary_table(results) in result.stdout
 
     html = (report / "report.html").read_text()

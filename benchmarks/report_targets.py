@@ -1,0 +1,94 @@
+"""The report's "Targets" section: the proxy's performance goals, met or not.
+
+Every value comes from the results file: the floors (HTTP echo and a
+one-row SELECT through the proxy, interleaved), the probes of
+:mod:`benchmarks.probes`, and the operation samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .report import (
+    Block,
+    Heading,
+    Measurements,
+    Paragraph,
+    Table,
+    fmt_ms,
+    fmt_ratio,
+    fmt_rtt,
+)
+from .stats import median, select
+
+ECHO_LIMIT = 1.2
+ROWS_LIMIT = 2.0
+SCHEDULER_LIMIT = 1.5
+SCHEDULER_RTT_MS = 1.0
+SCHEDULER_SCALE = 100
+
+
+def _verdict(value: float | None, limit: float) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if value <= limit else "**missed**"
+
+
+def _p50(rows: list[dict]) -> float | None:
+    values = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
+    return median(values) if values else None
+
+
+def targets_section(m: Measurements, results: dict[str, Any]) -> list[Block]:
+    """Heading, table and notes of the targets section."""
+    probes = results.get("probes") or []
+    rows: list[list[str]] = []
+    for rtt in sorted({f["rtt_ms"] for f in m.floors}):
+        echo = _p50(select(m.floors, floor="http_echo", rtt_ms=rtt))
+        proxied = _p50(select(m.floors, floor="proxy_select_1", rtt_ms=rtt))
+        value = proxied / echo if proxied and echo else None
+        rows.append([
+            f"one-row SELECT through the proxy ÷ HTTP echo, {fmt_rtt(rtt)} ms RTT",
+            f"≤ {ECHO_LIMIT}×", f"{fmt_ratio(value)} ({fmt_ms(proxied)} ms vs {fmt_ms(echo)} ms)",
+            _verdict(value, ECHO_LIMIT),
+        ])
+    for size in sorted({p["n"] for p in probes if p["probe"] == "flush"}):
+        trips = [p["round_trips"] for p in select(probes, probe="flush", mode="proxy", n=size)]
+        worst = max(trips) if trips else None
+        rows.append([
+            f"add {size:,} objects with client-side keys + commit: round trips",
+            "1", "not measured" if worst is None else str(worst),
+            "not measured" if worst is None else ("met" if worst == 1 else "**missed**"),
+        ])
+    for rtt in sorted({p["rtt_ms"] for p in probes if p["probe"] == "select_rows"}):
+        proxy = select(probes, probe="select_rows", mode="proxy", rtt_ms=rtt)
+        direct = select(probes, probe="select_rows", mode="direct", rtt_ms=rtt)
+        proxy_p50, direct_p50 = _p50(proxy), _p50(direct)
+        n = proxy[0]["n"] if proxy else 0
+        value = proxy_p50 / direct_p50 if proxy_p50 and direct_p50 else None
+        per_row = (f" ({proxy_p50 / n * 1e6:.2f} µs vs {direct_p50 / n * 1e6:.2f} µs per row)"
+                   if value is not None and n else "")
+        rows.append([
+            f"per-row cost of a {n:,}-row SELECT, proxy ÷ direct, {fmt_rtt(rtt)} ms RTT",
+            f"≤ {ROWS_LIMIT}×", fmt_ratio(value) + per_row, _verdict(value, ROWS_LIMIT),
+        ])
+    proxy = m.p50("mini_scheduler", "proxy", SCHEDULER_RTT_MS, SCHEDULER_SCALE)
+    logical = m.p50("mini_scheduler", "logical", SCHEDULER_RTT_MS, SCHEDULER_SCALE)
+    value = proxy / logical if proxy and logical else None
+    rows.append([
+        f"`mini_scheduler` ({SCHEDULER_SCALE} tasks) at {fmt_rtt(SCHEDULER_RTT_MS)} ms RTT, "
+        "proxy ÷ logical p50",
+        f"≤ {SCHEDULER_LIMIT}×",
+        fmt_ratio(value) + (f" ({fmt_ms(proxy)} ms vs {fmt_ms(logical)} ms)" if value else ""),
+        _verdict(value, SCHEDULER_LIMIT),
+    ])
+    return [
+        Heading(2, "Targets"),
+        Paragraph("The proxy's performance goals, each computed from this run. Flushes are "
+                  "pipelined: writes whose results nothing needs ride with the next statement "
+                  "that needs a result or with the COMMIT. The proxy mode of the operations runs "
+                  "with `proxy_pipeline_dml=True` and `defer_flush_errors=True` (the workload "
+                  "never catches errors from a flush or a DML statement, so its behaviour is "
+                  "unchanged); the probes use the defaults."),
+        Table(["target", "goal", "measured", "verdict"], rows),
+    ]
