@@ -49,6 +49,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 
+from .files import read_file, write_file
+
 __all__ = [
     "DEFAULT_AUDIENCE",
     "ROLES",
@@ -158,24 +160,9 @@ def generate_keypair(
         serialization.Encoding.PEM,
         serialization.PublicFormat.SubjectPublicKeyInfo,
     )
-    _write_file(private_path, private_pem, 0o600, overwrite)
-    _write_file(public_path, public_pem, 0o644, overwrite)
+    write_file(private_path, private_pem, 0o600, overwrite, "the key pair")
+    write_file(public_path, public_pem, 0o644, overwrite, "the key pair")
     return private_path, public_path
-
-
-def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` with ``mode``, set before any byte is written."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, mode)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} already exists; refusing to overwrite it "
-            "(pass overwrite=True to replace the key pair)"
-        ) from None
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), mode)  # the umask or an old file may have left another mode
-        handle.write(data)
 
 
 def _describe_key(key: object) -> str:
@@ -196,14 +183,7 @@ def _describe_key(key: object) -> str:
 
 
 def _read_pem(path: Path, what: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{what} file {path} does not exist") from None
-    except IsADirectoryError:
-        raise KeyFileError(f"{what} file {path} is a directory") from None
-    except OSError as exc:
-        raise KeyFileError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    data = read_file(path, what, KeyFileError)
     if b"-----BEGIN " not in data:
         found = "an empty file" if not data.strip() else "no PEM data"
         raise KeyFileError(f"{path} is not a PEM Ed25519 {what}: found {found}")

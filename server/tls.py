@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .files import read_file, write_file
+
 __all__ = ["CERT_FILE", "KEY_FILE", "TLSConfigError", "generate_self_signed", "server_ssl_context"]
 
 #: File names :func:`generate_self_signed` writes.
@@ -130,35 +132,11 @@ def generate_self_signed(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_file(key_path, key_pem, 0o600, overwrite)
-    _write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644, overwrite)
+    replaces = "the certificate and key"
+    write_file(key_path, key_pem, 0o600, overwrite, replaces)
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644, overwrite,
+               replaces)
     return cert_path, key_path
-
-
-def _write_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` with ``mode``, set before any byte is written."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, mode)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} already exists; refusing to overwrite it "
-            "(pass overwrite=True to replace the certificate and key)"
-        ) from None
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), mode)
-        handle.write(data)
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise TLSConfigError(f"{what} file {path} does not exist") from None
-    except IsADirectoryError:
-        raise TLSConfigError(f"{what} file {path} is a directory") from None
-    except OSError as exc:
-        raise TLSConfigError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
 
 
 def server_ssl_context(
@@ -175,8 +153,8 @@ def server_ssl_context(
     """
     cert_path = Path(cert_path)
     key_path = Path(key_path)
-    cert_data = _read(cert_path, "certificate")
-    key_data = _read(key_path, "private key")
+    cert_data = read_file(cert_path, "certificate", TLSConfigError)
+    key_data = read_file(key_path, "private key", TLSConfigError)
     try:
         certs = x509.load_pem_x509_certificates(cert_data)
     except ValueError:
