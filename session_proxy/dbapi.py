@@ -153,6 +153,17 @@ def _encode_params(params: Any) -> Any:
     )
 
 
+def _statement_step(operation: str, parameters: Any, many: bool) -> dict[str, Any]:
+    """The ``execute`` or ``execute_many`` step of one statement."""
+    if many:
+        return {
+            "op": protocol.EXECUTE_MANY,
+            "sql": operation,
+            "seq_of_params": [_encode_params(p) for p in parameters],
+        }
+    return {"op": protocol.EXECUTE, "sql": operation, "params": _encode_params(parameters)}
+
+
 class Queued:
     """One step waiting to ride with the next request.
 
@@ -394,7 +405,7 @@ class Connection:
             txn = getattr(exc, "server_txn", None)
             if txn is not None:
                 self._txn = txn
-            self._failed_request(exc, queued, start, bool(steps))
+            self._failed_request(exc, queued, start)
             raise
         self._txn = body.get("txn")
         results = body.get("results")
@@ -414,9 +425,7 @@ class Connection:
         if entry.on_result is not None:
             entry.on_result(result)
 
-    def _failed_request(
-        self, exc: Error, queued: list[Queued], start: int, had_steps: bool
-    ) -> None:
+    def _failed_request(self, exc: Error, queued: list[Queued], start: int) -> None:
         """Attribute a failure to the queued step it happened in, if any."""
         index = getattr(exc, "step_index", None)
         statements = [q for q in queued if q.cursor is not None]
@@ -433,7 +442,6 @@ class Connection:
             return
         if failed is not None and failed.on_failure is not None:
             exc.replacement = failed.on_failure(exc)  # type: ignore[attr-defined]
-        exc.queued_step = failed.step if failed is not None else None  # type: ignore[attr-defined]
         self._aborted = exc
 
 
@@ -457,18 +465,12 @@ class Cursor:
 
     def execute(self, operation: str, parameters: Any = None) -> Cursor:
         """Run one statement on the server."""
-        step = {"op": protocol.EXECUTE, "sql": operation, "params": _encode_params(parameters)}
-        self._run(step)
+        self._run(_statement_step(operation, parameters, many=False))
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Any) -> int:
         """Run one statement once per parameter set, in one round trip."""
-        step = {
-            "op": protocol.EXECUTE_MANY,
-            "sql": operation,
-            "seq_of_params": [_encode_params(p) for p in seq_of_parameters],
-        }
-        self._run(step)
+        self._run(_statement_step(operation, seq_of_parameters, many=True))
         return self.rowcount
 
     def defer(
@@ -494,18 +496,7 @@ class Cursor:
         """
         self._check_open()
         self._release_server_cursor()
-        if many:
-            step: dict[str, Any] = {
-                "op": protocol.EXECUTE_MANY,
-                "sql": operation,
-                "seq_of_params": [_encode_params(p) for p in parameters],
-            }
-        else:
-            step = {
-                "op": protocol.EXECUTE,
-                "sql": operation,
-                "params": _encode_params(parameters),
-            }
+        step = _statement_step(operation, parameters, many)
         if expect_rowcount is not None:
             step["expect_rowcount"] = expect_rowcount
         self._executions += 1
@@ -540,9 +531,12 @@ class Cursor:
         """Take the result of this cursor's queued statement."""
         if self._pending and self._queued_execution == self._executions:
             self._pending = False
-            self.rowcount = result.get("rowcount", -1)
-            lastrowid = result.get("lastrowid")
-            self.lastrowid = from_wire(lastrowid) if lastrowid is not None else None
+            self._take_counts(result)
+
+    def _take_counts(self, result: dict) -> None:
+        self.rowcount = result.get("rowcount", -1)
+        lastrowid = result.get("lastrowid")
+        self.lastrowid = from_wire(lastrowid) if lastrowid is not None else None
 
     def _run(self, step: dict) -> None:
         self._check_open()
@@ -560,9 +554,7 @@ class Cursor:
             if description is not None
             else None
         )
-        self.rowcount = result.get("rowcount", -1)
-        lastrowid = result.get("lastrowid")
-        self.lastrowid = from_wire(lastrowid) if lastrowid is not None else None
+        self._take_counts(result)
         self._rows = decode_rows(result.get("rows") or [], result.get("tagged"))
         self._pos = 0
         self._server_cursor = result.get("cursor")
