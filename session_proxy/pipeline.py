@@ -27,8 +27,10 @@ treat it as a failed flush (:mod:`session_proxy.session`).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -95,7 +97,7 @@ def _defer_flush_statement(
             rowcount=count,
             expect_rowcount=count,
             check_key=("update", table.description, statement),
-            on_failure=_stale_or(wrap, "UPDATE", table.description, ""),
+            on_failure=_stale_update(wrap, table.description),
         )
         return True
     # DELETE: SQLAlchemy raises on a mismatch only for versioned rows; those
@@ -143,13 +145,15 @@ def _wrapper(dialect: Any, statement: str, parameters: Any, many: bool) -> Any:
     return wrap
 
 
-def _stale_or(wrap: Any, verb: str, table: str, suffix: str) -> Any:
+def _stale_update(wrap: Any, table: str) -> Any:
+    """On a failed rowcount check, SQLAlchemy's ``StaleDataError``; otherwise ``wrap``."""
+
     def on_failure(exc: Exception) -> BaseException:
         if not isinstance(exc, RowcountMismatch):
             return wrap(exc)
         error = orm_exc.StaleDataError(
-            f"{verb} statement on table '{table}' expected to {verb.lower()} "
-            f"{exc.expected} row(s); {exc.actual} were matched.{suffix}"
+            f"UPDATE statement on table '{table}' expected to update "
+            f"{exc.expected} row(s); {exc.actual} were matched."
         )
         error.proxy_deferred = True  # type: ignore[attr-defined]
         return error
@@ -157,7 +161,8 @@ def _stale_or(wrap: Any, verb: str, table: str, suffix: str) -> Any:
     return on_failure
 
 
-class sqlalchemy_errors:  # noqa: N801 - a context manager
+@contextlib.contextmanager
+def sqlalchemy_errors() -> Iterator[None]:
     """Turn a shim error from a queued statement into SQLAlchemy's error for it.
 
     ``with sqlalchemy_errors(): cursor.execute(...)`` raises, for a queued
@@ -165,15 +170,13 @@ class sqlalchemy_errors:  # noqa: N801 - a context manager
     have raised running it (its SQL, parameters and class), or the
     ``StaleDataError`` of a failed rowcount check.
     """
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        replacement = getattr(exc, "replacement", None) if exc is not None else None
-        if replacement is not None:
-            raise replacement.with_traceback(tb) from exc
-        return False
+    try:
+        yield
+    except Exception as exc:
+        replacement = getattr(exc, "replacement", None)
+        if replacement is None:
+            raise
+        raise replacement from exc
 
 
 def _base_mapper(cache: Any) -> Any:
