@@ -98,9 +98,9 @@ class ProxySession(Session):
                 and transaction._state is SessionTransactionState.PREPARED
             ):
                 # The flush inside commit() failed, only later than usual:
-                # leave the session where a failed flush leaves it.
+                # back to where that flush ran, then fail it.
                 transaction._state = SessionTransactionState.ACTIVE
-                transaction._begin().rollback(_capture_exception=True)
+                self._fail_like_flush(exc)
             raise
 
     def _execute_internal(self, *args: Any, **kwargs: Any) -> Any:
@@ -132,20 +132,20 @@ class ProxySession(Session):
 
     def _proxy_connections(self) -> list[shim.Connection]:
         transaction = self._transaction
-        found = []
+        found: dict[int, shim.Connection] = {}
         while transaction is not None:
             for connection, *_ in transaction._connections.values():
                 dbapi_connection = getattr(
                     getattr(connection, "connection", None), "dbapi_connection", None
                 )
                 if isinstance(dbapi_connection, shim.Connection):
-                    found.append(dbapi_connection)
+                    found[id(dbapi_connection)] = dbapi_connection
             transaction = transaction._parent
-        return found
+        return list(found.values())
 
 
 @event.listens_for(ProxySession, "after_flush")
-def _send_queue_in_savepoint(session: ProxySession, flush_context: Any) -> None:
+def _send_queue_unless_it_rides(session: ProxySession, flush_context: Any) -> None:
     """Send a flush's queued writes before it ends, unless a later request carries them.
 
     Writes ride along when the flush is an autoflush (the statement that
