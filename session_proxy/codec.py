@@ -209,17 +209,6 @@ def to_wire(value: Any) -> Any:
     return encoder(value)
 
 
-def encode_row(row: Any) -> list:
-    """Encode one result row (any sequence) as a list, plain values untouched."""
-    plain = _PLAIN
-    return [
-        item
-        if type(item) in plain or (type(item) is int and -_SAFE_INT <= item <= _SAFE_INT)
-        else to_wire(item)
-        for item in row
-    ]
-
-
 def _decode_tz(body: dict, value: Any) -> Any:
     zone = body.get("z")
     if zone is not None:
@@ -303,13 +292,6 @@ def from_wire(value: Any) -> Any:
         ArithmeticError,
     ) as exc:
         raise ValueError(f"malformed {tag!r} value: {exc}") from None
-
-
-def decode_row(row: list) -> tuple:
-    """Decode one result row into a tuple."""
-    return tuple(
-        item if type(item) not in (dict, list) else from_wire(item) for item in row
-    )
 
 
 _PLAIN_KINDS = frozenset({str, bool, int, float, type(None)})

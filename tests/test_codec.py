@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.sql.elements import quoted_name
 
-from session_proxy.codec import JSONParam, decode_row, encode_row, from_wire, to_wire
+from session_proxy.codec import JSONParam, decode_rows, encode_rows, from_wire, to_wire
 
 UTC = datetime.timezone.utc
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
@@ -427,10 +427,20 @@ def test_encode_decode_row() -> None:
         {"$t": 1},
         [1, (2,)],
     )
-    encoded = json.loads(json.dumps(encode_row(row), allow_nan=False))
-    got = decode_row(encoded)
+    rows, tagged = encode_rows([row])
+    encoded = json.loads(json.dumps(rows, allow_nan=False))
+    (got,) = decode_rows(encoded, tagged)
     assert type(got) is tuple
     assert_same(list(got), list(row))
+    # Only the columns holding values that are not plain JSON are tagged.
+    assert tagged == [1, 6, 7, 8, 9, 10, 11]
+
+
+def test_plain_page_is_sent_untouched() -> None:
+    rows = [(1, "a", 1.5, None, True), (2, None, -0.0, "x", False)]
+    encoded, tagged = encode_rows(rows)
+    assert tagged is None and encoded is rows
+    assert decode_rows(json.loads(json.dumps(encoded)), tagged) == rows
 
 
 # -- subclasses of str / int / float travel as their base type -------------------------
