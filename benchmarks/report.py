@@ -369,6 +369,12 @@ def _environment(m: Measurements) -> list[Block]:
 # --- sections 2 and 3: floors, per-operation tables, throughput --------------------------
 
 
+def p50_latency(rows: list[dict]) -> float | None:
+    """The median ``latency_s`` of measured rows, or None when there are none."""
+    values = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
+    return median(values) if values else None
+
+
 def _floors(m: Measurements) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "Floors"),
@@ -386,9 +392,9 @@ def _floors(m: Measurements) -> list[Block]:
     for rtt in rtts:
         row, p50s = [fmt_rtt(rtt)], {}
         for floor in ("db_select_1", "http_echo", "proxy_select_1"):
-            values = [f["latency_s"] for f in select(m.floors, floor=floor, rtt_ms=rtt)]
-            p50s[floor] = median(values) if values else None
-            row += [fmt_ms(p50s[floor]), str(len(values))]
+            rows_of_floor = select(m.floors, floor=floor, rtt_ms=rtt)
+            p50s[floor] = p50_latency(rows_of_floor)
+            row += [fmt_ms(p50s[floor]), str(len(rows_of_floor))]
         rows.append(row)
         echo, select_1 = p50s["http_echo"], p50s["db_select_1"]
         if echo is not None:

@@ -18,8 +18,9 @@ from .report import (
     fmt_ms,
     fmt_ratio,
     fmt_rtt,
+    p50_latency,
 )
-from .stats import median, select
+from .stats import select
 
 ECHO_LIMIT = 1.2
 ROWS_LIMIT = 2.0
@@ -34,18 +35,13 @@ def _verdict(value: float | None, limit: float) -> str:
     return "met" if value <= limit else "**missed**"
 
 
-def _p50(rows: list[dict]) -> float | None:
-    values = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
-    return median(values) if values else None
-
-
 def targets_section(m: Measurements, results: dict[str, Any]) -> list[Block]:
     """Heading, table and notes of the targets section."""
     probes = results.get("probes") or []
     rows: list[list[str]] = []
     for rtt in sorted({f["rtt_ms"] for f in m.floors}):
-        echo = _p50(select(m.floors, floor="http_echo", rtt_ms=rtt))
-        proxied = _p50(select(m.floors, floor="proxy_select_1", rtt_ms=rtt))
+        echo = p50_latency(select(m.floors, floor="http_echo", rtt_ms=rtt))
+        proxied = p50_latency(select(m.floors, floor="proxy_select_1", rtt_ms=rtt))
         value = proxied / echo if proxied and echo else None
         rows.append([
             f"one-row SELECT through the proxy ÷ HTTP echo, {fmt_rtt(rtt)} ms RTT",
@@ -63,7 +59,7 @@ def targets_section(m: Measurements, results: dict[str, Any]) -> list[Block]:
     for rtt in sorted({p["rtt_ms"] for p in probes if p["probe"] == "select_rows"}):
         proxy = select(probes, probe="select_rows", mode="proxy", rtt_ms=rtt)
         direct = select(probes, probe="select_rows", mode="direct", rtt_ms=rtt)
-        proxy_p50, direct_p50 = _p50(proxy), _p50(direct)
+        proxy_p50, direct_p50 = p50_latency(proxy), p50_latency(direct)
         n = proxy[0]["n"] if proxy else 0
         value = proxy_p50 / direct_p50 if proxy_p50 and direct_p50 else None
         per_row = (f" ({proxy_p50 / n * 1e6:.2f} µs vs {direct_p50 / n * 1e6:.2f} µs per row)"
