@@ -101,6 +101,12 @@ class _RowcountCheck:
         )
 
 
+def _page(rows: list) -> dict[str, Any]:
+    """A page of result rows as the protocol sends it, with its tagged columns."""
+    encoded, tagged = encode_rows(rows)
+    return {"rows": encoded, "tagged": tagged} if tagged else {"rows": encoded}
+
+
 def _column(column: Any) -> list[Any]:
     fields = list(tuple(column)[:7])
     return [f if f is None or type(f) in (int, str, bool) else None for f in fields]
@@ -223,9 +229,7 @@ class Executor:
         result["description"] = [_column(column) for column in description]
         server_cursor = ServerCursor(cursor, [])
         rows, done = server_cursor.fetch(self.page_size)
-        result["rows"], tagged = encode_rows(rows)
-        if tagged:
-            result["tagged"] = tagged
+        result.update(_page(rows))
         if done:
             cursor.close()
         else:
@@ -249,8 +253,4 @@ class Executor:
         if done:
             server_cursor.close()
             del lease.cursors[step["cursor"]]
-        encoded, tagged = encode_rows(rows)
-        result: dict[str, Any] = {"rows": encoded, "done": done}
-        if tagged:
-            result["tagged"] = tagged
-        return result
+        return {**_page(rows), "done": done}

@@ -216,13 +216,6 @@ def _outcome(action: Callable[[], Any]) -> tuple[str, str]:
     return "ok", ""
 
 
-def _normalise(text: str) -> str:
-    """Driver-specific parts of a message that differ between direct and proxy."""
-    for driver in ("sqlite3.", "psycopg.errors.", "pymysql.err."):
-        text = text.replace(driver, "")
-    return text
-
-
 def test_error_in_the_middle_of_a_batch_at_commit(
     Session: sessionmaker, direct_engine: sa.Engine
 ) -> None:
