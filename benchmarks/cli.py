@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -92,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--db", help="'sqlite' (a temporary file) or a SQLAlchemy URL")
     run.add_argument("--server-url", help="use this running server (started with "
                      "--operations benchmarks.workload.operations) instead of starting one")
+    run.add_argument("--token", default=os.environ.get("SESSION_PROXY_TOKEN"),
+                     help="bearer token for --server-url (default: $SESSION_PROXY_TOKEN)")
     run.add_argument("--operations", type=_list(str),
                      help=f"comma-separated, from: {','.join(SCENARIOS)}")
     run.add_argument("--modes", type=_list(str), help=f"comma-separated, from: {','.join(MODES)}")
@@ -121,7 +124,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         settings.update(PRESETS["quick"])
     elif args.full:
         settings.update(PRESETS["full"])
-    for name in ("db", "server_url", "operations", "modes", "rtts", "scales", "clients",
+    for name in ("db", "server_url", "token", "operations", "modes", "rtts", "scales", "clients",
                  "samples", "warmup", "throughput_seconds"):
         value = getattr(args, name)
         if value is not None:

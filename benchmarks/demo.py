@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         Base.metadata.create_all(direct)
         server = ServerProcess(db_url)
         try:
-            proxy = session_proxy.create_engine(server.url)
+            proxy = session_proxy.create_engine(server.url, token=server.token)
             with sessionmaker(bind=direct)() as session:
                 direct_rows = workload(session)
             with direct.begin() as conn:

@@ -62,6 +62,8 @@ class BenchConfig:
     dags: int = 2
     runs_per_dag: int = 3
     server_url: str | None = None
+    #: Bearer token for ``server_url`` (a started server makes its own).
+    token: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in SCENARIOS]
@@ -150,6 +152,7 @@ class Benchmark:
 
     def __init__(self, config: BenchConfig, progress: bool = True) -> None:
         self.config = config
+        self.token = config.token
         self.show_progress = progress
         self.samples: list[dict] = []
         self.floors: list[dict] = []
@@ -179,6 +182,7 @@ class Benchmark:
                     ServerProcess(db_url, "--operations", OPERATIONS_MODULE)
                 )
                 server_url = server.url
+                self.token = server.token
             env = environment(direct)
             progress = Progress(self._cells(), stream=None if self.show_progress else _Null())
             server_port = sa.engine.make_url(server_url).port
@@ -208,7 +212,8 @@ class Benchmark:
                             self._probes(direct, direct_url, proxy_url, rtt)
                             progress.step(f"probes rtt={rtt * 1000:g}ms")
                         for mode in config.modes:
-                            runner = ModeRunner(mode, db_url=direct_url, server_url=proxy_url)
+                            runner = ModeRunner(mode, db_url=direct_url, server_url=proxy_url,
+                                                token=self.token)
                             try:
                                 self._warm(runner)
                                 for op in operations:
@@ -282,8 +287,10 @@ class Benchmark:
         sample is exactly one round trip carrying one statement.
         """
         engine = sa.create_engine(direct_url)
-        proxy = session_proxy.create_engine(proxy_url, isolation_level="AUTOCOMMIT")
-        transport = HTTPTransport(proxy_url)
+        proxy = session_proxy.create_engine(
+            proxy_url, token=self.token, isolation_level="AUTOCOMMIT"
+        )
+        transport = HTTPTransport(proxy_url, token=self.token)
         try:
             with engine.connect() as conn, proxy.connect() as proxied:
                 conn.exec_driver_sql("SELECT 1").scalar()
@@ -310,7 +317,7 @@ class Benchmark:
         if "direct" in self.config.modes:
             engines["direct"] = sa.create_engine(direct_url)
         if "proxy" in self.config.modes:
-            engines["proxy"] = session_proxy.create_engine(proxy_url)
+            engines["proxy"] = session_proxy.create_engine(proxy_url, token=self.token)
         try:
             self.probes.extend(run_probes(direct, engines, rtt, self.config.probe_samples))
         finally:
@@ -319,7 +326,8 @@ class Benchmark:
 
     def _throughput(self, mode: str, clients: int, direct_url: str, proxy_url: str, rtt: float,
                     direct: sa.Engine, ctx: Context) -> None:
-        runners = [ModeRunner(mode, db_url=direct_url, server_url=proxy_url, pool_size=2)
+        runners = [ModeRunner(mode, db_url=direct_url, server_url=proxy_url,
+                               token=self.token, pool_size=2)
                    for _ in range(clients)]
         for runner in runners:
             self._warm(runner)

@@ -4,10 +4,16 @@ Used by the benchmark, the demo, the compliance harness and the test suite:
 the server runs as its own process on a free loopback port, exactly as a
 user would start it, and its output goes to a log file that start-up errors
 quote.
+
+Authentication is on, as in production: the process verifies tokens with
+the public half of a key pair made once per Python process
+(:func:`signing_key`), and :attr:`ServerProcess.token` is a token for the
+``admin`` role; :meth:`ServerProcess.issue` makes others.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -18,7 +24,24 @@ from pathlib import Path
 
 import requests
 
+from server.auth import generate_keypair, issue_token, load_private_key
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def signing_key() -> tuple[Path, Path]:
+    """(private, public) key files made for this Python process."""
+    directory = tempfile.mkdtemp(prefix="session-proxy-keys-")
+    return generate_keypair(directory)
+
+
+def issue(role: str = "admin", subject: str = "test-client", ttl_seconds: int = 86400) -> str:
+    """A token signed by :func:`signing_key` (what ``token issue`` prints)."""
+    private, _ = signing_key()
+    return issue_token(
+        load_private_key(private), subject=subject, role=role, ttl_seconds=ttl_seconds
+    )
 
 
 def free_port() -> int:
@@ -29,17 +52,38 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``session-proxy-server --db-url DB_URL *extra_args`` on a free loopback port."""
+    """``session-proxy-server --db-url DB_URL *extra_args`` on a free loopback port.
 
-    def __init__(self, db_url: str, *extra_args: str, start_timeout: float = 30.0) -> None:
+    :param auth: verify tokens with :func:`signing_key`'s public key; without
+        it the server runs with ``--insecure-no-auth``.
+    :param tls_dir: serve HTTPS with a self-signed certificate kept in this
+        directory; :attr:`verify` is then its path, for clients.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        *extra_args: str,
+        start_timeout: float = 30.0,
+        auth: bool = True,
+        tls_dir: Path | None = None,
+    ) -> None:
         self.db_url = db_url
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if tls_dir else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        #: What clients pass as ``verify``: the CA bundle, or True.
+        self.verify: bool | str = str(Path(tls_dir) / "cert.pem") if tls_dir else True
+        if tls_dir:
+            extra_args = ("--tls-self-signed", str(tls_dir), *extra_args)
+        #: A token for the ``admin`` role (``None`` without ``auth``).
+        self.token = issue() if auth else None
+        auth_args = ["--public-key", str(signing_key()[1])] if auth else ["--insecure-no-auth"]
         self.log_path = Path(tempfile.gettempdir()) / f"session-proxy-server-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "--db-url", db_url, "--port", str(self.port),
-             "--log-level", "WARNING", *extra_args],
+             "--log-level", "WARNING", *auth_args, *extra_args],
             cwd=REPO,
             env=dict(os.environ, PYTHONPATH=os.pathsep.join(
                 filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))),
@@ -58,13 +102,19 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"session-proxy-server exited: {self.log_path.read_text()}")
             try:
-                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                health = requests.get(self.url + "/v1/health", timeout=1, verify=self.verify)
+                if health.status_code == 200:
                     return
             except requests.RequestException:
                 time.sleep(0.05)
         raise RuntimeError(
             f"session-proxy-server did not start in {timeout:g} s: {self.log_path.read_text()}"
         )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header carrying :attr:`token`."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def stop(self) -> None:
         """Terminate the server and wait for it to exit."""

@@ -2,9 +2,11 @@
 
 :func:`create_app` builds one :class:`ProxyServer` for one database: a real
 SQLAlchemy engine (the only place database credentials live), the lease
-registry and its reaper, and the executor.  Requests flow::
+registry and its reaper, the executor, and the :class:`~server.security.Gate`
+that authenticates callers and applies their role's policy.  Requests flow::
 
-    WSGI -> ProxyServer.dispatch -> route handler -> Executor -> driver
+    WSGI -> ProxyServer.__call__ -> Gate.authenticate -> route handler
+         -> Gate.check_statements / check_operation -> Executor -> driver
 
 Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the
 status :data:`session_proxy.protocol.ERROR_STATUS` gives it; nothing raised
@@ -32,11 +34,14 @@ from session_proxy import protocol
 from session_proxy.codec import dumps, from_wire, loads
 from session_proxy.protocol import SERVER_TIME_HEADER
 
+from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
 from .executor import TRANSACTION_SECONDS, Executor, StepFailed
 from .leases import LeaseError, LeaseRegistry
 from .operations import OperationFailed, OperationHost
+from .policy import PolicyViolation
+from .security import ANONYMOUS, Gate
 
 log = logging.getLogger("session_proxy.server")
 
@@ -45,23 +50,32 @@ class ProxyServer:
     """The WSGI callable: routes, error handling, metrics."""
 
     def __init__(
-        self, engine: Engine, config: ServerConfig, operation_modules: Iterable[str] = ()
+        self,
+        engine: Engine,
+        config: ServerConfig,
+        gate: Gate,
+        operation_modules: Iterable[str] = (),
+        trusted_clients: bool = False,
     ) -> None:
         self.engine = engine
         self.config = config
-        self.operations = OperationHost(engine, operation_modules)
+        self.gate = gate
+        self.operations = OperationHost(engine, operation_modules, trusted_clients)
         self.registry = LeaseRegistry(
             engine,
             lease_seconds=config.lease_seconds,
             max_open=config.max_transactions,
             expired_memory_seconds=config.expired_memory_seconds,
             lock_wait_seconds=config.lock_wait_seconds,
+            max_per_subject=config.max_transactions_per_subject,
+            max_transaction_seconds=config.max_transaction_seconds,
         )
         self.executor = Executor(
             self.registry,
             config.page_size,
             engine.dialect.loaded_dbapi.Error,
             engine.dialect.driver,
+            config.statement_timeout_seconds,
         )
         self.handshake = self._build_handshake()
         self.url_map = Map(
@@ -118,7 +132,19 @@ class ProxyServer:
         endpoint = "unknown"
         try:
             endpoint, arguments = self.url_map.bind_to_environ(environ).match()
-            response = self._handlers[endpoint](request, **arguments)
+            authorization = request.headers.get("Authorization")
+            if endpoint == "health" and authorization is None:
+                claims = ANONYMOUS
+            else:
+                # Health checks a token it is given, so clients learn early.
+                claims = self.gate.authenticate(authorization)
+            response = self._handlers[endpoint](request, claims, **arguments)
+        except AuthError as exc:
+            log.warning("request %s refused: %s", request_id, exc.reason)
+            response = self.error(protocol.UNAUTHORIZED, f"authentication failed: {exc.reason}")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="session-proxy"'
+        except RecursionError:
+            response = self.error(protocol.BAD_REQUEST, "request body nests too deeply")
         except HTTPException as exc:
             code = {404: protocol.NOT_FOUND, 405: protocol.METHOD_NOT_ALLOWED}.get(
                 exc.code or 400, protocol.BAD_REQUEST
@@ -149,22 +175,25 @@ class ProxyServer:
 
     # -- endpoints --------------------------------------------------------------
 
-    def on_health(self, request: Request) -> Response:
+    def on_health(self, request: Request, claims: Claims) -> Response:
         """Liveness plus the handshake."""
         return self.json_response(self.handshake.to_json())
 
-    def on_pipeline(self, request: Request) -> Response:
+    def on_pipeline(self, request: Request, claims: Claims) -> Response:
         """Run one pipeline request (see :mod:`session_proxy.protocol`)."""
         body = self._json_body(request)
         if isinstance(body, Response):
             return body
         try:
             txn, steps = protocol.parse_pipeline_request(body)
+            self.gate.check_statements(claims, steps)
             protocol.decode_step_params(steps, from_wire)
         except protocol.ProtocolError as exc:
             return self.error(exc.code, str(exc))
+        except PolicyViolation as exc:
+            return self.refuse(claims, exc, step=getattr(exc, "step", None), txn=txn)
         try:
-            body = self.executor.run(txn, steps)
+            body = self.executor.run(txn, steps, (claims.subject, claims.role))
             transaction_seconds = body.pop(TRANSACTION_SECONDS, None)
             response = self.json_response(body)
             if transaction_seconds is not None:
@@ -206,8 +235,23 @@ class ProxyServer:
         except ValueError as exc:
             return self.error(protocol.BAD_REQUEST, f"request body is not valid JSON: {exc}")
 
-    def on_operation(self, request: Request, name: str) -> Response:
+    def refuse(self, claims: Claims, exc: PolicyViolation, **extra: Any) -> Response:
+        """403 for a policy violation, naming the statement's fingerprint."""
+        log.warning("subject %r refused: %s", claims.subject, exc.message)
+        return self.error(
+            protocol.POLICY_VIOLATION,
+            exc.message,
+            fingerprint=exc.fingerprint,
+            reason=exc.reason,
+            **extra,
+        )
+
+    def on_operation(self, request: Request, claims: Claims, name: str) -> Response:
         """Run one logical operation in one transaction."""
+        try:
+            self.gate.check_operation(claims, name)
+        except PolicyViolation as exc:
+            return self.refuse(claims, exc)
         body = self._json_body(request)
         if isinstance(body, Response):
             return body
@@ -224,7 +268,7 @@ class ProxyServer:
             response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{transaction_seconds:.6f}"
         return response
 
-    def on_metrics(self, request: Request) -> Response:
+    def on_metrics(self, request: Request, claims: Claims) -> Response:
         """Prometheus text exposition of the server's counters."""
         lines = [
             "# HELP session_proxy_requests_total HTTP requests by endpoint and status.",
@@ -257,19 +301,25 @@ class ProxyServer:
 
 def create_app(
     db_url: str,
+    gate: Gate,
     config: ServerConfig | None = None,
     operations: Iterable[str] = (),
     sqlite_attach: dict[str, str] | None = None,
+    trusted_clients: bool = False,
     **settings: Any,
 ) -> ProxyServer:
     """Build the WSGI app for ``db_url``.
 
-    ``operations`` names the modules whose ``@remote_operation`` functions the
-    server exposes.  ``sqlite_attach`` maps schema names to SQLite files
-    attached to every pooled connection.  ``settings`` are
-    :class:`~server.config.ServerConfig` fields (``lease_seconds=30``,
-    ``page_size=1000``, ...), used when ``config`` is not given.
+    ``gate`` authenticates callers and applies the policy;
+    ``Gate(verifier=None)`` lets everyone in.  ``operations`` names the
+    modules whose ``@remote_operation`` functions the server exposes.
+    ``sqlite_attach`` maps schema names to SQLite files attached to every
+    pooled connection.  ``trusted_clients`` lets logical calls carry pickled
+    (dill) arguments, which gives every client code execution on the server.
+    ``settings`` are :class:`~server.config.ServerConfig` fields
+    (``lease_seconds=30``, ``page_size=1000``, ...), used when ``config`` is
+    not given.
     """
     config = config or ServerConfig(**settings)
     engine = create_engine_for(db_url, config, sqlite_attach or {})
-    return ProxyServer(engine, config, operations)
+    return ProxyServer(engine, config, gate, operations, trusted_clients)

@@ -2,9 +2,14 @@
 
 Example::
 
-    session-proxy-server --db-url postgresql+psycopg://user@db/app --port 8765
+    session-proxy-server keys generate --dir keys
+    session-proxy-server token issue --private-key keys/session-proxy-private.pem \
+        --role worker --subject host-1 --ttl 1h
+    session-proxy-server --db-url postgresql+psycopg://user@db/app --port 8765 \
+        --public-key keys/session-proxy-public.pem --tls-self-signed tls
 
-For production, run the same app under gunicorn (see :mod:`server.wsgi`).
+``keys`` and ``token`` are subcommands; anything else serves.  For
+production, run the same app under gunicorn (see :mod:`server.wsgi`).
 """
 
 from __future__ import annotations
@@ -12,12 +17,25 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from .app import create_app
+from .auth import (
+    DEFAULT_AUDIENCE,
+    ROLES,
+    KeyFileError,
+    generate_keypair,
+    issue_token,
+    load_private_key,
+    parse_ttl,
+)
 from .config import ServerConfig
+from .security import gate_from_options
+from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, server_ssl_context
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,8 +92,146 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="attach the SQLite file PATH as schema NAME on every connection (repeatable)",
     )
+    parser.add_argument(
+        "--statement-timeout",
+        type=float,
+        default=defaults.statement_timeout_seconds,
+        metavar="SECONDS",
+        help="cancel a statement running longer (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-transaction-seconds",
+        type=float,
+        default=defaults.max_transaction_seconds,
+        help="roll back a transaction open longer, busy or not (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-transactions-per-subject",
+        type=int,
+        default=defaults.max_transactions_per_subject,
+        help="open transactions one token subject may hold (default %(default)s)",
+    )
+    security = parser.add_argument_group("security")
+    security.add_argument(
+        "--public-key",
+        metavar="PEM",
+        help="Ed25519 public key that verifies clients' tokens (required unless "
+        "--insecure-no-auth)",
+    )
+    security.add_argument(
+        "--audience",
+        default=DEFAULT_AUDIENCE,
+        help="the 'aud' tokens must carry (default %(default)s)",
+    )
+    security.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="accept requests without tokens: anyone who reaches the port runs SQL",
+    )
+    security.add_argument(
+        "--policy", metavar="FILE", help="enforce this per-role statement and operation policy"
+    )
+    security.add_argument(
+        "--policy-record",
+        metavar="FILE",
+        help="allow everything and write what each role runs to FILE as a policy",
+    )
+    security.add_argument(
+        "--trusted-clients",
+        action="store_true",
+        help="accept pickled (dill) values in logical calls: gives every client "
+        "code execution on this server",
+    )
+    security.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    security.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    security.add_argument(
+        "--tls-self-signed",
+        metavar="DIR",
+        help="serve HTTPS with DIR/cert.pem and DIR/key.pem, generating a "
+        "self-signed pair there first if missing; clients verify with DIR/cert.pem",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     return parser
+
+
+def build_keys_parser() -> argparse.ArgumentParser:
+    """``session-proxy-server keys generate``."""
+    parser = argparse.ArgumentParser(
+        prog="session-proxy-server keys",
+        description="Manage the Ed25519 key pair that signs and verifies tokens.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="write a new key pair")
+    generate.add_argument("--dir", default=".", help="directory for the files (default .)")
+    generate.add_argument(
+        "--name", default="session-proxy", help="file name prefix (default %(default)s)"
+    )
+    generate.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def build_token_parser() -> argparse.ArgumentParser:
+    """``session-proxy-server token issue``."""
+    parser = argparse.ArgumentParser(
+        prog="session-proxy-server token", description="Issue bearer tokens."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    issue = commands.add_parser("issue", help="print a signed token")
+    issue.add_argument("--private-key", required=True, metavar="PEM", help="the signing key")
+    issue.add_argument(
+        "--role", required=True, help=f"the caller's role, e.g. {', '.join(ROLES)}"
+    )
+    issue.add_argument("--subject", required=True, help="who the token is for")
+    issue.add_argument("--ttl", default="1h", help="lifetime: 45s, 30m, 1h, 2d (default 1h)")
+    issue.add_argument("--audience", default=DEFAULT_AUDIENCE, help="(default %(default)s)")
+    return parser
+
+
+def keys_main(argv: Sequence[str]) -> int:
+    """``session-proxy-server keys ...``."""
+    args = build_keys_parser().parse_args(argv)
+    try:
+        private, public = generate_keypair(args.dir, args.name, overwrite=args.force)
+    except (KeyFileError, OSError) as exc:
+        print(f"session-proxy-server keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"private key (keep it with the token issuer): {private}")
+    print(f"public key (give it to the server: --public-key): {public}")
+    return 0
+
+
+def token_main(argv: Sequence[str]) -> int:
+    """``session-proxy-server token ...``."""
+    args = build_token_parser().parse_args(argv)
+    try:
+        token = issue_token(
+            load_private_key(args.private_key),
+            subject=args.subject,
+            role=args.role,
+            ttl_seconds=parse_ttl(args.ttl),
+            audience=args.audience,
+        )
+    except (KeyFileError, ValueError) as exc:
+        print(f"session-proxy-server token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise ValueError("--tls-self-signed excludes --tls-cert and --tls-key")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_self_signed:
+        directory = Path(args.tls_self_signed)
+        cert, key = directory / CERT_FILE, directory / KEY_FILE
+        if not (cert.exists() and key.exists()):
+            cert, key = generate_self_signed(directory, (args.host, "localhost", "127.0.0.1"))
+        return server_ssl_context(cert, key)
+    if args.tls_cert:
+        return server_ssl_context(args.tls_cert, args.tls_key)
+    return None
 
 
 def _name_and_path(text: str) -> tuple[str, str]:
@@ -87,6 +243,11 @@ def _name_and_path(text: str) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``session-proxy-server``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "keys":
+        return keys_main(argv[1:])
+    if argv and argv[0] == "token":
+        return token_main(argv[1:])
     args = build_parser().parse_args(argv)
     level = args.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -98,17 +259,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_transactions=args.max_transactions,
             page_size=args.page_size,
             max_body_bytes=args.max_body_bytes,
+            statement_timeout_seconds=args.statement_timeout,
+            max_transaction_seconds=args.max_transaction_seconds,
+            max_transactions_per_subject=args.max_transactions_per_subject,
         )
+        gate = gate_from_options(
+            public_key=args.public_key,
+            insecure_no_auth=args.insecure_no_auth,
+            audience=args.audience,
+            policy=args.policy,
+            policy_record=args.policy_record,
+        )
+        ssl_context = _ssl_context(args)
         modules = [name for item in args.operations for name in item.split(",") if name]
         attach = dict(_name_and_path(item) for item in args.sqlite_attach)
-        app = create_app(args.db_url, config, operations=modules, sqlite_attach=attach)
-    except (ValueError, ImportError) as exc:
+        if args.trusted_clients:
+            logging.getLogger("session_proxy.server").warning(
+                "--trusted-clients: logical calls may carry pickles; every client "
+                "can run code on this server"
+            )
+        app = create_app(
+            args.db_url,
+            gate,
+            config,
+            operations=modules,
+            sqlite_attach=attach,
+            trusted_clients=args.trusted_clients,
+        )
+    except (ValueError, ImportError, TLSConfigError) as exc:
         print(f"session-proxy-server: {exc}", file=sys.stderr)
         return 2
 
     from werkzeug.serving import make_server
 
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_server(args.host, args.port, app, threaded=True, ssl_context=ssl_context)
+    scheme = "https" if ssl_context else "http"
 
     def stop(signum: int, frame: object) -> None:
         # shutdown() waits for the serve loop, so it must not run on the
@@ -117,13 +302,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     logging.getLogger("session_proxy.server").info(
-        "serving %s %s on http://%s:%d",
+        "serving %s %s on %s://%s:%d",
         app.handshake.dialect,
         ".".join(map(str, app.handshake.server_version_info)),
+        scheme,
         args.host,
         server.server_port,
     )
-    print(f"session-proxy-server listening on http://{args.host}:{server.server_port}", flush=True)
+    print(
+        f"session-proxy-server listening on {scheme}://{args.host}:{server.server_port}",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

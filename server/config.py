@@ -23,6 +23,15 @@ class ServerConfig:
         remembered, so its client is told "expired" rather than "unknown".
     :param lock_wait_seconds: how long a request waits for another request
         on the same transaction to finish (409 after that).
+    :param statement_timeout_seconds: longest a single statement may run;
+        the database cancels it (PostgreSQL ``statement_timeout``, MariaDB
+        ``max_statement_time``, MySQL ``max_execution_time`` for SELECTs,
+        SQLite through an interrupt) and the client gets the database's
+        error.  The transaction stays open for the client to roll back.
+    :param max_transaction_seconds: longest a transaction may stay open,
+        however busy; past it the server rolls it back.
+    :param max_transactions_per_subject: open transactions one token
+        subject may hold at once (429 above it).
     """
 
     lease_seconds: float = 60.0
@@ -31,6 +40,9 @@ class ServerConfig:
     max_body_bytes: int = 32 * 1024 * 1024
     expired_memory_seconds: float = 600.0
     lock_wait_seconds: float = 30.0
+    statement_timeout_seconds: float = 300.0
+    max_transaction_seconds: float = 900.0
+    max_transactions_per_subject: int = 32
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -1,4 +1,11 @@
-"""The server's real engine: the only place database credentials live."""
+"""The server's real engine: the only place database credentials live.
+
+The engine also carries the statement timeout where the database enforces
+it: PostgreSQL's ``statement_timeout`` as a connection startup option and
+MySQL's or MariaDB's session variable set on connect.  SQLite has no such
+setting; the executor interrupts its statements instead
+(:func:`server.drivers.statement_deadline`).
+"""
 
 from __future__ import annotations
 
@@ -43,10 +50,37 @@ def create_engine_for(
     elif backend == "postgresql":
         # Client and server both treat HSTORE as text (see the client dialect).
         kwargs["use_native_hstore"] = False
+        # A startup option, not a SET: RESET ALL between leases keeps it.
+        timeout_ms = int(config.statement_timeout_seconds * 1000)
+        options = " ".join(
+            filter(None, [url.query.get("options"), f"-c statement_timeout={timeout_ms}"])
+        )
+        kwargs["connect_args"] = {"options": options}
     engine = sqlalchemy.create_engine(url, **kwargs)
     if sqlite_attach:
         _attach_on_connect(engine, sqlite_attach)
+    if backend == "mysql":
+        _mysql_statement_timeout(engine, config.statement_timeout_seconds)
     return engine
+
+
+def _mysql_statement_timeout(engine: Engine, seconds: float) -> None:
+    """Cap statement time on every MySQL/MariaDB connection the pool opens.
+
+    MariaDB's ``max_statement_time`` (seconds) covers every statement;
+    MySQL's ``max_execution_time`` (milliseconds) covers read-only SELECTs.
+    """
+
+    @event.listens_for(engine, "connect")
+    def cap(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            if "mariadb" in dbapi_connection.get_server_info().lower():
+                cursor.execute(f"SET SESSION max_statement_time = {float(seconds)!r}")
+            else:
+                cursor.execute(f"SET SESSION max_execution_time = {int(seconds * 1000)}")
+        finally:
+            cursor.close()
 
 
 def _attach_on_connect(engine: Engine, schemas: dict[str, str]) -> None:

@@ -7,6 +7,9 @@ parameter objects and reads the error codes its exceptions carry.
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from session_proxy.codec import JSONParam
@@ -83,6 +86,26 @@ def reset_session(dbapi_connection: Any, driver: str) -> None:
     dbapi_connection.rollback()
     dbapi_connection.execute(PG_RESET)
     dbapi_connection.commit()
+
+
+@contextlib.contextmanager
+def statement_deadline(dbapi_connection: Any, driver: str, seconds: float) -> Iterator[None]:
+    """Interrupt a SQLite statement running longer than ``seconds``.
+
+    SQLite calls the progress handler every few thousand virtual-machine
+    steps; a true answer aborts the statement with ``OperationalError:
+    interrupted``.  Other drivers rely on the database's own timeout (see
+    :mod:`server.database`), so this does nothing for them.
+    """
+    if driver != "pysqlite":
+        yield
+        return
+    deadline = time.monotonic() + seconds
+    dbapi_connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        yield
+    finally:
+        dbapi_connection.set_progress_handler(None, 0)
 
 
 def adapt_value(value: Any) -> Any:

@@ -16,7 +16,13 @@ from typing import Any
 from session_proxy import protocol
 from session_proxy.codec import encode_rows, to_wire
 
-from .drivers import adapt_params, dbapi_class_name, error_details, prepare_cursor
+from .drivers import (
+    adapt_params,
+    dbapi_class_name,
+    error_details,
+    prepare_cursor,
+    statement_deadline,
+)
 from .leases import Lease, LeaseRegistry
 
 #: Key under which :meth:`Executor.run` reports how long an ended
@@ -116,18 +122,27 @@ class Executor:
     """Runs validated steps against leases from a :class:`LeaseRegistry`."""
 
     def __init__(
-        self, registry: LeaseRegistry, page_size: int, dbapi_error: type, driver: str = ""
+        self,
+        registry: LeaseRegistry,
+        page_size: int,
+        dbapi_error: type,
+        driver: str = "",
+        statement_timeout_seconds: float = 300.0,
     ) -> None:
         self.registry = registry
         self.driver = driver
         self.page_size = page_size
         self.dbapi_error = dbapi_error
+        self.statement_timeout_seconds = statement_timeout_seconds
         self.statements = 0
 
-    def run(self, txn: str | None, steps: list[dict]) -> dict[str, Any]:
-        """Run ``steps``; return the response body or raise :class:`StepFailed`.
+    def run(
+        self, txn: str | None, steps: list[dict], owner: tuple[str, str] = ("", "")
+    ) -> dict[str, Any]:
+        """Run ``steps`` for ``owner`` (subject, role); return the response body.
 
-        ``steps`` have been validated and their parameters decoded.
+        ``steps`` have been validated, checked against the caller's policy
+        and their parameters decoded.  Raises :class:`StepFailed`.
         """
         if txn is None:
             if not any(
@@ -136,11 +151,11 @@ class Executor:
                 # Nothing to run: committing or closing what was never begun.
                 return {"txn": None, "results": [{} for _ in steps]}
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
-            lease = self._guard(-1, None, self.registry.open, options)
+            lease = self._guard(-1, None, self.registry.open, options, owner)
         else:
             # Validation allows "begin" only without a txn, so every step here
             # needs the lease's connection.
-            lease = self.registry.acquire(txn)
+            lease = self.registry.acquire(txn, owner)
         results: list[dict] = []
         check = _RowcountCheck()
         try:
@@ -200,17 +215,19 @@ class Executor:
         )
 
     def _execute(self, lease: Lease, step: dict) -> dict:
-        cursor = prepare_cursor(lease.dbapi_connection.cursor(), self.driver)
+        connection = lease.dbapi_connection
+        cursor = prepare_cursor(connection.cursor(), self.driver)
         self.statements += 1
         try:
-            if step["op"] == protocol.EXECUTE_MANY:
-                cursor.executemany(
-                    step["sql"], [adapt_params(params) for params in step["seq_of_params"]]
-                )
-            elif step.get("params") is None:
-                cursor.execute(step["sql"])
-            else:
-                cursor.execute(step["sql"], adapt_params(step["params"]))
+            with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
+                if step["op"] == protocol.EXECUTE_MANY:
+                    cursor.executemany(
+                        step["sql"], [adapt_params(params) for params in step["seq_of_params"]]
+                    )
+                elif step.get("params") is None:
+                    cursor.execute(step["sql"])
+                else:
+                    cursor.execute(step["sql"], adapt_params(step["params"]))
         except BaseException:
             cursor.close()
             raise

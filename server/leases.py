@@ -1,11 +1,17 @@
 """Server-held transactions: one pooled connection each, leased by idle time.
 
 A :class:`Lease` is what a transaction id names: a connection checked out of
-the server engine's pool, the server-side cursors opened on it, and the time
-it was last used.  The :class:`LeaseRegistry` hands out unguessable ids, caps
-how many leases are open, and runs a reaper thread that rolls back every
-lease idle past its limit, which releases its row locks.  An expired id is
-remembered for a while so its client hears "expired" rather than "unknown".
+the server engine's pool, the server-side cursors opened on it, the caller
+that opened it, and the time it was last used.  The :class:`LeaseRegistry`
+hands out unguessable ids, caps how many leases are open in all and per
+subject, and runs a reaper thread that rolls back every lease idle past its
+limit or open past the longest transaction allowed, which releases its row
+locks.  An expired id is remembered for a while so its client hears
+"expired" rather than "unknown".
+
+A lease belongs to the (subject, role) that opened it: any other caller
+presenting its id is told the transaction is not open, exactly as for an id
+that never existed, so ids cannot be probed.
 """
 
 from __future__ import annotations
@@ -38,10 +44,18 @@ class LeaseError(Exception):
 class Lease:
     """One server-held transaction on one pooled connection."""
 
-    def __init__(self, lease_id: str, connection: Any, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        lease_id: str,
+        connection: Any,
+        options: dict[str, Any],
+        owner: tuple[str, str] = ("", ""),
+    ) -> None:
         self.id = lease_id
         self.connection = connection
         self.options = options
+        #: (subject, role) of the caller that opened the transaction.
+        self.owner = owner
         self.cursors: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.created = time.monotonic()
@@ -68,15 +82,21 @@ class LeaseRegistry:
         max_open: int,
         expired_memory_seconds: float,
         lock_wait_seconds: float,
+        max_per_subject: int | None = None,
+        max_transaction_seconds: float | None = None,
     ) -> None:
         self.engine = engine
         self.lease_seconds = lease_seconds
         self.max_open = max_open
+        self.max_per_subject = max_per_subject or max_open
+        self.max_transaction_seconds = max_transaction_seconds
         self.expired_memory_seconds = expired_memory_seconds
         self.lock_wait_seconds = lock_wait_seconds
         self.expired_count = 0
         self._leases: dict[str, Lease] = {}
-        self._expired: OrderedDict[str, float] = OrderedDict()
+        #: Expired ids: (forget-after time, why it expired), oldest first.
+        self._expired: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._owners: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -87,10 +107,11 @@ class LeaseRegistry:
 
     # -- lifecycle of one lease ------------------------------------------------
 
-    def open(self, options: dict[str, Any]) -> Lease:
+    def open(self, options: dict[str, Any], owner: tuple[str, str] = ("", "")) -> Lease:
         """Check out a connection, apply ``options`` and register a new lease.
 
-        The caller holds the returned lease's lock.
+        ``owner`` is the caller's (subject, role).  The caller holds the
+        returned lease's lock.
         """
         with self._lock:
             if len(self._leases) >= self.max_open:
@@ -100,16 +121,26 @@ class LeaseRegistry:
                     "retry shortly",
                     retry_after=1,
                 )
+            held = sum(1 for other in self._owners.values() if other[0] == owner[0])
+            if held >= self.max_per_subject:
+                raise LeaseError(
+                    protocol.SUBJECT_LIMIT,
+                    f"subject {owner[0]!r} already has {held} open transactions, "
+                    f"the limit per subject; commit or roll one back first",
+                    retry_after=1,
+                )
             lease_id = secrets.token_urlsafe(24)
             # Reserve the slot before the (possibly slow) checkout.
             self._leases[lease_id] = None  # type: ignore[assignment]
+            self._owners[lease_id] = owner
         try:
             connection = self.engine.raw_connection()
         except BaseException:
             with self._lock:
                 del self._leases[lease_id]
+                del self._owners[lease_id]
             raise
-        lease = Lease(lease_id, connection, options)
+        lease = Lease(lease_id, connection, options, owner)
         lease.lock.acquire()
         try:
             self._apply_options(lease)
@@ -121,26 +152,34 @@ class LeaseRegistry:
             self._leases[lease_id] = lease
         return lease
 
-    def acquire(self, lease_id: str) -> Lease:
-        """Find a lease by id and take its lock; raises :class:`LeaseError`."""
+    def acquire(self, lease_id: str, owner: tuple[str, str] = ("", "")) -> Lease:
+        """Find ``owner``'s lease by id and take its lock; raises :class:`LeaseError`."""
         with self._lock:
+            if self._owners.get(lease_id, owner) != owner:
+                log.warning(
+                    "subject %r (role %r) presented transaction %s... of another caller",
+                    owner[0], owner[1], lease_id[:8],
+                )
+                raise self._unknown_error(lease_id)
             lease = self._leases.get(lease_id)
-            expired = lease_id in self._expired
+            expired = self._expired.get(lease_id)
         if lease is None:
             if expired:
-                raise self._expired_error(lease_id)
+                raise self._expired_error(lease_id, expired[1])
             raise self._unknown_error(lease_id)
         if not lease.lock.acquire(timeout=self.lock_wait_seconds):
             raise LeaseError(
                 protocol.TRANSACTION_BUSY,
                 f"transaction {lease_id[:8]}... is in use by another request",
             )
+        if not lease.ended and self._too_old(lease, time.monotonic()):
+            self._expire(lease, "open too long")
         if lease.ended:
             lease.lock.release()
             with self._lock:
-                expired = lease_id in self._expired
+                expired = self._expired.get(lease_id)
             if expired:
-                raise self._expired_error(lease_id)
+                raise self._expired_error(lease_id, expired[1])
             raise self._unknown_error(lease_id)
         return lease
 
@@ -174,20 +213,26 @@ class LeaseRegistry:
         lease.connection.close()
         with self._lock:
             self._leases.pop(lease.id, None)
+            self._owners.pop(lease.id, None)
 
     @staticmethod
     def _unknown_error(lease_id: str) -> LeaseError:
         return LeaseError(
             protocol.UNKNOWN_TRANSACTION,
-            f"transaction {lease_id[:8]}... is not open on this server: it "
-            "was committed or rolled back, or the server restarted",
+            f"transaction {lease_id[:8]}... is not open on this server for this "
+            "caller: it was committed or rolled back, the server restarted, or "
+            "another caller opened it",
         )
 
-    def _expired_error(self, lease_id: str) -> LeaseError:
+    def _expired_error(self, lease_id: str, why: str) -> LeaseError:
+        if why == "open too long":
+            limit = f"was open longer than the limit of {self.max_transaction_seconds:g} s"
+        else:
+            limit = f"expired after {self.lease_seconds:g} s idle"
         return LeaseError(
             protocol.TRANSACTION_EXPIRED,
-            f"transaction {lease_id[:8]}... expired after {self.lease_seconds:g} s "
-            "idle; the server rolled it back and released its locks",
+            f"transaction {lease_id[:8]}... {limit}; the server rolled it back "
+            "and released its locks",
         )
 
     # -- connection options -------------------------------------------------
@@ -216,34 +261,55 @@ class LeaseRegistry:
 
     # -- reaping ----------------------------------------------------------------
 
+    def _idle(self, lease: Lease, now: float) -> bool:
+        return now - lease.last_used > self.lease_seconds
+
+    def _too_old(self, lease: Lease, now: float) -> bool:
+        limit = self.max_transaction_seconds
+        return limit is not None and now - lease.created > limit
+
+    def _expire(self, lease: Lease, why: str) -> None:
+        """Roll back and forget a lease whose lock the caller holds."""
+        with self._lock:
+            self._expired[lease.id] = (time.monotonic() + self.expired_memory_seconds, why)
+        try:
+            lease.dbapi_connection.rollback()
+        except Exception:  # noqa: BLE001
+            lease.connection.invalidate()
+        self._discard(lease)
+        self.expired_count += 1
+        log.info("lease %s... expired (%s) and was rolled back", lease.id[:8], why)
+
     def reap(self) -> int:
-        """Roll back every lease idle past the limit; return how many."""
+        """Roll back every lease idle or open past its limit; return how many.
+
+        A lease in use by a request is left alone; a request that finds its
+        lease open past the limit expires it itself (see :meth:`acquire`).
+        """
         now = time.monotonic()
         with self._lock:
             candidates = [
                 lease
                 for lease in self._leases.values()
-                if lease is not None and now - lease.last_used > self.lease_seconds
+                if lease is not None and (self._idle(lease, now) or self._too_old(lease, now))
             ]
-            while self._expired and next(iter(self._expired.values())) < now:
+            while self._expired and next(iter(self._expired.values()))[0] < now:
                 self._expired.popitem(last=False)
         reaped = 0
         for lease in candidates:
             if not lease.lock.acquire(blocking=False):
                 continue  # a request is using it right now
             try:
-                if lease.ended or time.monotonic() - lease.last_used <= self.lease_seconds:
+                now = time.monotonic()
+                if lease.ended:
                     continue
-                with self._lock:
-                    self._expired[lease.id] = time.monotonic() + self.expired_memory_seconds
-                try:
-                    lease.dbapi_connection.rollback()
-                except Exception:  # noqa: BLE001
-                    lease.connection.invalidate()
-                self._discard(lease)
-                self.expired_count += 1
+                if self._too_old(lease, now):
+                    self._expire(lease, "open too long")
+                elif self._idle(lease, now):
+                    self._expire(lease, "idle")
+                else:
+                    continue
                 reaped += 1
-                log.info("lease %s... expired and was rolled back", lease.id[:8])
             finally:
                 lease.lock.release()
         return reaped
@@ -252,7 +318,8 @@ class LeaseRegistry:
         """Run :meth:`reap` in a daemon thread until :meth:`shutdown`."""
         if self._reaper is not None:
             return
-        interval = min(1.0, max(self.lease_seconds / 4, 0.05))
+        shortest = min(self.lease_seconds, self.max_transaction_seconds or self.lease_seconds)
+        interval = min(1.0, max(shortest / 4, 0.05))
 
         def loop() -> None:
             while not self._stop.wait(interval):

@@ -3,30 +3,54 @@
 ::
 
     SESSION_PROXY_DB_URL=postgresql+psycopg://postgres@127.0.0.1/test \\
+    SESSION_PROXY_PUBLIC_KEY=keys/session-proxy-public.pem \\
         gunicorn --workers 1 --threads 16 --bind 127.0.0.1:8765 'server.wsgi:app'
 
-``SESSION_PROXY_DB_URL`` is required; ``SESSION_PROXY_LEASE_SECONDS``,
-``SESSION_PROXY_MAX_TRANSACTIONS``, ``SESSION_PROXY_PAGE_SIZE`` and
-``SESSION_PROXY_MAX_BODY_BYTES`` are optional, and
-``SESSION_PROXY_OPERATIONS`` names (comma-separated) the modules whose
-logical operations the server exposes.  A transaction lives in one
-process, so run one worker process with threads.
+``SESSION_PROXY_DB_URL`` is required, and so is ``SESSION_PROXY_PUBLIC_KEY``
+unless ``SESSION_PROXY_INSECURE_NO_AUTH=1``.  Optional:
+``SESSION_PROXY_AUDIENCE``, ``SESSION_PROXY_POLICY`` (a policy file to
+enforce), ``SESSION_PROXY_POLICY_RECORD`` (a file to record into),
+``SESSION_PROXY_TRUSTED_CLIENTS=1`` (accept pickles: code execution for
+every client), ``SESSION_PROXY_OPERATIONS`` (comma-separated modules whose
+logical operations the server exposes) and every
+:class:`~server.config.ServerConfig` field as ``SESSION_PROXY_<FIELD>``.
+TLS is gunicorn's own (``--certfile``/``--keyfile``).  A transaction lives
+in one process, so run one worker process with threads.
 """
 
 from __future__ import annotations
 
 import os
 
-from .app import create_app
+from .app import ProxyServer, create_app
+from .auth import DEFAULT_AUDIENCE
 from .config import ServerConfig
+from .security import gate_from_options
 
 
-def _from_env():  # noqa: ANN202 - returns ProxyServer
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def _from_env() -> ProxyServer:
     db_url = os.environ.get("SESSION_PROXY_DB_URL")
     if not db_url:
         raise RuntimeError("set SESSION_PROXY_DB_URL to the database's SQLAlchemy URL")
+    gate = gate_from_options(
+        public_key=os.environ.get("SESSION_PROXY_PUBLIC_KEY") or None,
+        insecure_no_auth=_flag("SESSION_PROXY_INSECURE_NO_AUTH"),
+        audience=os.environ.get("SESSION_PROXY_AUDIENCE") or DEFAULT_AUDIENCE,
+        policy=os.environ.get("SESSION_PROXY_POLICY") or None,
+        policy_record=os.environ.get("SESSION_PROXY_POLICY_RECORD") or None,
+    )
     modules = [m for m in os.environ.get("SESSION_PROXY_OPERATIONS", "").split(",") if m]
-    return create_app(db_url, ServerConfig.from_env(), operations=modules)
+    return create_app(
+        db_url,
+        gate,
+        ServerConfig.from_env(),
+        operations=modules,
+        trusted_clients=_flag("SESSION_PROXY_TRUSTED_CLIENTS"),
+    )
 
 
 app = _from_env()

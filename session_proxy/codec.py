@@ -280,6 +280,8 @@ def from_wire(value: Any) -> Any:
     tag = value[TAG]
     decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None:
+        if tag in ("dill", "pickle"):
+            raise ValueError(f"pickled ({tag}) values are never accepted as statement values")
         raise ValueError(f"unknown value tag {tag!r}")
     try:
         return decoder(value)

@@ -7,6 +7,7 @@ the server's URL.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,9 @@ from sqlalchemy.engine import URL, Engine
 from .dialects import register
 from .stats import ProxyStats
 from .transport import HTTPTransport
+
+#: Environment variable holding the bearer token when none is passed.
+TOKEN_VARIABLE = "SESSION_PROXY_TOKEN"
 
 
 def create_engine(
@@ -29,7 +33,8 @@ def create_engine(
     """A SQLAlchemy engine whose statements run on a session-proxy server.
 
     :param server_url: ``http://host:port`` or ``https://host:port``.
-    :param token: bearer token for the server.
+    :param token: bearer token for the server; by default the environment
+        variable ``SESSION_PROXY_TOKEN``, if set.
     :param timeout: seconds to wait for each response.
     :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
     :param kwargs: passed on to :func:`sqlalchemy.create_engine`.
@@ -39,6 +44,8 @@ def create_engine(
         raise ValueError(
             f"session-proxy server URL must look like http://host:port, got {server_url!r}"
         )
+    if token is None:
+        token = os.environ.get(TOKEN_VARIABLE) or None
     probe = HTTPTransport(server_url, token=token, timeout=timeout, verify=verify)
     try:
         backend = probe.handshake().dialect

@@ -133,6 +133,27 @@ class ServerBusy(ProxyError, OperationalError):
         self.retry_after = retry_after
 
 
+class AuthenticationFailed(ProxyError, OperationalError):
+    """The server refused the client's bearer token; the message says why."""
+
+    code = "unauthorized"
+
+
+class AccessDenied(ProxyError, ProgrammingError):
+    """The caller's role may not run that statement or operation.
+
+    ``fingerprint`` is the refused statement's normalized form ("" for an
+    operation), the string to add to a policy file to allow it.
+    """
+
+    code = "policy_violation"
+
+    def __init__(self, message: str, fingerprint: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.fingerprint = fingerprint
+        self.reason = reason
+
+
 class RequestRejected(ProxyError, ProgrammingError):
     """The server refused a request as malformed or over a limit."""
 

@@ -34,7 +34,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from . import protocol
+from . import protocol, values
 from .stats import ProxyStats
 from .transport import HTTPTransport
 
@@ -58,7 +58,15 @@ _OPERATIONS: dict[str, Operation] = {}
 
 
 class RemoteClient:
-    """Sends logical calls to one server; ``stats`` counts them."""
+    """Sends logical calls to one server; ``stats`` counts them.
+
+    :param token: bearer token for the server.
+    :param verify: verify the server's TLS certificate (``True``), with a CA
+        bundle (a path), or not at all (``False``).
+    :param pickle_values: send arguments the codec cannot represent as dill
+        pickles, and accept pickled results.  The server must run with
+        ``--trusted-clients``, which lets every client run code on it.
+    """
 
     def __init__(
         self,
@@ -66,8 +74,10 @@ class RemoteClient:
         token: str | None = None,
         timeout: float = 30.0,
         verify: bool | str = True,
+        pickle_values: bool = False,
     ) -> None:
         self.transport = HTTPTransport(url, token=token, timeout=timeout, verify=verify)
+        self.pickle_values = pickle_values
 
     @property
     def stats(self) -> ProxyStats:
@@ -76,7 +86,8 @@ class RemoteClient:
 
     def call(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """Run operation ``name`` on the server and return its result."""
-        return self.transport.call_operation(name, args, kwargs)
+        with values.pickles_allowed(self.pickle_values):
+            return self.transport.call_operation(name, args, kwargs)
 
     def close(self) -> None:
         """Close the HTTP connections."""

@@ -47,6 +47,12 @@ arguments) are encoded with :mod:`session_proxy.codec`.
     raised by the operation answers ``operation_error`` with ``exception``:
     its type name, message and args.
 
+Every endpoint but health wants ``Authorization: Bearer <token>``, an
+Ed25519-signed token (see ``server/auth.py``); without a valid one the
+answer is 401 ``unauthorized`` with the reason.  A statement or operation the
+caller's role may not run is 403 ``policy_violation`` with the statement's
+``fingerprint`` and ``step``; no step of that request runs.
+
 Errors, on every endpoint: ``{"error": {"code": CODE, "message": TEXT, ...}}``
 with the HTTP status of :data:`ERROR_STATUS`.  A database error adds
 ``dbapi_class`` (the PEP 249 class name), ``args``, ``sqlstate`` / ``errno``
@@ -105,12 +111,19 @@ UNKNOWN_OPERATION = "unknown_operation"
 BAD_ARGUMENTS = "bad_arguments"
 OPERATION_ERROR = "operation_error"
 ROWCOUNT_MISMATCH = "rowcount_mismatch"
+UNAUTHORIZED = "unauthorized"
+POLICY_VIOLATION = "policy_violation"
+SUBJECT_LIMIT = "subject_limit"
+UNSAFE_PAYLOAD = "unsafe_payload"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
     UNSUPPORTED_PROTOCOL: 400,
     UNKNOWN_CURSOR: 400,
     BAD_ARGUMENTS: 400,
+    UNSAFE_PAYLOAD: 400,
+    UNAUTHORIZED: 401,
+    POLICY_VIOLATION: 403,
     UNKNOWN_OPERATION: 404,
     OPERATION_ERROR: 422,
     UNKNOWN_TRANSACTION: 404,
@@ -121,6 +134,7 @@ ERROR_STATUS: dict[str, int] = {
     TRANSACTION_EXPIRED: 410,
     TOO_LARGE: 413,
     DATABASE_ERROR: 422,
+    SUBJECT_LIMIT: 429,
     INTERNAL_ERROR: 500,
     TOO_MANY_TRANSACTIONS: 503,
 }

@@ -55,20 +55,28 @@ _ORIGINALS = "__session_proxy_originals__"
 
 
 def configure_orm(
-    url: str, *, proxy: bool | None = None, **session_options: Any
+    url: str,
+    *,
+    proxy: bool | None = None,
+    token: str | None = None,
+    verify: bool | str = True,
+    **session_options: Any,
 ) -> scoped_session:
     """Create this module's ``engine`` and scoped ``Session``.
 
     ``url`` is a session-proxy server (``http://host:port``, ``proxy`` is then
-    implied) or a SQLAlchemy URL for a direct engine.  ``session_options``
-    go to :class:`~sqlalchemy.orm.sessionmaker` (Airflow uses
-    ``autoflush=False, expire_on_commit=False``).
+    implied; ``token`` and ``verify`` go to
+    :func:`session_proxy.create_engine`) or a SQLAlchemy URL for a direct
+    engine.  ``session_options`` go to :class:`~sqlalchemy.orm.sessionmaker`
+    (Airflow uses ``autoflush=False, expire_on_commit=False``).
     """
     global engine, Session
     if Session is not None:
         Session.remove()
     use_proxy = url.startswith(("http://", "https://")) if proxy is None else proxy
-    engine = create_engine(url) if use_proxy else sa.create_engine(url)
+    engine = (
+        create_engine(url, token=token, verify=verify) if use_proxy else sa.create_engine(url)
+    )
     if use_proxy:
         session_options.setdefault("class_", ProxySession)
     Session = scoped_session(sessionmaker(bind=engine, **session_options))

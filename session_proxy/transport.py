@@ -206,7 +206,13 @@ class HTTPTransport:
             exc = errors.TransactionExpired(message + where)
         elif code == protocol.UNKNOWN_TRANSACTION:
             exc = errors.TransactionLost(message + where)
-        elif code == protocol.TOO_MANY_TRANSACTIONS:
+        elif code == protocol.UNAUTHORIZED:
+            exc = errors.AuthenticationFailed(message + where)
+        elif code == protocol.POLICY_VIOLATION:
+            exc = errors.AccessDenied(
+                message + where, str(error.get("fingerprint", "")), str(error.get("reason", ""))
+            )
+        elif code in (protocol.TOO_MANY_TRANSACTIONS, protocol.SUBJECT_LIMIT):
             retry_after = response.headers.get("Retry-After")
             exc = errors.ServerBusy(
                 message + where, float(retry_after) if retry_after else None

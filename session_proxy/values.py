@@ -14,11 +14,23 @@ needs:
   exceptions, SQLAlchemy exceptions and classes registered with
   :func:`register_exception` come back as the same class; anything else as
   :class:`~session_proxy.errors.RemoteOperationError`.
+
+Pickles are off by default.  Inside :func:`pickles_allowed`, a value the
+codec cannot represent travels as ``{"$t": "dill", "v": base64}`` and such
+values are unpickled on arrival.  Unpickling runs code chosen by the sender,
+so a server accepts them only when started with ``--trusted-clients``;
+otherwise a pickled value is refused with :class:`UnsafePayload` before
+anything is unpickled.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
@@ -31,7 +43,52 @@ from . import codec
 from . import errors as shim_errors
 from .errors import RemoteOperationError
 
-__all__ = ["decode_exception", "encode_exception", "from_wire", "register_exception", "to_wire"]
+__all__ = [
+    "UnsafePayload",
+    "decode_exception",
+    "encode_exception",
+    "from_wire",
+    "pickles_allowed",
+    "register_exception",
+    "to_wire",
+]
+
+_PICKLES: contextvars.ContextVar[bool] = contextvars.ContextVar("pickles", default=False)
+
+
+class UnsafePayload(ValueError):
+    """A pickled value arrived where pickles are not allowed."""
+
+
+@contextlib.contextmanager
+def pickles_allowed(allowed: bool = True) -> Iterator[None]:
+    """Within the block, send unencodable values as dill pickles and accept them."""
+    token = _PICKLES.set(allowed)
+    try:
+        yield
+    finally:
+        _PICKLES.reset(token)
+
+
+def _encode_pickle(value: Any) -> dict:
+    import dill
+
+    return {codec.TAG: "dill", "v": base64.b64encode(dill.dumps(value)).decode("ascii")}
+
+
+def _decode_pickle(body: dict) -> Any:
+    if not _PICKLES.get():
+        raise UnsafePayload(
+            "a pickled (dill) value was refused: unpickling runs code chosen by the "
+            "sender; the server accepts pickles only when started with --trusted-clients"
+        )
+    import dill
+
+    data = base64.b64decode(body["v"], validate=True)
+    try:
+        return dill.loads(data)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad value
+        raise ValueError(f"cannot unpickle: {type(exc).__name__}: {exc}") from None
 
 _registered_exceptions: dict[str, type[BaseException]] = {}
 
@@ -106,7 +163,12 @@ def to_wire(value: Any) -> Any:
         return {key: to_wire(item) for key, item in value.items()}
     if kind is dict:
         return {codec.TAG: "dict", "v": [[to_wire(k), to_wire(v)] for k, v in value.items()]}
-    return codec.to_wire(value)
+    try:
+        return codec.to_wire(value)
+    except TypeError:
+        if _PICKLES.get():
+            return _encode_pickle(value)
+        raise
 
 
 def from_wire(value: Any) -> Any:
@@ -124,11 +186,14 @@ def from_wire(value: Any) -> Any:
         return codec.from_wire(value)
     try:
         return decoder(value)
-    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+    except UnsafePayload:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, binascii.Error) as exc:
         raise ValueError(f"malformed {tag!r} value: {exc!r}") from None
 
 
 _DECODERS = {
+    "dill": _decode_pickle,
     "orm": _decode_instance,
     "tuple": lambda body: tuple(from_wire(item) for item in body["v"]),
     "dict": lambda body: {from_wire(k): from_wire(v) for k, v in body["v"]},

@@ -100,7 +100,7 @@ def direct_engine(db_url: str) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def proxy_engine(server: ServerProcess) -> Iterator[sa.Engine]:
-    engine = session_proxy.create_engine(server.url)
+    engine = session_proxy.create_engine(server.url, token=server.token)
     yield engine
     engine.dispose()
 
@@ -125,7 +125,8 @@ def make_engine(mode: str, db_url: str, request: pytest.FixtureRequest) -> Itera
         if mode == "direct":
             engine = sa.create_engine(db_url)
         else:
-            engine = session_proxy.create_engine(request.getfixturevalue("server").url)
+            server = request.getfixturevalue("server")
+            engine = session_proxy.create_engine(server.url, token=server.token)
         made.append(engine)
         return engine
 

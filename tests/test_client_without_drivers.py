@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -47,6 +48,8 @@ def test_client_runs_without_any_database_driver(server: ServerProcess, db_url: 
     result = subprocess.run(
         [sys.executable, "-c", CLIENT, server.url],
         cwd=REPO,
+        # The token reaches create_engine() through its environment variable.
+        env=dict(os.environ, SESSION_PROXY_TOKEN=server.token),
         capture_output=True,
         text=True,
         timeout=120,

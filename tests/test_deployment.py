@@ -14,13 +14,26 @@ import requests
 import sqlalchemy as sa
 
 import session_proxy
+from benchmarks.server_process import issue, signing_key
 
 from .conftest import REPO, ServerProcess, free_port
 
 
 def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--db-url", "sqlite:///:memory:"],
+        [sys.executable, "-m", "server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "authentication is on by default" in result.stderr
+    assert "--public-key" in result.stderr and "--insecure-no-auth" in result.stderr
+
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--db-url", "sqlite:///:memory:",
+         "--insecure-no-auth"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -31,7 +44,7 @@ def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db",
-         "--page-size", "0"],
+         "--page-size", "0", "--insecure-no-auth"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -41,7 +54,8 @@ def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
     assert "page_size must be positive" in result.stderr
 
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--db-url", "postgresql+psycopg2://u@h/d"],
+        [sys.executable, "-m", "server.cli", "--db-url", "postgresql+psycopg2://u@h/d",
+         "--insecure-no-auth"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -52,12 +66,28 @@ def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
 
 
 def test_console_script_serves_sqlite(tmp_path: Path) -> None:
+    """The README's path: keys generate, token issue, serve with the public key."""
     script = Path(sys.executable).with_name("session-proxy-server")
     if not script.exists():
         pytest.skip("package not installed with its console script")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([str(script), *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    keys = tmp_path / "keys"
+    run("keys", "generate", "--dir", str(keys))
+    private, public = keys / "session-proxy-private.pem", keys / "session-proxy-public.pem"
+    assert oct(private.stat().st_mode & 0o777) == "0o600"
+    token = run(
+        "token", "issue", "--private-key", str(private), "--role", "worker",
+        "--subject", "host-1", "--ttl", "10m",
+    ).strip()
     port = free_port()
     process = subprocess.Popen(
-        [str(script), "--db-url", f"sqlite:///{tmp_path}/cli.db", "--port", str(port)],
+        [str(script), "--db-url", f"sqlite:///{tmp_path}/cli.db", "--port", str(port),
+         "--public-key", str(public)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -65,7 +95,14 @@ def test_console_script_serves_sqlite(tmp_path: Path) -> None:
     try:
         lines = [process.stdout.readline() for _ in range(2)]
         assert any("listening on http://127.0.0.1:" in line for line in lines), lines
-        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}")
+        anonymous = session_proxy.create_engine(f"http://127.0.0.1:{port}")
+        with pytest.raises(sa.exc.OperationalError) as refused:
+            with anonymous.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        assert isinstance(refused.value.orig, session_proxy.errors.AuthenticationFailed)
+        assert "missing bearer token" in str(refused.value.orig)
+        anonymous.dispose()
+        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}", token=token)
         with engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
             conn.execute(sa.text("INSERT INTO t VALUES (1), (2)"))
@@ -89,7 +126,12 @@ def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
 
     db_url = backend_url("postgresql", sqlite_path)
     port = free_port()
-    env = dict(os.environ, SESSION_PROXY_DB_URL=db_url, SESSION_PROXY_LEASE_SECONDS="30")
+    env = dict(
+        os.environ,
+        SESSION_PROXY_DB_URL=db_url,
+        SESSION_PROXY_LEASE_SECONDS="30",
+        SESSION_PROXY_PUBLIC_KEY=str(signing_key()[1]),
+    )
     process = subprocess.Popen(
         [_gunicorn(), "--workers", "1", "--threads", "8", "--bind", f"127.0.0.1:{port}",
          "server.wsgi:app"],
@@ -113,7 +155,7 @@ def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
             "psycopg",
             30.0,
         )
-        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}")
+        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}", token=issue())
         column = sa.Column("id", sa.Integer, primary_key=True)
         table = sa.Table("sp_gunicorn", sa.MetaData(), column)
         table.drop(engine, checkfirst=True)

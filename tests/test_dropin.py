@@ -27,7 +27,7 @@ def test_application_checks_pass_direct_then_through_the_proxy(
     original_engine = settings.engine
     assert checks.run_all() == len(checks.ALL_CHECKS)
 
-    proxy_engine = proxy_settings.install(settings, server.url)
+    proxy_engine = proxy_settings.install(settings, server.url, token=server.token)
     assert settings.engine is proxy_engine and settings.engine is not original_engine
     assert isinstance(settings.Session, scoped_session)
     options = settings.Session.session_factory.kw
@@ -54,7 +54,9 @@ def test_install_refuses_a_plain_session_factory() -> None:
 
 
 def test_our_own_helpers_have_the_same_contract(db_url: str, server: ServerProcess) -> None:
-    registry = proxy_settings.configure_orm(server.url, autoflush=False, expire_on_commit=False)
+    registry = proxy_settings.configure_orm(
+        server.url, token=server.token, autoflush=False, expire_on_commit=False
+    )
     assert issubclass(registry.session_factory.class_, session_proxy.ProxySession)
     table = sa.Table("sp_dropin", sa.MetaData(),
                      sa.Column("id", sa.Integer, primary_key=True, autoincrement=False))
@@ -91,7 +93,7 @@ def test_install_keeps_the_applications_session_class(server: ServerProcess) -> 
     module = types.ModuleType("custom_settings")
     module.engine = None
     module.Session = scoped_session(sa.orm.sessionmaker(class_=AppSession, autoflush=False))
-    engine = proxy_settings.install(module, server.url)
+    engine = proxy_settings.install(module, server.url, token=server.token)
     try:
         session = module.Session()
         assert isinstance(session, session_proxy.ProxySession)

@@ -30,7 +30,9 @@ TIMEOUT = 30
 
 def metric(server: ServerProcess, name: str) -> int:
     """The value of an unlabelled counter or gauge on ``/v1/metrics``."""
-    response = requests.get(server.url + protocol.METRICS_PATH, timeout=TIMEOUT)
+    response = requests.get(
+        server.url + protocol.METRICS_PATH, headers=server.headers, timeout=TIMEOUT
+    )
     response.raise_for_status()
     match = re.search(rf"^{re.escape(name)} (\d+)$", response.text, re.MULTILINE)
     assert match, response.text
@@ -101,7 +103,7 @@ def make_proxy_engine() -> Iterator:
     made: list[sa.Engine] = []
 
     def make(server: ServerProcess) -> sa.Engine:
-        engine = session_proxy.create_engine(server.url, timeout=20)
+        engine = session_proxy.create_engine(server.url, token=server.token, timeout=20)
         made.append(engine)
         return engine
 
@@ -212,6 +214,7 @@ def test_cap_on_open_transactions(start_server, make_proxy_engine, direct: sa.En
                 "txn": None,
                 "steps": [{"op": "execute", "sql": "SELECT 1", "params": None}],
             },
+            headers=server.headers,
             timeout=TIMEOUT,
         )
         assert response.status_code == 503, response.text
@@ -280,7 +283,9 @@ def sqlite_server(tmp_path: Path) -> Iterator[ServerProcess]:
 @pytest.mark.parametrize("client_backend", ["mysql", "postgresql"])
 def test_backend_mismatch(sqlite_server: ServerProcess, client_backend: str) -> None:
     register()
-    engine = sa.create_engine(f"{client_backend}+sessionproxy://127.0.0.1:{sqlite_server.port}/")
+    engine = sa.create_engine(
+        f"{client_backend}+sessionproxy://:{sqlite_server.token}@127.0.0.1:{sqlite_server.port}/"
+    )
     try:
         with pytest.raises(sa.exc.DBAPIError) as info:
             with engine.connect():

@@ -68,7 +68,7 @@ def notes_table(direct_engine: sa.Engine) -> Iterator[None]:
 
 @pytest.fixture
 def client(ops_server: ServerProcess) -> Iterator[RemoteClient]:
-    remote = RemoteClient(ops_server.url)
+    remote = RemoteClient(ops_server.url, token=ops_server.token)
     yield remote
     remote.close()
 
@@ -306,6 +306,7 @@ def test_unknown_operation_over_plain_http(ops_server: ServerProcess) -> None:
     response = requests.post(
         ops_server.url + "/v1/operations/x.y",
         json={"protocol": 1, "args": [], "kwargs": {}},
+        headers=ops_server.headers,
         timeout=30,
     )
     assert response.status_code == 404
@@ -348,7 +349,7 @@ def post_operation(server: ServerProcess, name: str, data: bytes) -> requests.Re
     return requests.post(
         server.url + "/v1/operations/" + OPS_PREFIX + name,
         data=data,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **server.headers},
         timeout=30,
     )
 
@@ -357,6 +358,7 @@ def test_session_in_raw_kwargs_is_rejected(ops_server: ServerProcess) -> None:
     response = requests.post(
         ops_server.url + "/v1/operations/" + OPS_PREFIX + "count_notes",
         json={"protocol": 1, "args": [], "kwargs": {"session": None}},
+        headers=ops_server.headers,
         timeout=30,
     )
     assert response.status_code == 400
@@ -391,6 +393,7 @@ def test_malformed_tagged_value_is_a_bad_request(
     response = requests.post(
         ops_server.url + "/v1/operations/" + OPS_PREFIX + "add_note",
         json={"protocol": 1, "args": [1, value], "kwargs": {}},
+        headers=ops_server.headers,
         timeout=30,
     )
     assert response.status_code == 400, response.text
@@ -506,7 +509,7 @@ def test_workload_get_dag_run_is_detached_with_unloaded_relationship(
     with Session(direct_engine) as session:
         seed(session)
         session.commit()
-    workload_client = RemoteClient(server.url)
+    workload_client = RemoteClient(server.url, token=server.token)
     try:
         with remote(workload_client):
             run = workload_ops.get_dag_run("dag_000", "run_0002")
@@ -531,7 +534,7 @@ def test_environment_variable_selects_remote_mode(
     with direct_engine.begin() as conn:
         conn.execute(sa.insert(NOTES), [{"id": i, "text": f"note {i}"} for i in range(3)])
     env = dict(os.environ)
-    env.pop("SESSION_PROXY_OPERATIONS_TOKEN", None)
+    env["SESSION_PROXY_OPERATIONS_TOKEN"] = ops_server.token
     env["SESSION_PROXY_OPERATIONS_URL"] = ops_server.url
     code = (
         "from session_proxy.logical import remote_client\n"

@@ -174,7 +174,9 @@ def test_pipelined_core_dml_rides_with_the_commit(
     engine: sa.Engine, schema: None, mode: str, server: Any, direct_engine: sa.Engine
 ) -> None:
     _only_proxy(mode)
-    pipelined = session_proxy.create_engine(server.url, proxy_pipeline_dml=True)
+    pipelined = session_proxy.create_engine(
+        server.url, token=server.token, proxy_pipeline_dml=True
+    )
     try:
         with pipelined.connect():
             pass

@@ -64,7 +64,11 @@ def body_of(*steps: dict[str, Any], txn: str | None = None) -> dict[str, Any]:
 def post(server: ServerProcess, payload: Any, **kwargs: Any) -> requests.Response:
     """POST ``payload`` (JSON-encoded unless already bytes/str) to /v1/pipeline."""
     data = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
-    headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+    headers = {
+        "Content-Type": "application/json",
+        **server.headers,
+        **kwargs.pop("headers", {}),
+    }
     return requests.post(
         server.url + protocol.PIPELINE_PATH,
         data=data,
@@ -455,6 +459,7 @@ def test_fetch_is_capped_at_page_size(
         requests.post(
             paging_server.url + protocol.PIPELINE_PATH,
             json=body_of({"op": "rollback"}, txn=txn),
+            headers=paging_server.headers,
             timeout=TIMEOUT,
         )
 
@@ -486,7 +491,9 @@ def test_health_reports_page_size(paging_server: ServerProcess) -> None:
 
 def test_metrics(server: ServerProcess) -> None:
     requests.get(server.url + protocol.HEALTH_PATH, timeout=TIMEOUT)
-    response = requests.get(server.url + protocol.METRICS_PATH, timeout=TIMEOUT)
+    response = requests.get(
+        server.url + protocol.METRICS_PATH, headers=server.headers, timeout=TIMEOUT
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     text = response.text

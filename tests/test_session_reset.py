@@ -20,8 +20,9 @@ def one_connection_server(db_url: str, backend: str):
 
 
 def test_settings_and_temp_tables_do_not_leak(one_connection_server: ServerProcess) -> None:
-    first = session_proxy.create_engine(one_connection_server.url)
-    second = session_proxy.create_engine(one_connection_server.url)
+    server = one_connection_server
+    first = session_proxy.create_engine(server.url, token=server.token)
+    second = session_proxy.create_engine(server.url, token=server.token)
     try:
         with first.connect() as conn:
             default_path = conn.exec_driver_sql("SHOW search_path").scalar_one()

@@ -100,7 +100,7 @@ def test_all_modes_agree(
     outcomes = {}
     for mode in MODES:
         seeded()
-        runner = ModeRunner(mode, db_url=db_url, server_url=server.url)
+        runner = ModeRunner(mode, db_url=db_url, server_url=server.url, token=server.token)
         try:
             if runner.engine is not None:
                 with runner.engine.connect():

@@ -110,15 +110,27 @@ class ProxyDialectMixin:
         return QueuePool
 
     def create_connect_args(self, url: URL) -> Any:
+        """The transport for ``url``.
+
+        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S]``:
+        the password slot carries the bearer token (when ``proxy_token`` is
+        not given), ``tls`` switches to HTTPS, ``ca`` names the CA bundle to
+        verify the server with, ``timeout`` is seconds per response.
+        """
         query = dict(url.query)
         tls = util.asbool(query.pop("tls", False))
         if "timeout" in query:
             self.proxy_timeout = float(query.pop("timeout"))
+        if "ca" in query:
+            self.proxy_verify = str(query.pop("ca"))
+            tls = True
         if query:
             raise ValueError(
                 f"unknown session-proxy URL options {sorted(query)}; "
-                "supported: tls, timeout"
+                "supported: tls, ca, timeout"
             )
+        if self.proxy_token is None and url.password:
+            self.proxy_token = str(url.password)
         host = url.host or "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"

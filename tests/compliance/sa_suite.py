@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             direct_url_server = direct_url
         with ServerProcess(direct_url_server, *extra) as server:
-            proxy_url = f"{backend}+sessionproxy://127.0.0.1:{server.port}/"
+            proxy_url = f"{backend}+sessionproxy://:{server.token}@127.0.0.1:{server.port}/"
             for suite in args.suites.split(","):
                 files = SUITES[suite]
                 junit = workdir / f"{backend}-{suite}"
