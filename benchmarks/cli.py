@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="results JSON (default %(default)s)")
     run.add_argument("--report", type=Path, metavar="DIR", help="also write the report to DIR")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-security", action="store_false", dest="security", default=None,
+                     help="skip the attack suite (the report's security section)")
 
     report = sub.add_parser("report", help="write report.md and report.html from a results file")
     report.add_argument("results", type=Path)
@@ -125,7 +127,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     elif args.full:
         settings.update(PRESETS["full"])
     for name in ("db", "server_url", "token", "operations", "modes", "rtts", "scales", "clients",
-                 "samples", "warmup", "throughput_seconds"):
+                 "samples", "warmup", "throughput_seconds", "security"):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value

@@ -35,6 +35,7 @@ from session_proxy.transport import HTTPTransport
 from .probes import run_probes
 from .relay import Relay
 from .scenarios import SCENARIOS, THROUGHPUT_MIX, Context, restore_live_run
+from .security.attacks import security_results
 from .server_process import ServerProcess
 from .stats import percentile
 from .workload import operations as ops
@@ -64,6 +65,8 @@ class BenchConfig:
     server_url: str | None = None
     #: Bearer token for ``server_url`` (a started server makes its own).
     token: str | None = None
+    #: Run the attack suite (:mod:`benchmarks.security`) after the measurements.
+    security: bool = True
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in SCENARIOS]
@@ -163,7 +166,7 @@ class Benchmark:
         c = self.config
         scaled = sum(1 for op in c.operations if SCENARIOS[op].scaled)
         per_rtt = len(c.modes) * (len(c.operations) + scaled * (len(c.scales) - 1))
-        return len(c.rtts) * (per_rtt + 2 + len(c.modes) * len(c.clients))
+        return len(c.rtts) * (per_rtt + 2 + len(c.modes) * len(c.clients)) + int(c.security)
 
     def run(self, command: Sequence[str] = ()) -> dict[str, Any]:
         """Run every configured cell; return the results document."""
@@ -227,6 +230,10 @@ class Benchmark:
                                     self._throughput(mode, clients, direct_url, proxy_url, rtt,
                                                      direct, ctx)
                                     progress.step(f"throughput {mode} x{clients}")
+            security = None
+            if config.security:
+                security = security_results(db_url)
+                progress.step("attack suite")
         finished = datetime.datetime.now(datetime.timezone.utc)
         return {
             "format": 1,
@@ -239,6 +246,7 @@ class Benchmark:
             "floors": self.floors,
             "probes": self.probes,
             "throughput": self.throughput,
+            "security": security,
         }
 
     @staticmethod

@@ -105,7 +105,7 @@ class ServerProcess:
                 health = requests.get(self.url + "/v1/health", timeout=1, verify=self.verify)
                 if health.status_code == 200:
                     return
-            except requests.RequestException:
+            except OSError:  # refused, or (with TLS) no certificate written yet
                 time.sleep(0.05)
         raise RuntimeError(
             f"session-proxy-server did not start in {timeout:g} s: {self.log_path.read_text()}"

@@ -69,6 +69,7 @@ class ProxyServer:
             lock_wait_seconds=config.lock_wait_seconds,
             max_per_subject=config.max_transactions_per_subject,
             max_transaction_seconds=config.max_transaction_seconds,
+            statement_timeout_seconds=config.statement_timeout_seconds,
         )
         self.executor = Executor(
             self.registry,
@@ -191,7 +192,8 @@ class ProxyServer:
         except protocol.ProtocolError as exc:
             return self.error(exc.code, str(exc))
         except PolicyViolation as exc:
-            return self.refuse(claims, exc, step=getattr(exc, "step", None), txn=txn)
+            # "refused_step", not "step": no step of this request ran.
+            return self.refuse(claims, exc, refused_step=getattr(exc, "step", None), txn=txn)
         try:
             body = self.executor.run(txn, steps, (claims.subject, claims.role))
             transaction_seconds = body.pop(TRANSACTION_SECONDS, None)

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the 'aud' tokens must carry (default %(default)s)",
     )
     security.add_argument(
+        "--token-leeway",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="clock skew tolerated on token issue and expiry times (default %(default)s)",
+    )
+    security.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="accept requests without tokens: anyone who reaches the port runs SQL",
@@ -190,6 +197,15 @@ def build_token_parser() -> argparse.ArgumentParser:
 def keys_main(argv: Sequence[str]) -> int:
     """``session-proxy-server keys ...``."""
     args = build_keys_parser().parse_args(argv)
+    for suffix in ("private", "public"):
+        existing = Path(args.dir) / f"{args.name}-{suffix}.pem"
+        if existing.exists() and not args.force:
+            print(
+                f"session-proxy-server keys: {existing} already exists; "
+                "pass --force to replace the key pair",
+                file=sys.stderr,
+            )
+            return 2
     try:
         private, public = generate_keypair(args.dir, args.name, overwrite=args.force)
     except (KeyFileError, OSError) as exc:
@@ -267,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_key=args.public_key,
             insecure_no_auth=args.insecure_no_auth,
             audience=args.audience,
+            leeway_seconds=args.token_leeway,
             policy=args.policy,
             policy_record=args.policy_record,
         )

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from .config import ServerConfig
-from .drivers import check_supported
+from .drivers import check_supported, mysql_statement_timeout
 
 
 def create_engine_for(
@@ -65,20 +65,13 @@ def create_engine_for(
 
 
 def _mysql_statement_timeout(engine: Engine, seconds: float) -> None:
-    """Cap statement time on every MySQL/MariaDB connection the pool opens.
-
-    MariaDB's ``max_statement_time`` (seconds) covers every statement;
-    MySQL's ``max_execution_time`` (milliseconds) covers read-only SELECTs.
-    """
+    """Cap statement time on every MySQL/MariaDB connection the pool opens."""
 
     @event.listens_for(engine, "connect")
     def cap(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            if "mariadb" in dbapi_connection.get_server_info().lower():
-                cursor.execute(f"SET SESSION max_statement_time = {float(seconds)!r}")
-            else:
-                cursor.execute(f"SET SESSION max_execution_time = {int(seconds * 1000)}")
+            cursor.execute(mysql_statement_timeout(dbapi_connection, seconds))
         finally:
             cursor.close()
 

@@ -72,20 +72,47 @@ PG_RESET = (
 )
 
 
-def reset_session(dbapi_connection: Any, driver: str) -> None:
+#: MySQL's COM_RESET_CONNECTION command (MySQL 5.7.3+, MariaDB 10.2.4+).
+_COM_RESET_CONNECTION = 0x1F
+
+
+def reset_session(dbapi_connection: Any, driver: str, statement_timeout: float) -> None:
     """Clear session state a client left on a connection before it is pooled again.
 
     Transactions are pooled: the next lease of this connection may serve
-    another client, so settings (``SET search_path``, roles), temporary
-    tables, cursors, advisory locks and listeners must not carry over.  On
-    PostgreSQL this runs :data:`PG_RESET`.  MySQL and SQLite connections are
-    returned as they are.
+    another client, so settings (``SET search_path``, ``sql_mode``, a
+    switched-off statement timeout), temporary tables, user variables,
+    cursors, advisory locks and listeners must not carry over.  PostgreSQL
+    runs :data:`PG_RESET`; MySQL and MariaDB get COM_RESET_CONNECTION (which
+    pymysql has no public call for) and then the session settings the
+    server's connections start with.  SQLite keeps no session state a client
+    could change that matters here.
     """
-    if driver != "psycopg":
-        return
-    dbapi_connection.rollback()
-    dbapi_connection.execute(PG_RESET)
-    dbapi_connection.commit()
+    if driver == "psycopg":
+        dbapi_connection.rollback()
+        dbapi_connection.execute(PG_RESET)
+        dbapi_connection.commit()
+    elif driver == "pymysql":
+        dbapi_connection.rollback()
+        dbapi_connection._execute_command(_COM_RESET_CONNECTION, b"")
+        dbapi_connection._read_ok_packet()
+        dbapi_connection.autocommit(False)  # the reset restored the server default
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(mysql_statement_timeout(dbapi_connection, statement_timeout))
+        finally:
+            cursor.close()
+
+
+def mysql_statement_timeout(dbapi_connection: Any, seconds: float) -> str:
+    """The ``SET SESSION`` statement that caps statement time on this server.
+
+    MariaDB's ``max_statement_time`` (seconds) covers every statement;
+    MySQL's ``max_execution_time`` (milliseconds) covers read-only SELECTs.
+    """
+    if "mariadb" in dbapi_connection.get_server_info().lower():
+        return f"SET SESSION max_statement_time = {float(seconds)!r}"
+    return f"SET SESSION max_execution_time = {int(seconds * 1000)}"
 
 
 @contextlib.contextmanager

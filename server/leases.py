@@ -84,12 +84,14 @@ class LeaseRegistry:
         lock_wait_seconds: float,
         max_per_subject: int | None = None,
         max_transaction_seconds: float | None = None,
+        statement_timeout_seconds: float = 300.0,
     ) -> None:
         self.engine = engine
         self.lease_seconds = lease_seconds
         self.max_open = max_open
         self.max_per_subject = max_per_subject or max_open
         self.max_transaction_seconds = max_transaction_seconds
+        self.statement_timeout_seconds = statement_timeout_seconds
         self.expired_memory_seconds = expired_memory_seconds
         self.lock_wait_seconds = lock_wait_seconds
         self.expired_count = 0
@@ -205,7 +207,9 @@ class LeaseRegistry:
         lease.cursors.clear()
         try:
             self._reset_options(lease)
-            reset_session(lease.dbapi_connection, self.engine.dialect.driver)
+            reset_session(
+                lease.dbapi_connection, self.engine.dialect.driver, self.statement_timeout_seconds
+            )
         except Exception:  # noqa: BLE001
             log.warning("could not reset the connection's session; discarding connection")
             lease.connection.invalidate()

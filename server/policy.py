@@ -70,6 +70,7 @@ __all__ = [
     "ACCESS_LEVELS",
     "POLICY_VERSION",
     "SAFE_FUNCTIONS",
+    "STARTUP_STATEMENTS",
     "Policy",
     "PolicyRecorder",
     "PolicyViolation",
@@ -176,6 +177,24 @@ _TRANSACTION_WORDS = frozenset(
 )
 # Most restrictive first: the kind of a multi-statement request.
 _KIND_SEVERITY = ("ddl", "other", "delete", "update", "insert", "select", "transaction")
+
+#: The read-only statements SQLAlchemy's dialects run when an engine first
+#: connects (server version, default schema, isolation level, SQL mode).
+#: Every role the policy names may run them, so a hand-written policy of
+#: table rules works without listing them.
+STARTUP_STATEMENTS = (
+    "PRAGMA read_uncommitted",
+    "SELECT pg_catalog.version()",
+    "SELECT current_schema()",
+    "SHOW TRANSACTION ISOLATION LEVEL",
+    "SHOW standard_conforming_strings",
+    "SELECT VERSION()",
+    "SELECT DATABASE()",
+    "SELECT @@sql_mode",
+    "SELECT @@tx_isolation",
+    "SELECT @@transaction_isolation",
+    "SELECT @@lower_case_table_names",
+)
 
 #: Functions a role may call when a statement is allowed by table rules
 #: (allowlisted fingerprints may call anything they contain).  Extend per
@@ -1089,6 +1108,9 @@ def classify(sql: str) -> StatementInfo:
 # ---------------------------------------------------------------------------
 
 
+_STARTUP_FINGERPRINTS = frozenset(fingerprint(sql) for sql in STARTUP_STATEMENTS)
+
+
 class PolicyViolation(Exception):
     """A role tried something its policy does not allow.
 
@@ -1310,7 +1332,8 @@ class Policy:
     def check_statement(self, role: str, sql: str) -> None:
         """Raise :class:`PolicyViolation` unless ``role`` may run ``sql``.
 
-        In order: an unknown role is refused; ``allow_all`` allows anything;
+        In order: an unknown role is refused; ``allow_all`` and
+        :data:`STARTUP_STATEMENTS` are allowed;
         text that dialects read differently is refused; several statements
         need ``allow_multi_statement``; transaction control (BEGIN, COMMIT,
         SAVEPOINT, ...) is allowed; DDL needs ``allow_ddl``; a fingerprint in
@@ -1322,7 +1345,7 @@ class Policy:
         """
         fp = fingerprint(sql)
         rules = self._role(role, fp)
-        if rules.allow_all:
+        if rules.allow_all or fp in _STARTUP_FINGERPRINTS:
             return
         info = classify(sql)
         if info.ambiguity is not None:

@@ -121,6 +121,7 @@ def gate_from_options(
     public_key: str | None,
     insecure_no_auth: bool = False,
     audience: str = DEFAULT_AUDIENCE,
+    leeway_seconds: int = 30,
     policy: str | None = None,
     policy_record: str | None = None,
 ) -> Gate:
@@ -142,7 +143,7 @@ def gate_from_options(
         raise ValueError("--policy and --policy-record exclude each other")
     try:
         verifier = None if public_key is None else TokenVerifier(
-            load_public_key(public_key), audience
+            load_public_key(public_key), audience, leeway_seconds
         )
     except KeyFileError as exc:
         raise ValueError(str(exc)) from None

@@ -265,18 +265,25 @@ _DECODERS: dict[str, Callable[[dict], Any]] = {
 }
 
 
-def from_wire(value: Any) -> Any:
+#: Deepest nesting of lists and objects :func:`from_wire` accepts.
+MAX_NESTING = 64
+
+
+def from_wire(value: Any, _depth: int = 0) -> Any:
     """Rebuild the Python value that :func:`to_wire` encoded.
 
-    Raises :class:`ValueError` on a malformed or unknown tagged value.
+    Raises :class:`ValueError` on a malformed or unknown tagged value, or on
+    lists and objects nested deeper than :data:`MAX_NESTING`.
     """
     kind = type(value)
-    if kind is list:
-        return [from_wire(item) for item in value]
+    if kind is list or (kind is dict and TAG not in value):
+        if _depth >= MAX_NESTING:
+            raise ValueError(f"values nest deeper than {MAX_NESTING} levels")
+        if kind is list:
+            return [from_wire(item, _depth + 1) for item in value]
+        return {key: from_wire(item, _depth + 1) for key, item in value.items()}
     if kind is not dict:
         return value
-    if TAG not in value:
-        return {key: from_wire(item) for key, item in value.items()}
     tag = value[TAG]
     decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None:

@@ -90,7 +90,9 @@ class ProxyError(Exception):
     """Base of the errors that come from the proxy rather than the database."""
 
     code: str = "proxy_error"
+    #: The server's request id and HTTP status, when the server answered.
     request_id: str | None = None
+    status: int | None = None
 
 
 class ServerUnreachable(ProxyError, OperationalError):

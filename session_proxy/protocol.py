@@ -51,7 +51,7 @@ Every endpoint but health wants ``Authorization: Bearer <token>``, an
 Ed25519-signed token (see ``server/auth.py``); without a valid one the
 answer is 401 ``unauthorized`` with the reason.  A statement or operation the
 caller's role may not run is 403 ``policy_violation`` with the statement's
-``fingerprint`` and ``step``; no step of that request runs.
+``fingerprint`` and ``refused_step``; no step of that request runs.
 
 Errors, on every endpoint: ``{"error": {"code": CODE, "message": TEXT, ...}}``
 with the HTTP status of :data:`ERROR_STATUS`.  A database error adds

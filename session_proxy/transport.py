@@ -228,6 +228,7 @@ class HTTPTransport:
                 f"{code}: {message} (HTTP {response.status_code}){where}"
             )
         exc.request_id = request_id  # type: ignore[attr-defined]
+        exc.status = response.status_code  # type: ignore[attr-defined]
         # The lease the server kept open despite the error, if any.
         exc.server_txn = txn if isinstance(txn, str) else None  # type: ignore[attr-defined]
         step = error.get("step")

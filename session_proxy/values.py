@@ -171,16 +171,18 @@ def to_wire(value: Any) -> Any:
         raise
 
 
-def from_wire(value: Any) -> Any:
+def from_wire(value: Any, _depth: int = 0) -> Any:
     """:func:`session_proxy.codec.from_wire` plus ORM instances."""
     kind = type(value)
-    if kind is list:
-        return [from_wire(item) for item in value]
-    if kind is not dict:
+    if kind is not list and kind is not dict:
         return value
+    if _depth >= codec.MAX_NESTING:
+        raise ValueError(f"values nest deeper than {codec.MAX_NESTING} levels")
+    if kind is list:
+        return [from_wire(item, _depth + 1) for item in value]
     tag = value.get(codec.TAG)
     if tag is None:
-        return {key: from_wire(item) for key, item in value.items()}
+        return {key: from_wire(item, _depth + 1) for key, item in value.items()}
     decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None:
         return codec.from_wire(value)

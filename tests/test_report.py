@@ -410,3 +410,51 @@ def test_nice_ticks_and_labels() -> None:
     assert charts.log_ticks(10, 1000) == [10, 100, 1000]
     assert charts.format_tick(2500) == "2.5k"
     assert charts.format_tick(0.5) == "0.5"
+
+
+def _security(outcomes: dict[tuple[str, str], tuple[int, str | None]]) -> dict:
+    names = sorted({name for name, _ in outcomes})
+    configs = ["proxy", "proxy+policy", "logical"]
+    return {
+        "backend": "sqlite",
+        "configs": configs,
+        "limits": {"--lease-seconds": "2"},
+        "attacks": [
+            {"name": name, "category": "statements", "goal": "g",
+             "claimed_stopped": {config: config != "proxy" for config in configs}}
+            for name in names
+        ],
+        "outcomes": [
+            {"attack": name, "category": "statements", "config": config, "status": status,
+             "code": None, "message": "", "harm": harm, "changed_database": False,
+             "stopped": harm is None}
+            for (name, config), (status, harm) in outcomes.items()
+        ],
+    }
+
+
+def test_security_section_counts_and_contradictions() -> None:
+    from benchmarks.report import render_markdown
+    from benchmarks.report_security import security_section
+
+    outcomes = {
+        ("drop", "proxy"): (200, "dropped log"),
+        ("drop", "proxy+policy"): (403, None),
+        ("drop", "logical"): (403, None),
+        ("peek", "proxy"): (200, "read passwords secret-1"),
+        ("peek", "proxy+policy"): (200, "read passwords secret-1"),  # claimed stopped
+        ("peek", "logical"): (403, None),
+    }
+    text = render_markdown(security_section({"security": _security(outcomes)}))
+    assert "| drop | statements | **through** (200): dropped log | stopped (403) |" in text
+    assert "| **all** | **0 of 2** | **1 of 2** | **2 of 2** |" in text
+    assert "lets 2 of 2 attacks through: drop, peek" in text
+    assert "Through in every configuration: none" in text
+    assert "contradicts: peek (proxy+policy)" in text
+
+
+def test_security_section_without_a_suite_run() -> None:
+    from benchmarks.report import render_markdown
+    from benchmarks.report_security import security_section
+
+    assert "was not run" in render_markdown(security_section({"security": None}))

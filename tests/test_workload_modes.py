@@ -7,70 +7,15 @@ are asserted for a few operations.
 
 from __future__ import annotations
 
-import datetime
-from typing import Any
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from benchmarks.workload import operations as ops
-from benchmarks.workload.models import Base
 from benchmarks.workload.modes import MODES, ModeRunner
-from benchmarks.workload.seed import BASE_TIME, reset_schema, seed
+from benchmarks.workload.script import SCRIPT, dump_tables, plain
+from benchmarks.workload.seed import reset_schema, seed
 
 from .conftest import ServerProcess
-
-T = BASE_TIME
-MINUTE = datetime.timedelta(minutes=1)
-RUNNING_TI = ("dag_000", "t001", "run_0002", -1)
-WAITING_TI = ("dag_000", "t005", "run_0002", -1)
-
-
-def _plain(value: Any) -> Any:
-    """ORM instances as {column: value}, so results compare across modes."""
-    if isinstance(value, Base):
-        state = sa.inspect(value)
-        return {attr.key: state.dict.get(attr.key) for attr in state.mapper.column_attrs}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-SCRIPT: list[tuple[str, Any, tuple, dict]] = [
-    ("get_dag_run", ops.get_dag_run, ("dag_000", "run_0002"), {}),
-    ("get_dag_run missing", ops.get_dag_run, ("dag_000", "nope"), {}),
-    ("get_variable", ops.get_variable, ("var_003",), {}),
-    ("set_variable existing", ops.set_variable, ("var_003", "changed"), {}),
-    ("set_variable new", ops.set_variable, ("fresh", "new value"), {}),
-    ("get_variable new", ops.get_variable, ("fresh",), {}),
-    ("get_connection", ops.get_connection, ("conn_1",), {}),
-    ("xcom_push", ops.xcom_push,
-     ("dag_000", "run_0002", "t001", "k", {"a": [1, 2.5, {"b": None}], "$t": "x"}),
-     {"now": T}),
-    ("xcom_pull", ops.xcom_pull, ("dag_000", "run_0002", "t001", "k"), {}),
-    ("xcom_pull seeded", ops.xcom_pull, ("dag_001", "run_0002", "t000"), {}),
-    ("heartbeat", ops.heartbeat, (1,), {"now": T + MINUTE}),
-    ("start_task running", ops.start_task, (RUNNING_TI, "h", 1), {"now": T}),
-    ("start_task waiting", ops.start_task, (WAITING_TI, "h", 1), {"now": T}),
-    ("mini_scheduler", ops.mini_scheduler, ("dag_000", "run_0002", "t000"), {}),
-    ("start_task scheduled", ops.start_task, (WAITING_TI, "host-9", 4242),
-     {"job_id": 1, "now": T}),
-    ("finish_task", ops.finish_task, (WAITING_TI, "success"), {"now": T + 2 * MINUTE}),
-    ("create_dag_run", ops.create_dag_run, ("dag_001", "manual_1", T), {"now": T}),
-    ("find_zombies", ops.find_zombies, (300,), {"now": T}),
-    ("clear_task_instances", ops.clear_task_instances, ("dag_001", "run_0002"), {"now": T}),
-    ("mini_scheduler after clear", ops.mini_scheduler, ("dag_001", "run_0002", "t000"), {}),
-]
-
-
-def _dump(engine: sa.Engine) -> dict[str, list[tuple]]:
-    tables = {}
-    with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            rows = conn.execute(sa.select(table)).all()
-            tables[table.name] = sorted((tuple(row) for row in rows), key=repr)
-    return tables
 
 
 @pytest.fixture
@@ -89,7 +34,7 @@ def _run_script(runner: ModeRunner) -> tuple[list, list]:
     with runner.active():
         for _label, operation, args, kwargs in SCRIPT:
             before = runner.snapshot()
-            results.append(_plain(operation(*args, **kwargs)))
+            results.append(plain(operation(*args, **kwargs)))
             round_trips.append((runner.snapshot() - before).round_trips)
     return results, round_trips
 
@@ -108,7 +53,7 @@ def test_all_modes_agree(
             results, round_trips = _run_script(runner)
         finally:
             runner.close()
-        outcomes[mode] = (results, round_trips, _dump(direct_engine))
+        outcomes[mode] = (results, round_trips, dump_tables(direct_engine))
 
     labels = [label for label, *_ in SCRIPT]
     direct_results, _, direct_dump = outcomes["direct"]

@@ -1020,3 +1020,18 @@ def test_role_policy_defaults() -> None:
     rules = RolePolicy()
     assert rules.table_access("anything") == "none"
     assert not rules.allow_all and not rules.allow_ddl and not rules.allow_multi_statement
+
+
+def test_dialect_startup_statements_need_no_listing() -> None:
+    from server.policy import STARTUP_STATEMENTS
+
+    policy = Policy.from_dict({"version": 1, "roles": {"worker": {"tables": {"t": "read"}}}})
+    for sql in STARTUP_STATEMENTS:
+        policy.check_statement("worker", sql)
+    policy.check_statement("worker", "SELECT\n  VERSION( )")  # fingerprints, not exact text
+    with pytest.raises(PolicyViolation) as refused:
+        policy.check_statement("intruder", "SELECT VERSION()")
+    assert refused.value.reason == "unknown_role"
+    with pytest.raises(PolicyViolation) as refused:
+        policy.check_statement("worker", "SELECT VERSION(), pg_read_file('/etc/passwd')")
+    assert refused.value.reason in ("not_allowlisted", "function")

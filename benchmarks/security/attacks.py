@@ -1,0 +1,933 @@
+"""Hostile requests against the three configurations of a :class:`SecurityLab`.
+
+Each :class:`Attack` is one thing an attacker holding a worker's token (or
+no valid token at all) tries, sent as real HTTP to a real server.  Running
+it gives an :class:`Observation`: the decisive response's status, error code
+and message, and the *harm* done (rows of secrets returned, a table
+dropped, a lock held, code run...), checked against the database and the
+file system, never assumed.  :func:`run_attack` adds the check every attack
+shares: the workload tables are dumped before and after, and any change is
+harm too (then the data set is restored for the next attack).
+
+An attack is *stopped* when no harm was done.  :attr:`Attack.expect` says
+what this project claims for each configuration (and backend where they
+differ); the test suite asserts those claims, and the benchmark report shows
+the matrix the run actually produced.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+
+from server.auth import generate_keypair, issue_token, load_private_key
+from session_proxy import protocol
+
+from .lab import CONFIGS, LIMITS, TIMEOUT, SecurityLab
+
+SECRET_PREFIX = "secret-"  # every seeded connection password starts with it
+MARKER_FILE = "pickle-ran-code"
+
+
+@dataclasses.dataclass
+class Observation:
+    """What one attack got back."""
+
+    status: int
+    code: str | None
+    message: str
+    harm: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    """What the project claims: stopped or not, the status, a message fragment.
+
+    For a stopped attack ``text`` is part of the error message; for one that
+    gets through it is part of the harm description.
+    """
+
+    stopped: bool
+    status: int
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Attack:
+    """One hostile request (or short sequence of them)."""
+
+    name: str
+    category: str
+    goal: str
+    run: Callable[[SecurityLab, str], Observation]
+    expect: Callable[[str, str], Expect]
+
+
+@dataclasses.dataclass
+class Outcome:
+    """An attack's result against one configuration."""
+
+    attack: str
+    category: str
+    config: str
+    status: int
+    code: str | None
+    message: str
+    harm: str | None
+    #: Whether the workload tables differed afterwards (then restored).
+    changed_database: bool = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.harm is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "stopped": self.stopped}
+
+
+# -- observing responses ------------------------------------------------------------
+
+
+def observe(response: requests.Response, harm: str | None = None) -> Observation:
+    """Status, error code and message of ``response``."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return Observation(response.status_code, error.get("code"), str(error.get("message")),
+                           harm)
+    return Observation(response.status_code, None, "", harm)
+
+
+def rows(response: requests.Response) -> list[list[Any]]:
+    """Every row of every statement result in a 200 pipeline response."""
+    if response.status_code != 200:
+        return []
+    return [row for result in response.json()["results"] for row in result.get("rows", [])]
+
+
+def secrets_in(values: Any) -> list[str]:
+    """Seeded connection passwords found anywhere in ``values``."""
+    text = json.dumps(values, default=str)
+    found = set()
+    start = text.find(SECRET_PREFIX)
+    while start >= 0:
+        end = start + len(SECRET_PREFIX)
+        while end < len(text) and text[end].isdigit():
+            end += 1
+        found.add(text[start:end])
+        start = text.find(SECRET_PREFIX, end)
+    return sorted(found)
+
+
+def leak(response: requests.Response) -> Observation:
+    """An observation whose harm is the passwords the response carries."""
+    found = secrets_in(rows(response))
+    return observe(response, f"read passwords {', '.join(found)}" if found else None)
+
+
+# -- expectations -----------------------------------------------------------------------
+
+
+def everywhere(status: int, text: str) -> Callable[[str, str], Expect]:
+    """Stopped in every configuration with the same status and message."""
+    return lambda backend, config: Expect(True, status, text)
+
+
+def policy_stops(
+    proxy: Expect, policy_text: str, logical_text: str | None = None
+) -> Callable[[str, str], Expect]:
+    """Gets through the bare proxy; 403 from the policy elsewhere."""
+
+    def expect(backend: str, config: str) -> Expect:
+        if config == "proxy":
+            return proxy
+        if config == "logical":
+            return Expect(True, 403, logical_text or "not in the allowlist for role 'worker'")
+        return Expect(True, 403, policy_text)
+
+    return expect
+
+
+def harm(status: int, text: str) -> Expect:
+    return Expect(False, status, text)
+
+
+# -- tokens -------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _token_parts(token: str) -> tuple[dict, dict, str]:
+    header, claims, signature = token.split(".")
+    pad = lambda part: part + "=" * (-len(part) % 4)  # noqa: E731
+    return (json.loads(base64.urlsafe_b64decode(pad(header))),
+            json.loads(base64.urlsafe_b64decode(pad(claims))), signature)
+
+
+def _unsigned(header: dict, claims: dict) -> str:
+    encode = lambda part: _b64(json.dumps(part, separators=(",", ":")).encode())  # noqa: E731
+    return f"{encode(header)}.{encode(claims)}"
+
+
+def _sign(lab: SecurityLab, **kwargs: Any) -> str:
+    kwargs.setdefault("subject", "host-1")
+    kwargs.setdefault("role", "worker")
+    kwargs.setdefault("ttl_seconds", 3600)
+    return issue_token(load_private_key(lab.private_key_path), **kwargs)
+
+
+def _other_key(lab: SecurityLab) -> Path:
+    private = lab.workdir / "attacker-private.pem"
+    if not private.exists():
+        generate_keypair(lab.workdir, "attacker")
+    return private
+
+
+def _with_token(token: str | None) -> Callable[[SecurityLab, str], Observation]:
+    def run(lab: SecurityLab, config: str) -> Observation:
+        return observe(lab.sql(config, "SELECT 1", token=token))
+
+    return run
+
+
+def _forged(lab: SecurityLab, config: str) -> Observation:
+    token = issue_token(load_private_key(_other_key(lab)), subject="host-1", role="admin",
+                        ttl_seconds=3600)
+    return observe(lab.sql(config, "SELECT 1", token=token))
+
+
+def _expired(lab: SecurityLab, config: str) -> Observation:
+    token = _sign(lab, ttl_seconds=60, now=time.time() - 3600)
+    return observe(lab.sql(config, "SELECT 1", token=token))
+
+
+def _replayed(lab: SecurityLab, config: str) -> Observation:
+    token = _sign(lab, ttl_seconds=1)
+    first = requests.get(lab.url(config) + protocol.METRICS_PATH, timeout=TIMEOUT,
+                         headers={"Authorization": f"Bearer {token}"})
+    if first.status_code != 200:
+        return Observation(first.status_code, None, "the fresh token was refused",
+                           "could not set up the replay")
+    _, claims, _ = _token_parts(token)
+    time.sleep(max(0.0, claims["exp"] - time.time()) + 0.2)
+    return observe(lab.sql(config, "SELECT 1", token=token))
+
+
+def _alg_none(lab: SecurityLab, config: str) -> Observation:
+    _, claims, _ = _token_parts(lab.tokens.worker)
+    claims["role"] = "admin"
+    token = _unsigned({"alg": "none", "typ": "JWT"}, claims) + "."
+    return observe(lab.sql(config, "SELECT 1", token=token))
+
+
+def _hmac_confusion(lab: SecurityLab, config: str) -> Observation:
+    _, claims, _ = _token_parts(lab.tokens.worker)
+    claims["role"] = "admin"
+    signing_input = _unsigned({"alg": "HS256", "typ": "JWT"}, claims)
+    secret = Path(str(lab.private_key_path).replace("private", "public")).read_bytes()
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return observe(lab.sql(config, "SELECT 1", token=f"{signing_input}.{_b64(signature)}"))
+
+
+def _tampered_role(lab: SecurityLab, config: str) -> Observation:
+    header, claims, signature = _token_parts(lab.tokens.worker)
+    claims["role"] = "admin"
+    return observe(lab.sql(config, "SELECT 1", token=f"{_unsigned(header, claims)}.{signature}"))
+
+
+def _wrong_audience(lab: SecurityLab, config: str) -> Observation:
+    return observe(lab.sql(config, "SELECT 1", token=_sign(lab, audience="another-service")))
+
+
+def _not_yet_valid(lab: SecurityLab, config: str) -> Observation:
+    return observe(lab.sql(config, "SELECT 1", token=_sign(lab, now=time.time() + 3600)))
+
+
+def _basic_scheme(lab: SecurityLab, config: str) -> Observation:
+    credentials = base64.b64encode(b"admin:admin").decode()
+    return observe(lab.post(config, protocol.PIPELINE_PATH, {}, headers={
+        "Authorization": f"Basic {credentials}"}))
+
+
+def _metrics_anonymous(lab: SecurityLab, config: str) -> Observation:
+    return observe(requests.get(lab.url(config) + protocol.METRICS_PATH, timeout=TIMEOUT))
+
+
+def _health_forged(lab: SecurityLab, config: str) -> Observation:
+    token = issue_token(load_private_key(_other_key(lab)), subject="x", role="admin",
+                        ttl_seconds=60)
+    return observe(requests.get(lab.url(config) + protocol.HEALTH_PATH, timeout=TIMEOUT,
+                                headers={"Authorization": f"Bearer {token}"}))
+
+
+# -- statements ----------------------------------------------------------------------------
+
+
+def _write(sql: str, check: Callable[[SecurityLab], str | None]) -> Callable:
+    """Run ``sql`` as the worker and commit; ``check`` describes the harm."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        response = lab.sql(config, sql, token=lab.tokens.worker, commit=True)
+        return observe(response, check(lab) if response.status_code == 200 else None)
+
+    return run
+
+
+def _table_missing(table: str) -> Callable[[SecurityLab], str | None]:
+    return lambda lab: None if sa.inspect(lab.direct).has_table(table) else f"dropped {table}"
+
+
+def _table_created(table: str) -> Callable[[SecurityLab], str | None]:
+    def check(lab: SecurityLab) -> str | None:
+        if not sa.inspect(lab.direct).has_table(table):
+            return None
+        with lab.direct.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        return f"created table {table}"
+
+    return check
+
+
+def _count(table: str, where: str = "1 = 1") -> Callable[[SecurityLab], int]:
+    def count(lab: SecurityLab) -> int:
+        with lab.direct.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE {where}").scalar()
+
+    return count
+
+
+def _rows_gone(table: str) -> Callable[[SecurityLab], str | None]:
+    return lambda lab: f"deleted every row of {table}" if _count(table)(lab) == 0 else None
+
+
+def _all_success(lab: SecurityLab) -> str | None:
+    left = _count("task_instance", "state IS NULL OR state <> 'success'")(lab)
+    return None if left else "marked every task instance successful"
+
+
+def _read(sql: str) -> Callable[[SecurityLab, str], Observation]:
+    return lambda lab, config: leak(lab.sql(config, sql, token=lab.tokens.worker))
+
+
+def _multi_statement(lab: SecurityLab, config: str) -> Observation:
+    response = lab.sql(config, "SELECT 1; DELETE FROM xcom", token=lab.tokens.worker,
+                       commit=True)
+    return observe(response, _rows_gone("xcom")(lab))
+
+
+def _scan_xcom(lab: SecurityLab, config: str) -> Observation:
+    response = lab.sql(config, "SELECT dag_id, value FROM xcom", token=lab.tokens.worker)
+    others = sorted({row[0] for row in rows(response) if row[0] != "dag_000"})
+    return observe(response, f"read XCom rows of {', '.join(others)}" if others else None)
+
+
+def _catalog(backend: str) -> str:
+    return {
+        "postgresql": "SELECT rolname, rolpassword FROM pg_authid",
+        "mysql": "SELECT user, password FROM mysql.user",
+        "sqlite": "SELECT name, sql FROM sqlite_master",
+    }[backend]
+
+
+def _read_catalog(lab: SecurityLab, config: str) -> Observation:
+    response = lab.sql(config, _catalog(lab.backend), token=lab.tokens.worker)
+    found = rows(response)
+    return observe(response, f"read {len(found)} rows of the database's own catalog"
+                   if found else None)
+
+
+def _file_access(lab: SecurityLab, config: str) -> Observation:
+    if lab.backend == "sqlite":
+        target = lab.workdir / "attached-by-attacker.db"
+        response = lab.sql(config, f"ATTACH DATABASE '{target}' AS evil",
+                           token=lab.tokens.worker)
+        made = target.exists()
+        if made:
+            target.unlink()
+        return observe(response, f"created the server-side file {target.name}" if made
+                       else None)
+    function = "pg_read_file" if lab.backend == "postgresql" else "LOAD_FILE"
+    response = lab.sql(config, f"SELECT {function}('/etc/hostname')", token=lab.tokens.worker)
+    content = [row[0] for row in rows(response) if row[0]]
+    return observe(response, "read /etc/hostname on the database host" if content else None)
+
+
+_SESSION_SETTING = {
+    "postgresql": "SET search_path TO pg_catalog",
+    "mysql": "SET SESSION sql_mode = ''",
+    "sqlite": "PRAGMA foreign_keys = OFF",
+}
+
+
+def _session_setting(lab: SecurityLab, config: str) -> Observation:
+    response = lab.sql(config, _SESSION_SETTING[lab.backend], token=lab.tokens.worker)
+    return observe(response, "changed a session setting" if response.status_code == 200
+                   else None)
+
+
+_DISABLE_TIMEOUT = {
+    "postgresql": ("SET statement_timeout = 0", "SELECT pg_sleep(2)"),
+    "mysql": ("SET SESSION max_statement_time = 0", "SELECT SLEEP(2)"),
+    "sqlite": ("PRAGMA busy_timeout = 0", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+               "SELECT x + 1 FROM c WHERE x < 100000000) SELECT count(*) FROM c"),
+}
+
+
+def _escape_timeout(lab: SecurityLab, config: str) -> Observation:
+    disable, slow = _DISABLE_TIMEOUT[lab.backend]
+    response = lab.pipeline(config, [
+        {"op": "begin"},
+        {"op": "execute", "sql": disable, "params": None},
+        {"op": "execute", "sql": slow, "params": None},
+        {"op": "rollback"},
+    ], token=lab.tokens.worker)
+    lab.roll_back_left_open(config, response, lab.tokens.worker)
+    return observe(response, "ran a statement past the statement timeout"
+                   if response.status_code == 200 else None)
+
+
+def _as_role(token_name: str, operation: str, *args: Any, **kwargs: Any) -> Callable:
+    """Call ``operation`` as another role: through SQL on the proxies, by name on logical."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        token = getattr(lab.tokens, token_name)
+        if config == "logical":
+            response = lab.operation(config, operation, *args, token=token, **kwargs)
+            body = response.json() if response.status_code == 200 else None
+            return observe(response, _harm_of(operation, lab, body))
+        response = lab.sql(config, _SQL_OF[operation], token=token, commit=True)
+        return observe(response, _harm_of(operation, lab, rows(response))
+                       if response.status_code == 200 else None)
+
+    return run
+
+
+_SQL_OF = {
+    "finish_task": "UPDATE task_instance SET state = 'failed' WHERE dag_id = 'dag_000'",
+    "get_connection": "SELECT conn_id, password FROM connection WHERE conn_id = 'conn_2'",
+}
+
+
+def _harm_of(operation: str, lab: SecurityLab, body: Any) -> str | None:
+    if body is None:
+        return None
+    if operation == "finish_task":
+        failed = _count("task_instance", "state = 'failed'")(lab)
+        return f"set {failed} task instances to failed" if failed else None
+    found = secrets_in(body)
+    return f"read passwords {', '.join(found)}" if found else None
+
+
+# -- data reachable through allowed paths ---------------------------------------------
+
+
+def _allowed_path(operation: str, *args: Any) -> Callable:
+    """Call a workload operation the worker may call, with someone else's keys."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        from session_proxy import values
+
+        from ..workload import operations as ops
+        from ..workload.modes import ModeRunner
+
+        if config == "logical":
+            response = lab.operation(config, operation, *args, token=lab.tokens.worker)
+            if response.status_code != 200:
+                return observe(response)
+            result = values.from_wire(response.json()["result"])
+        else:
+            runner = ModeRunner("proxy", server_url=lab.url(config), token=lab.tokens.worker)
+            try:
+                result = runner.call(getattr(ops, operation), *args)
+            except sa.exc.DBAPIError as exc:
+                return _client_error(exc)
+            finally:
+                runner.close()
+        return Observation(200, None, "", _describe_result(operation, result))
+
+    return run
+
+
+def _describe_result(operation: str, result: Any) -> str | None:
+    if operation == "get_connection":
+        return f"read {result.conn_id}'s password" if result is not None else None
+    if operation == "xcom_pull":
+        return "read another DAG's XCom value" if result is not None else None
+    return f"got {result!r}" if result is not None else None
+
+
+def _client_error(exc: sa.exc.DBAPIError) -> Observation:
+    orig = exc.orig
+    return Observation(getattr(orig, "status", None) or 0, getattr(orig, "code", None),
+                       str(orig))
+
+
+# -- payloads --------------------------------------------------------------------------------
+
+
+def _oversized(lab: SecurityLab, config: str) -> Observation:
+    limit = int(LIMITS["--max-body-bytes"])
+    body = {"protocol": 1, "txn": None, "steps": [
+        {"op": "execute", "sql": "SELECT ?", "params": ["x" * (limit + 1)]}]}
+    return observe(lab.post(config, protocol.PIPELINE_PATH, body, token=lab.tokens.worker))
+
+
+def _deep_json(lab: SecurityLab, config: str) -> Observation:
+    data = b"[" * 100_000 + b"]" * 100_000
+    return observe(lab.post(config, protocol.PIPELINE_PATH, data=data, token=lab.tokens.worker))
+
+
+def _deep_params(lab: SecurityLab, config: str) -> Observation:
+    value: Any = 1
+    for _ in range(900):
+        value = [value]
+    return _typed(value)(lab, config)
+
+
+def _typed(value: Any) -> Callable[[SecurityLab, str], Observation]:
+    """The worker's allowed SELECT with a hostile typed value as its parameter."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        sql, params = lab.benign
+        hostile = ({key: value for key in params} if isinstance(params, dict)
+                   else [value for _ in params])
+        body = protocol.pipeline_request(
+            None, [{"op": "execute", "sql": sql, "params": hostile}, {"op": "rollback"}])
+        # The standard library writes nesting that orjson refuses to.
+        return observe(lab.post(config, protocol.PIPELINE_PATH, data=json.dumps(body).encode(),
+                                token=lab.tokens.worker))
+
+    return run
+
+
+def _pickle_payload(lab: SecurityLab) -> dict[str, str]:
+    import dill
+
+    marker = lab.workdir / MARKER_FILE
+
+    class RunsCode:
+        def __reduce__(self) -> tuple:
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    return {"$t": "dill", "v": base64.b64encode(dill.dumps(RunsCode())).decode()}
+
+
+def _pickle_ran(lab: SecurityLab) -> str | None:
+    marker = lab.workdir / MARKER_FILE
+    if marker.exists():
+        marker.unlink()
+        return "ran code on the server"
+    return None
+
+
+def _pickle_statement(lab: SecurityLab, config: str) -> Observation:
+    response = _typed(_pickle_payload(lab))(lab, config)
+    return dataclasses.replace(response, harm=_pickle_ran(lab))
+
+
+def _pickle_operation(lab: SecurityLab, config: str) -> Observation:
+    body = protocol.operation_request([_pickle_payload(lab)], {})
+    response = lab.post(config, lab.operation_path("get_variable"), body,
+                        token=lab.tokens.worker)
+    return observe(response, _pickle_ran(lab))
+
+
+def _garbage(lab: SecurityLab, config: str) -> Observation:
+    return observe(lab.post(config, protocol.PIPELINE_PATH, data=b"\xff\xfe<xml/>",
+                            token=lab.tokens.worker))
+
+
+def _bad_step(lab: SecurityLab, config: str) -> Observation:
+    return observe(lab.pipeline(config, [{"op": "execute", "sql": 42}],
+                                token=lab.tokens.worker))
+
+
+# -- transactions ----------------------------------------------------------------------------
+
+
+def _open(lab: SecurityLab, config: str, token: str) -> requests.Response:
+    sql, params = lab.benign
+    return lab.pipeline(config, [{"op": "begin"},
+                                 {"op": "execute", "sql": sql, "params": params}], token=token)
+
+
+def _unknown_txn(lab: SecurityLab, config: str) -> Observation:
+    response = lab.pipeline(config, [{"op": "commit"}], token=lab.tokens.worker,
+                            txn="A" * 32)
+    return observe(response)
+
+
+def _other_subject(lab: SecurityLab, config: str) -> Observation:
+    """host-2 tries to commit and to read through host-1's open transaction."""
+    victim = _open(lab, config, lab.tokens.worker)
+    if victim.status_code != 200:
+        return observe(victim)
+    txn = victim.json()["txn"]
+    try:
+        response = lab.pipeline(config, [{"op": "commit"}], token=lab.tokens.worker2, txn=txn)
+        hijacked = response.status_code == 200
+        return observe(response, "committed another subject's transaction" if hijacked
+                       else None)
+    finally:
+        lab.pipeline(config, [{"op": "rollback"}], token=lab.tokens.worker, txn=txn)
+
+
+def _slow_client(lab: SecurityLab, config: str) -> Observation:
+    """Lock a job row the way heartbeat does, then go silent; others must get through."""
+    import session_proxy
+
+    from ..workload.models import Job
+
+    if config == "logical":
+        # No transaction outlives a call; the closest a worker gets is SQL.
+        return observe(_open(lab, config, lab.tokens.worker))
+    engine = session_proxy.create_engine(lab.url(config), token=lab.tokens.worker)
+    session = session_proxy.ProxySession(bind=engine)
+    try:
+        try:
+            job = session.get(Job, 1, with_for_update=True)
+            job.latest_heartbeat = None
+            session.flush()
+        except sa.exc.DBAPIError as exc:
+            return _client_error(exc)
+        blocked = _blocked_writer(lab)
+        with lab.direct.connect() as conn:
+            cleared = conn.exec_driver_sql(
+                "SELECT count(*) FROM job WHERE id = 1 AND latest_heartbeat IS NULL").scalar()
+        harm = blocked or ("the silent client's write survived" if cleared else None)
+        return Observation(200, None, "lease expired; the lock was released", harm)
+    finally:
+        try:
+            session.close()
+        except sa.exc.DBAPIError:
+            pass  # the server already rolled the transaction back
+        engine.dispose()
+
+
+def _blocked_writer(lab: SecurityLab) -> str | None:
+    """A direct client updates the locked row; None when it got through in time."""
+    done = threading.Event()
+
+    def write() -> None:
+        with lab.direct.connect() as conn:
+            if lab.backend == "sqlite":
+                conn.exec_driver_sql("PRAGMA busy_timeout = 20000")
+            conn.exec_driver_sql("UPDATE job SET hostname = 'victim' WHERE id = 1")
+            done.set()
+            conn.rollback()
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    thread.join(20)
+    return None if done.is_set() else "held a row lock for 20 s"
+
+
+def _subject_limit(lab: SecurityLab, config: str) -> Observation:
+    """host-1 opens transactions until refused; host-2 must still get one."""
+    limit = int(LIMITS["--max-transactions-per-subject"])
+    held: list[str] = []
+    try:
+        for _ in range(limit):
+            response = _open(lab, config, lab.tokens.worker)
+            if response.status_code != 200:
+                return observe(response)
+            held.append(response.json()["txn"])
+        refused = _open(lab, config, lab.tokens.worker)
+        if refused.status_code == 200:
+            held.append(refused.json()["txn"])
+            return observe(refused, f"held {len(held)} transactions at once")
+        other = _open(lab, config, lab.tokens.worker2)
+        if other.status_code == 200:
+            lab.pipeline(config, [{"op": "rollback"}], token=lab.tokens.worker2,
+                         txn=other.json()["txn"])
+            return observe(refused)
+        return observe(refused, "another subject was starved too")
+    finally:
+        for txn in held:
+            lab.pipeline(config, [{"op": "rollback"}], token=lab.tokens.worker, txn=txn)
+
+
+def _long_transaction(lab: SecurityLab, config: str) -> Observation:
+    """Keep one transaction busy past the longest transaction allowed."""
+    response = _open(lab, config, lab.tokens.worker)
+    if response.status_code != 200:
+        return observe(response)
+    txn = response.json()["txn"]
+    sql, params = lab.benign
+    deadline = time.monotonic() + 3 * float(LIMITS["--max-transaction-seconds"])
+    while time.monotonic() < deadline:
+        time.sleep(0.2)  # well inside the idle lease
+        response = lab.pipeline(config, [{"op": "execute", "sql": sql, "params": params}],
+                                token=lab.tokens.worker, txn=txn)
+        if response.status_code != 200:
+            return observe(response)
+    lab.pipeline(config, [{"op": "rollback"}], token=lab.tokens.worker, txn=txn)
+    return observe(response, "kept a transaction open past the limit")
+
+
+_SLOW = {
+    "postgresql": "SELECT pg_sleep(10)",
+    "mysql": "SELECT count(*) FROM information_schema.columns a, "
+             "information_schema.columns b, information_schema.columns c",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+              "WHERE x < 1000000000) SELECT count(*) FROM c",
+}
+
+
+def _slow_statement(lab: SecurityLab, config: str) -> Observation:
+    started = time.monotonic()
+    response = lab.sql(config, _SLOW[lab.backend], token=lab.tokens.worker)
+    took = time.monotonic() - started
+    alive = requests.get(lab.url(config) + protocol.HEALTH_PATH, timeout=TIMEOUT)
+    harm = None
+    if response.status_code == 200:
+        harm = f"ran a statement for {took:.0f} s"
+    elif alive.status_code != 200:
+        harm = "the server stopped answering"
+    return observe(response, harm)
+
+
+# -- the catalogue ------------------------------------------------------------------------------
+
+_TIMEOUT_MESSAGE = {
+    "postgresql": "canceling statement due to statement timeout",
+    "mysql": "max_statement_time",
+    "sqlite": "interrupted",
+}
+
+
+def _timeout_expect(backend: str, config: str) -> Expect:
+    if config == "proxy":
+        return Expect(True, 422, _TIMEOUT_MESSAGE[backend])
+    return policy_stops(harm(200, ""), "not in the allowlist for role 'worker'")(backend, config)
+
+
+def _escape_expect(backend: str, config: str) -> Expect:
+    if config == "proxy":
+        if backend == "sqlite":  # the interrupt is not a setting SQL can change
+            return Expect(True, 422, "interrupted")
+        return harm(200, "past the statement timeout")
+    return Expect(True, 403, "not in the allowlist for role 'worker'")
+
+
+def _multi_expect(backend: str, config: str) -> Expect:
+    if config != "proxy":
+        return Expect(True, 403, "several statements")
+    if backend == "postgresql":  # psycopg runs both in one simple query
+        return harm(200, "deleted every row of xcom")
+    if backend == "sqlite":
+        return Expect(True, 422, "one statement at a time")
+    return Expect(True, 422, "SQL syntax")
+
+
+def _lease_expect(backend: str, config: str) -> Expect:
+    if config == "logical":
+        return Expect(True, 403, "not in the allowlist for role 'worker'")
+    return Expect(True, 200, "lease expired")
+
+
+def _transaction_expect(status: int, text: str) -> Callable[[str, str], Expect]:
+    def expect(backend: str, config: str) -> Expect:
+        if config == "logical":
+            return Expect(True, 403, "not in the allowlist for role 'worker'")
+        return Expect(True, status, text)
+
+    return expect
+
+
+def _operation_expect(backend: str, config: str) -> Expect:
+    if config == "logical":
+        return Expect(True, 400, "--trusted-clients")
+    if config == "proxy+policy":
+        return Expect(True, 403, "may not call operation")
+    return Expect(True, 404, "unknown operation")
+
+
+ATTACKS: list[Attack] = [
+    # authentication
+    Attack("no token", "authentication", "call without credentials",
+           _with_token(None), everywhere(401, "missing bearer token")),
+    Attack("garbage token", "authentication", "send a bearer value that is no token",
+           _with_token("not-a-token"), everywhere(401, "malformed token")),
+    Attack("forged signature", "authentication", "sign an admin token with another key",
+           _forged, everywhere(401, "signature does not verify")),
+    Attack("expired token", "authentication", "use a token that expired an hour ago",
+           _expired, everywhere(401, "token expired")),
+    Attack("replay after expiry", "authentication", "reuse a token that worked, once expired",
+           _replayed, everywhere(401, "token expired")),
+    Attack("alg none", "authentication", "an unsigned token claiming role admin",
+           _alg_none, everywhere(401, "alg 'none'")),
+    Attack("HS256 with the public key", "authentication",
+           "HMAC-sign with the server's public key as the secret",
+           _hmac_confusion, everywhere(401, "'HS256' is not supported")),
+    Attack("tampered role claim", "authentication",
+           "change a worker token's role to admin, keep the signature",
+           _tampered_role, everywhere(401, "signature does not verify")),
+    Attack("wrong audience", "authentication", "use a token issued for another service",
+           _wrong_audience, everywhere(401, "wrong audience")),
+    Attack("not yet valid", "authentication", "use a token issued an hour in the future",
+           _not_yet_valid, everywhere(401, "not valid yet")),
+    Attack("basic auth", "authentication", "try a username and password instead",
+           _basic_scheme, everywhere(401, "scheme must be Bearer")),
+    Attack("metrics without token", "authentication", "read the server's metrics anonymously",
+           _metrics_anonymous, everywhere(401, "missing bearer token")),
+    Attack("health with forged token", "authentication", "probe health with a forged token",
+           _health_forged, everywhere(401, "signature does not verify")),
+    # statements
+    Attack("CREATE TABLE", "statements", "run DDL",
+           _write("CREATE TABLE sp_attacker (x INTEGER)", _table_created("sp_attacker")),
+           policy_stops(harm(200, "created table sp_attacker"), "may not run DDL",
+                        "may not run DDL")),
+    Attack("DROP TABLE", "statements", "drop the audit log",
+           _write("DROP TABLE log", _table_missing("log")),
+           policy_stops(harm(200, "dropped log"), "may not run DDL", "may not run DDL")),
+    Attack("DELETE everything", "statements", "delete every task instance",
+           _write("DELETE FROM task_instance", _rows_gone("task_instance")),
+           policy_stops(harm(200, "deleted every row"), "not in the allowlist")),
+    Attack("UPDATE everything", "statements", "mark every task instance successful",
+           _write("UPDATE task_instance SET state = 'success'", _all_success),
+           policy_stops(harm(200, "every task instance successful"), "not in the allowlist")),
+    Attack("multi-statement string", "statements", "hide a DELETE after a SELECT",
+           _multi_statement, _multi_expect),
+    Attack("read connection passwords", "statements", "SELECT every connection's password",
+           _read("SELECT conn_id, password FROM connection"),
+           policy_stops(harm(200, "read passwords"), "not in the allowlist")),
+    Attack("UNION injection in SQL text", "statements",
+           "append a UNION that reads passwords to a harmless query",
+           _read("SELECT conn_id FROM connection WHERE conn_id = 'none' "
+                 "UNION SELECT password FROM connection"),
+           policy_stops(harm(200, "read passwords"), "not in the allowlist")),
+    Attack("scan another tenant's XCom", "statements", "read every DAG's XCom rows",
+           _scan_xcom, policy_stops(harm(200, "XCom rows of"), "not in the allowlist")),
+    Attack("database credential catalog", "statements", "read the database's own catalog",
+           _read_catalog, policy_stops(harm(200, "database's own catalog"),
+                                       "not in the allowlist")),
+    Attack("server file access", "statements", "read or create files on the database host",
+           _file_access, policy_stops(harm(200, ""), "role 'worker'", "role 'worker'")),
+    Attack("change a session setting", "statements", "alter the connection's session state",
+           _session_setting, policy_stops(harm(200, "session setting"),
+                                          "not in the allowlist")),
+    Attack("escape the statement timeout", "statements",
+           "switch the timeout off, then run a slow statement", _escape_timeout,
+           _escape_expect),
+    Attack("role escalation: triggerer writes", "statements",
+           "a triggerer token fails a worker's task instances",
+           _as_role("triggerer", "finish_task",
+                    ("dag_000", "t001", "run_0002", -1), "failed"),
+           policy_stops(harm(200, "task instances to failed"),
+                        "not in the allowlist for role 'triggerer'",
+                        "role 'triggerer' may not call operation")),
+    Attack("unknown role", "statements", "a token for a role no policy names",
+           _as_role("intruder", "get_connection", "conn_2"),
+           policy_stops(harm(200, "read passwords"), "role 'intruder' is not in the policy",
+                        "role 'intruder' is not in the policy")),
+    # data reachable through allowed statements and operations
+    Attack("another connection's password", "allowed paths",
+           "call get_connection for a connection this worker does not use",
+           _allowed_path("get_connection", "conn_2"),
+           lambda backend, config: harm(200, "read conn_2's password")),
+    Attack("another DAG's XCom", "allowed paths", "call xcom_pull for another DAG",
+           _allowed_path("xcom_pull", "dag_001", "run_0002", "t000"),
+           lambda backend, config: harm(200, "another DAG's XCom")),
+    Attack("injection through parameters", "allowed paths",
+           "pass SQL as a variable key", _allowed_path("get_variable", "x' OR '1'='1"),
+           lambda backend, config: Expect(True, 200, "")),
+    # payloads
+    Attack("oversized body", "payloads", "send a body over the server's limit",
+           _oversized, everywhere(413, "exceeds the server's limit")),
+    Attack("deeply nested JSON", "payloads", "100,000 nested arrays",
+           _deep_json, everywhere(400, "not valid JSON")),
+    Attack("deeply nested values", "payloads", "a parameter of 900 nested lists",
+           _deep_params, _transaction_expect(400, "nest deeper than")),
+    Attack("malformed typed value", "payloads", "a decimal that is not a number",
+           _typed({"$t": "dec", "v": "1e999999999x"}),
+           _transaction_expect(400, "malformed 'dec' value")),
+    Attack("unknown value tag", "payloads", "a typed value of an unknown type",
+           _typed({"$t": "python-object", "v": "os.system"}),
+           _transaction_expect(400, "unknown value tag")),
+    Attack("pickle in statement parameters", "payloads",
+           "a dill payload that would run a shell command", _pickle_statement,
+           _transaction_expect(400, "never accepted")),
+    Attack("pickle in operation arguments", "payloads",
+           "a dill payload as a logical call's argument", _pickle_operation, _operation_expect),
+    Attack("body that is not JSON", "payloads", "bytes that are not JSON",
+           _garbage, everywhere(400, "not valid JSON")),
+    Attack("malformed step", "payloads", "a statement whose SQL is a number",
+           _bad_step, everywhere(400, "sql")),
+    # transactions and limits
+    Attack("unknown transaction", "transactions", "commit a transaction id that never existed",
+           _unknown_txn, everywhere(404, "is not open on this server")),
+    Attack("another subject's transaction", "transactions",
+           "commit a transaction another worker opened", _other_subject,
+           _transaction_expect(404, "is not open on this server for this caller")),
+    Attack("slow client holding locks", "transactions",
+           "lock a row, go silent, and block everyone else", _slow_client, _lease_expect),
+    Attack("too many transactions", "transactions",
+           "open more transactions than one subject may hold", _subject_limit,
+           _transaction_expect(429, "the limit per subject")),
+    Attack("transaction kept open too long", "transactions",
+           "keep one transaction busy past the longest allowed", _long_transaction,
+           _transaction_expect(410, "open longer than the limit")),
+    Attack("slow statement", "transactions", "run one statement for minutes",
+           _slow_statement, _timeout_expect),
+]
+
+
+def run_attack(lab: SecurityLab, attack: Attack, config: str) -> Outcome:
+    """Run ``attack`` against ``config``; check and restore the database."""
+    before = lab.snapshot()
+    observation = attack.run(lab, config)
+    changed = lab.snapshot() != before
+    harm_done = observation.harm
+    if changed:
+        harm_done = harm_done or "changed the database"
+        lab.restore()
+    return Outcome(attack.name, attack.category, config, observation.status,
+                   observation.code, observation.message, harm_done, changed)
+
+
+def run_all(lab: SecurityLab, configs: tuple[str, ...] = CONFIGS) -> list[Outcome]:
+    """Every attack against every configuration."""
+    return [run_attack(lab, attack, config) for attack in ATTACKS for config in configs]
+
+
+def security_results(db_url: str) -> dict[str, Any]:
+    """Run the whole suite against a fresh lab on ``db_url``; the results-file section."""
+    with SecurityLab(db_url) as lab:
+        outcomes = run_all(lab)
+        backend = lab.backend
+    return {
+        "backend": backend,
+        "configs": list(CONFIGS),
+        "limits": dict(LIMITS),
+        "attacks": [
+            {
+                "name": attack.name,
+                "category": attack.category,
+                "goal": attack.goal,
+                "claimed_stopped": {
+                    config: attack.expect(backend, config).stopped for config in CONFIGS
+                },
+            }
+            for attack in ATTACKS
+        ],
+        "outcomes": [outcome.to_json() for outcome in outcomes],
+    }
