@@ -5,26 +5,33 @@
     session-proxy-bench run --quick --out results.json --report report/
     session-proxy-bench run --full --db postgresql+psycopg://postgres@127.0.0.1/test
     session-proxy-bench report results.json --out report/
+    session-proxy-bench security --db postgresql+psycopg://postgres@127.0.0.1/test
 
 ``run`` measures the workload in direct, proxy and logical modes (see
-:mod:`benchmarks.runner`), writes every raw sample to one JSON file and
-prints a concise table; ``report`` writes ``report.md`` and a self-contained
-``report.html`` computed only from that file.
+:mod:`benchmarks.runner`), runs the attack suite, writes every raw sample
+and outcome to one JSON file and prints a concise table; ``report`` writes
+``report.md`` and a self-contained ``report.html`` computed only from that
+file; ``security`` runs the attack suite alone and writes its matrix.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .report import Heading, Paragraph, hide_passwords, render_markdown
+from .report_security import security_section
 from .runner import BenchConfig, Benchmark
 from .scenarios import SCENARIOS
+from .security.attacks import security_results
 from .stats import group, summarize
 from .workload.modes import MODES
 
@@ -113,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-security", action="store_false", dest="security", default=None,
                      help="skip the attack suite (the report's security section)")
 
+    security = sub.add_parser(
+        "security", help="run only the attack suite and write its matrix as Markdown")
+    security.add_argument("--db", default="sqlite",
+                          help="'sqlite' (a temporary file) or a SQLAlchemy URL")
+    security.add_argument("--out", type=Path, default=Path("security.md"),
+                          help="Markdown file (default %(default)s)")
+
     report = sub.add_parser("report", help="write report.md and report.html from a results file")
     report.add_argument("results", type=Path)
     report.add_argument("--out", type=Path, default=Path("report"), help="directory")
@@ -160,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``session-proxy-bench``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "security":
+        return _security_only(args.db, args.out)
     if args.command == "report":
         try:
             results = json.loads(args.results.read_text())
@@ -179,6 +195,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"results: {args.out}")
     if args.report is not None:
         _write_report(results, args.report)
+    return 0
+
+
+def _security_only(db: str, out: Path) -> int:
+    """``session-proxy-bench security``: the attack matrix without the measurements."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = f"sqlite:///{os.path.join(tmp, 'security.db')}" if db == "sqlite" else db
+        results = {"security": security_results(db_url)}
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    blocks = [Heading(1, f"session-proxy attack suite on {results['security']['backend']}"),
+              Paragraph(f"Run on {started} with `session-proxy-bench security`."),
+              *security_section(results)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(hide_passwords(render_markdown(blocks)))
+    print(f"security matrix: {out}")
     return 0
 
 
