@@ -114,11 +114,14 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
         [sys.executable, "-m", "benchmarks.cli", "run", "--operations", ",".join(operations),
          "--modes", ",".join(modes), "--rtt", ",".join(rtts), "--tasks-per-dag", "4,6",
          "--clients", "1,2", "--samples", "2", "--warmup", "1", "--throughput-seconds", "0.3",
-         "--no-progress", "--out", str(out), "--report", str(report)],
+         "--no-progress", "--no-security", "--out", str(out), "--report", str(report)],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
+    # The attack suite has its own tests (tests/security/test_attacks.py).
+    assert results["security"] is None
+    assert "The attack suite was not run" in (report / "report.md").read_text()
     assert results["command"][:2] == ["session-proxy-bench", "run"]
     assert results["environment"]["backend"] == "sqlite"
     cells = {(s["operation"], s["mode"], s["rtt_ms"], s["tasks_per_dag"])

@@ -19,6 +19,8 @@ from benchmarks.security.attacks import ATTACKS, Attack, run_attack
 from benchmarks.security.lab import CONFIGS, SecurityLab
 from benchmarks.workload.script import SCRIPT
 
+pytestmark = pytest.mark.attack_suite
+
 
 @pytest.fixture(scope="module")
 def lab(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecurityLab]:
