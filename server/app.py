@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,6 +37,7 @@ from .config import ServerConfig
 from .database import create_engine_for
 from .executor import TRANSACTION_SECONDS, Executor, StepFailed
 from .leases import LeaseError, LeaseRegistry
+from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
@@ -95,8 +94,7 @@ class ProxyServer:
             "metrics": self.on_metrics,
             "operation": self.on_operation,
         }
-        self._requests: Counter[tuple[str, int]] = Counter()
-        self._metrics_lock = threading.Lock()
+        self.metrics = Metrics()
         self.registry.start_reaper()
 
     def _build_handshake(self) -> protocol.Handshake:
@@ -131,6 +129,7 @@ class ProxyServer:
         started = time.perf_counter()
         request_id = request.headers.get(protocol.REQUEST_ID_HEADER) or secrets.token_hex(8)
         endpoint = "unknown"
+        claims: Claims | None = None
         try:
             endpoint, arguments = self.url_map.bind_to_environ(environ).match()
             authorization = request.headers.get("Authorization")
@@ -157,10 +156,20 @@ class ProxyServer:
             response = self.error(
                 protocol.INTERNAL_ERROR, f"internal server error (request {request_id})"
             )
+        seconds = time.perf_counter() - started
         response.headers[protocol.REQUEST_ID_HEADER] = request_id
-        response.headers[SERVER_TIME_HEADER] = f"{time.perf_counter() - started:.6f}"
-        with self._metrics_lock:
-            self._requests[(endpoint, response.status_code)] += 1
+        response.headers[SERVER_TIME_HEADER] = f"{seconds:.6f}"
+        self.metrics.observe(endpoint, response.status_code, seconds)
+        log_request(
+            request_id=request_id,
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            seconds=round(seconds, 6),
+            subject=claims.subject if claims is not None else None,
+            role=claims.role if claims is not None else None,
+            error=_error_code(response),
+        )
         return response(environ, start_response)
 
     @staticmethod
@@ -272,33 +281,31 @@ class ProxyServer:
 
     def on_metrics(self, request: Request, claims: Claims) -> Response:
         """Prometheus text exposition of the server's counters."""
-        lines = [
-            "# HELP session_proxy_requests_total HTTP requests by endpoint and status.",
-            "# TYPE session_proxy_requests_total counter",
-        ]
-        with self._metrics_lock:
-            for (endpoint, status), count in sorted(self._requests.items()):
-                lines.append(
-                    f'session_proxy_requests_total{{endpoint="{endpoint}",'
-                    f'status="{status}"}} {count}'
-                )
-        lines += [
-            "# HELP session_proxy_statements_total Statements executed.",
-            "# TYPE session_proxy_statements_total counter",
-            f"session_proxy_statements_total {self.executor.statements}",
-            "# HELP session_proxy_open_transactions Leased connections right now.",
-            "# TYPE session_proxy_open_transactions gauge",
-            f"session_proxy_open_transactions {len(self.registry)}",
-            "# HELP session_proxy_lease_expiries_total Transactions rolled back idle.",
-            "# TYPE session_proxy_lease_expiries_total counter",
-            f"session_proxy_lease_expiries_total {self.registry.expired_count}",
-        ]
-        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+        text = self.metrics.exposition([
+            ("session_proxy_statements_total", "counter", "Statements executed.",
+             lambda: self.executor.statements),
+            ("session_proxy_open_transactions", "gauge", "Leased connections right now.",
+             lambda: len(self.registry)),
+            ("session_proxy_lease_expiries_total", "counter",
+             "Transactions rolled back idle or open too long.",
+             lambda: self.registry.expired_count),
+        ])
+        return Response(text, mimetype="text/plain; version=0.0.4")
 
     def close(self) -> None:
         """Roll back open transactions, stop the reaper, dispose the pool."""
         self.registry.shutdown()
         self.engine.dispose()
+
+
+def _error_code(response: Response) -> str | None:
+    """The protocol error code of an error response, for the access log."""
+    if response.status_code < 400 or response.mimetype != protocol.JSON_CONTENT_TYPE:
+        return None
+    try:
+        return loads(response.get_data())["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def create_app(
