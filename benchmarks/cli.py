@@ -38,7 +38,7 @@ from .workload.modes import MODES
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # SQLite, well under two minutes on two cores.
+    # SQLite, under three minutes on two cores, the attack suite included.
     "quick": {
         "db": "sqlite",
         "rtts": [0.0, 0.001, 0.005],
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="measure direct, proxy and logical modes")
     preset = run.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_true",
-                        help="SQLite preset that finishes in under two minutes")
+                        help="SQLite preset that finishes in under three minutes")
     preset.add_argument("--full", action="store_true",
                         help=f"PostgreSQL preset (default --db {PG_DEFAULT}) within 15 minutes")
     run.add_argument("--db", help="'sqlite' (a temporary file) or a SQLAlchemy URL")
