@@ -49,7 +49,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 
-from .files import read_file, write_file
+from .files import read_file, refuse_existing, write_file
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -142,12 +142,7 @@ def generate_keypair(
     private_path = directory / f"{name}-private.pem"
     public_path = directory / f"{name}-public.pem"
     if not overwrite:
-        for path in (private_path, public_path):
-            if path.exists():
-                raise FileExistsError(
-                    f"{path} already exists; refusing to overwrite it "
-                    "(pass overwrite=True to replace the key pair)"
-                )
+        refuse_existing((private_path, public_path), "the key pair")
     directory.mkdir(parents=True, exist_ok=True)
 
     key = ed25519.Ed25519PrivateKey.generate()

@@ -197,17 +197,15 @@ def build_token_parser() -> argparse.ArgumentParser:
 def keys_main(argv: Sequence[str]) -> int:
     """``session-proxy-server keys ...``."""
     args = build_keys_parser().parse_args(argv)
-    for suffix in ("private", "public"):
-        existing = Path(args.dir) / f"{args.name}-{suffix}.pem"
-        if existing.exists() and not args.force:
-            print(
-                f"session-proxy-server keys: {existing} already exists; "
-                "pass --force to replace the key pair",
-                file=sys.stderr,
-            )
-            return 2
     try:
         private, public = generate_keypair(args.dir, args.name, overwrite=args.force)
+    except FileExistsError as exc:
+        print(
+            f"session-proxy-server keys: {getattr(exc, 'path', exc)} already exists; "
+            "pass --force to replace the key pair",
+            file=sys.stderr,
+        )
+        return 2
     except (KeyFileError, OSError) as exc:
         print(f"session-proxy-server keys: {exc}", file=sys.stderr)
         return 2

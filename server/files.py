@@ -11,6 +11,25 @@ import os
 from pathlib import Path
 
 
+def _exists_error(path: Path, replaces: str) -> FileExistsError:
+    error = FileExistsError(
+        f"{path} already exists; refusing to overwrite it "
+        f"(pass overwrite=True to replace {replaces})"
+    )
+    error.path = path  # type: ignore[attr-defined]
+    return error
+
+
+def refuse_existing(paths: tuple[Path, ...], replaces: str) -> None:
+    """Raise :class:`FileExistsError` (with ``path``) if any of ``paths`` exists.
+
+    Checked before a set of files is written, so none of them is.
+    """
+    for path in paths:
+        if path.exists():
+            raise _exists_error(path, replaces)
+
+
 def write_file(path: Path, data: bytes, mode: int, overwrite: bool, replaces: str) -> None:
     """Write ``data`` to ``path`` with ``mode``, set before any byte is written.
 
@@ -21,10 +40,7 @@ def write_file(path: Path, data: bytes, mode: int, overwrite: bool, replaces: st
     try:
         fd = os.open(path, flags, mode)
     except FileExistsError:
-        raise FileExistsError(
-            f"{path} already exists; refusing to overwrite it "
-            f"(pass overwrite=True to replace {replaces})"
-        ) from None
+        raise _exists_error(path, replaces) from None
     with os.fdopen(fd, "wb") as handle:
         os.fchmod(handle.fileno(), mode)  # the umask or an old file may have left another mode
         handle.write(data)

@@ -63,11 +63,6 @@ class Gate:
         if (self.recorder is None) != (self.record_path is None):
             raise ValueError("a policy recorder needs a record_path, and only it")
 
-    @property
-    def authenticates(self) -> bool:
-        """Whether callers must present a token."""
-        return self.verifier is not None
-
     def authenticate(self, authorization: str | None) -> Claims:
         """The caller's verified claims; raises :class:`~server.auth.AuthError`."""
         if self.verifier is None:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .files import read_file, write_file
+from .files import read_file, refuse_existing, write_file
 
 __all__ = ["CERT_FILE", "KEY_FILE", "TLSConfigError", "generate_self_signed", "server_ssl_context"]
 
@@ -78,12 +78,7 @@ def generate_self_signed(
     cert_path = directory / CERT_FILE
     key_path = directory / KEY_FILE
     if not overwrite:
-        for path in (cert_path, key_path):
-            if path.exists():
-                raise FileExistsError(
-                    f"{path} already exists; refusing to overwrite it "
-                    "(pass overwrite=True to replace the certificate and key)"
-                )
+        refuse_existing((cert_path, key_path), "the certificate and key")
     directory.mkdir(parents=True, exist_ok=True)
 
     key = ec.generate_private_key(ec.SECP256R1())

@@ -28,7 +28,6 @@ import dataclasses
 import datetime
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,9 +269,3 @@ class SecurityLab:
         )
         return self.post(config, self.operation_path(name), body, token=token)
 
-
-@contextlib.contextmanager
-def lab_for(db_url: str) -> Iterator[SecurityLab]:
-    """A started :class:`SecurityLab` for ``db_url``."""
-    with SecurityLab(db_url) as lab:
-        yield lab
