@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,10 +36,11 @@ from session_proxy.protocol import SERVER_TIME_HEADER
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
-from .executor import TRANSACTION_SECONDS, Executor, StepFailed
+from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
+from .outcomes import OutcomeStore
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
 
@@ -59,7 +61,10 @@ class ProxyServer:
         self.engine = engine
         self.config = config
         self.gate = gate
-        self.operations = OperationHost(engine, operation_modules, trusted_clients)
+        self.outcomes = OutcomeStore(engine, config.outcome_window_seconds)
+        self.operations = OperationHost(
+            engine, operation_modules, trusted_clients, self.outcomes
+        )
         self.registry = LeaseRegistry(
             engine,
             lease_seconds=config.lease_seconds,
@@ -69,6 +74,7 @@ class ProxyServer:
             max_per_subject=config.max_transactions_per_subject,
             max_transaction_seconds=config.max_transaction_seconds,
             statement_timeout_seconds=config.statement_timeout_seconds,
+            instance=config.instance_name,
         )
         self.executor = Executor(
             self.registry,
@@ -76,7 +82,14 @@ class ProxyServer:
             engine.dialect.loaded_dbapi.Error,
             engine.dialect.driver,
             config.statement_timeout_seconds,
+            self.outcomes,
+            engine.dialect.loaded_dbapi.IntegrityError,
         )
+        self.executor.base_url = config.advertise_url or None
+        #: Set by :meth:`drain`: no new transactions, health answers 503.
+        self.draining = False
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
         self.handshake = self._build_handshake()
         self.url_map = Map(
             [
@@ -96,6 +109,7 @@ class ProxyServer:
         }
         self.metrics = Metrics()
         self.registry.start_reaper()
+        self.outcomes.start_purger()
 
     def _build_handshake(self) -> protocol.Handshake:
         dialect = self.engine.dialect
@@ -130,6 +144,8 @@ class ProxyServer:
         request_id = request.headers.get(protocol.REQUEST_ID_HEADER) or secrets.token_hex(8)
         endpoint = "unknown"
         claims: Claims | None = None
+        with self._in_flight_lock:
+            self._in_flight += 1
         try:
             endpoint, arguments = self.url_map.bind_to_environ(environ).match()
             authorization = request.headers.get("Authorization")
@@ -156,6 +172,9 @@ class ProxyServer:
             response = self.error(
                 protocol.INTERNAL_ERROR, f"internal server error (request {request_id})"
             )
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
         seconds = time.perf_counter() - started
         response.headers[protocol.REQUEST_ID_HEADER] = request_id
         response.headers[SERVER_TIME_HEADER] = f"{seconds:.6f}"
@@ -186,8 +205,20 @@ class ProxyServer:
     # -- endpoints --------------------------------------------------------------
 
     def on_health(self, request: Request, claims: Claims) -> Response:
-        """Liveness plus the handshake."""
+        """Liveness plus the handshake; 503 while draining, so balancers move on."""
+        if self.draining:
+            return self.shutting_down()
         return self.json_response(self.handshake.to_json())
+
+    def shutting_down(self) -> Response:
+        """503 ``shutting_down``: nothing ran, the client may go elsewhere."""
+        response = self.error(
+            protocol.SHUTTING_DOWN,
+            f"server instance {self.registry.instance!r} is shutting down and takes "
+            "no new transactions; retry (another instance, or this one once restarted)",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     def on_pipeline(self, request: Request, claims: Claims) -> Response:
         """Run one pipeline request (see :mod:`session_proxy.protocol`)."""
@@ -195,23 +226,23 @@ class ProxyServer:
         if isinstance(body, Response):
             return body
         try:
+            key = protocol.check_idempotency_key(
+                request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
+            )
             txn, steps = protocol.parse_pipeline_request(body)
             self.gate.check_statements(claims, steps)
             protocol.decode_step_params(steps, from_wire)
+            if self.draining and txn is None:
+                return self.shutting_down()
         except protocol.ProtocolError as exc:
             return self.error(exc.code, str(exc))
         except PolicyViolation as exc:
             # "refused_step", not "step": no step of this request ran.
             return self.refuse(claims, exc, refused_step=getattr(exc, "step", None), txn=txn)
         try:
-            body = self.executor.run(txn, steps, (claims.subject, claims.role))
-            transaction_seconds = body.pop(TRANSACTION_SECONDS, None)
-            response = self.json_response(body)
-            if transaction_seconds is not None:
-                response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{transaction_seconds:.6f}"
-            return response
-        except StepFailed as exc:
-            return self.json_response(exc.body, exc.status)
+            reply = self.executor.run(
+                txn, steps, (claims.subject, claims.role), key, retry=_retry_attempt(request) > 0
+            )
         except LeaseError as exc:
             response = self.error(exc.code, str(exc))
             if exc.retry_after is not None:
@@ -223,6 +254,12 @@ class ProxyServer:
                 f"connection option not supported by the {self.engine.dialect.name} "
                 f"backend: {exc}",
             )
+        response = Response(reply.body, status=reply.status, mimetype=protocol.JSON_CONTENT_TYPE)
+        if reply.replayed:
+            response.headers[protocol.REPLAYED_HEADER] = "true"
+        if reply.transaction_seconds is not None:
+            response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{reply.transaction_seconds:.6f}"
+        return response
 
     def _json_body(self, request: Request) -> Any:
         """The decoded JSON body, or the error response to send instead."""
@@ -266,13 +303,27 @@ class ProxyServer:
         body = self._json_body(request)
         if isinstance(body, Response):
             return body
+        if self.draining:
+            return self.shutting_down()
         try:
-            outcome = self.operations.call(name, body)
+            key = protocol.check_idempotency_key(
+                request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
+            )
+        except protocol.ProtocolError as exc:
+            return self.error(exc.code, str(exc))
+        try:
+            outcome = self.operations.call(
+                name, body, claims.subject, key, retry=_retry_attempt(request) > 0
+            )
         except OperationFailed as exc:
             response = self.error(exc.code, str(exc), **exc.extra)
             statements, transaction_seconds = exc.statements, exc.transaction_seconds
         else:
-            response = self.json_response(outcome.body)
+            response = Response(
+                outcome.payload, status=outcome.status, mimetype=protocol.JSON_CONTENT_TYPE
+            )
+            if outcome.replayed:
+                response.headers[protocol.REPLAYED_HEADER] = "true"
             statements, transaction_seconds = outcome.statements, outcome.transaction_seconds
         response.headers[protocol.STATEMENTS_HEADER] = str(statements)
         if transaction_seconds is not None:
@@ -289,13 +340,49 @@ class ProxyServer:
             ("session_proxy_lease_expiries_total", "counter",
              "Transactions rolled back idle or open too long.",
              lambda: self.registry.expired_count),
+            ("session_proxy_replayed_total", "counter",
+             "Retried requests answered from the record of an earlier attempt.",
+             lambda: self.outcomes.replays),
+            ("session_proxy_requests_in_flight", "gauge", "Requests being handled now.",
+             lambda: self._in_flight),
+            ("session_proxy_draining", "gauge", "1 while the server shuts down.",
+             lambda: int(self.draining)),
         ])
         return Response(text, mimetype="text/plain; version=0.0.4")
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Stop taking new transactions; wait for work in flight to finish.
+
+        Requests on open transactions still run, so they can commit, until
+        no request is in flight and no transaction is open, or ``timeout``
+        (default ``drain_seconds``) passes.  Returns whether everything
+        finished; :meth:`close` rolls back what did not.
+        """
+        self.draining = True
+        deadline = time.monotonic() + (
+            self.config.drain_seconds if timeout is None else timeout
+        )
+        while time.monotonic() < deadline:
+            with self._in_flight_lock:
+                in_flight = self._in_flight
+            if in_flight == 0 and len(self.registry) == 0:
+                return True
+            time.sleep(0.05)
+        return False
 
     def close(self) -> None:
         """Roll back open transactions, stop the reaper, dispose the pool."""
         self.registry.shutdown()
+        self.outcomes.stop()
         self.engine.dispose()
+
+
+def _retry_attempt(request: Request) -> int:
+    """The client's retry attempt number (0 on a first attempt or when unsaid)."""
+    try:
+        return max(0, int(request.headers.get(protocol.RETRY_ATTEMPT_HEADER, "0")))
+    except ValueError:
+        return 0
 
 
 def _error_code(response: Response) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from typing import Any
 
 ENV_PREFIX = "SESSION_PROXY_"
@@ -32,6 +33,15 @@ class ServerConfig:
         however busy; past it the server rolls it back.
     :param max_transactions_per_subject: open transactions one token
         subject may hold at once (429 above it).
+    :param outcome_window_seconds: how long the outcome of a finished
+        request is kept for a retry to find (see :mod:`server.outcomes`).
+    :param drain_seconds: on shutdown, how long requests in flight may take
+        to finish before open transactions are rolled back.
+    :param instance: this server instance's name, carried (as a tag) in its
+        transaction ids; instances behind one address need distinct names.
+        Empty means the host name.
+    :param advertise_url: the address at which clients reach this instance
+        directly; responses that open a transaction name it as ``base_url``.
     """
 
     lease_seconds: float = 60.0
@@ -43,12 +53,27 @@ class ServerConfig:
     statement_timeout_seconds: float = 300.0
     max_transaction_seconds: float = 900.0
     max_transactions_per_subject: int = 32
+    outcome_window_seconds: float = 3600.0
+    drain_seconds: float = 30.0
+    instance: str = ""
+    advertise_url: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if isinstance(value, str):
+                continue
             if value <= 0:
                 raise ValueError(f"{field.name} must be positive, got {value!r}")
+        if self.advertise_url and not self.advertise_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"advertise_url must start with http:// or https://, got {self.advertise_url!r}"
+            )
+
+    @property
+    def instance_name(self) -> str:
+        """:attr:`instance`, or the host name when it is empty."""
+        return self.instance or socket.gethostname()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ServerConfig:
@@ -58,6 +83,9 @@ class ServerConfig:
         for field in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper())
             if raw is None:
+                continue
+            if field.type in ("str", str):
+                values[field.name] = raw
                 continue
             kind = int if field.type in ("int", int) else float
             try:

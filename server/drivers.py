@@ -173,3 +173,19 @@ def error_details(exc: BaseException) -> dict[str, Any]:
         if value is not None:
             details[name] = value
     return details
+
+
+def transaction_failed(dbapi_connection: Any, driver: str) -> bool:
+    """Whether the connection's transaction was aborted by an error (PostgreSQL).
+
+    Such a transaction can only roll back; its ``COMMIT`` does that.
+    """
+    if driver == "psycopg":
+        from psycopg.pq import TransactionStatus
+
+        return dbapi_connection.info.transaction_status == TransactionStatus.INERROR
+    if driver == "psycopg2":
+        from psycopg2.extensions import TRANSACTION_STATUS_INERROR
+
+        return dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_INERROR
+    return False

@@ -5,16 +5,23 @@ statements exactly as sent (SQL compiled by the client's copy of this
 server's driver dialect), keeps a server-side cursor for results longer than
 one page, and turns driver exceptions into protocol error bodies that keep
 the PEP 249 class, message, args and backend error code.
+
+It also makes every request run at most once (see :mod:`server.outcomes`):
+a request whose idempotency key already ran is answered from its record, a
+commit that wrote records its response in the same transaction, and a
+failed commit ends the transaction, so a retry can never commit part of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import secrets
 import time
 from typing import Any
 
 from session_proxy import protocol
-from session_proxy.codec import encode_rows, to_wire
+from session_proxy.codec import dumps, encode_rows, to_wire
 
 from .drivers import (
     adapt_params,
@@ -22,12 +29,35 @@ from .drivers import (
     error_details,
     prepare_cursor,
     statement_deadline,
+    transaction_failed,
 )
-from .leases import Lease, LeaseRegistry
+from .leases import Lease, LeaseError, LeaseRegistry
+from .outcomes import Outcome, OutcomeStore
 
-#: Key under which :meth:`Executor.run` reports how long an ended
-#: transaction was open; the app moves it into a response header.
-TRANSACTION_SECONDS = "_transaction_seconds"
+log = logging.getLogger("session_proxy.server")
+
+#: Drivers whose transaction is aborted by any failed statement.
+ABORTING_DRIVERS = frozenset({"psycopg", "psycopg2"})
+
+
+@dataclasses.dataclass
+class Reply:
+    """What one pipeline request answers: status, encoded body and measurements."""
+
+    status: int
+    body: bytes
+    #: How long the transaction was open, when this request ended it.
+    transaction_seconds: float | None = None
+    #: Answered from the record of an earlier attempt; nothing ran.
+    replayed: bool = False
+
+
+class Replay(Exception):
+    """An earlier attempt of this request finished; ``outcome`` is its answer."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__("replayed")
+        self.outcome = outcome
 
 
 class StepFailed(Exception):
@@ -128,49 +158,271 @@ class Executor:
         dbapi_error: type,
         driver: str = "",
         statement_timeout_seconds: float = 300.0,
+        outcomes: OutcomeStore | None = None,
+        integrity_error: type | None = None,
     ) -> None:
         self.registry = registry
+        self.outcomes = outcomes
+        #: The driver's IntegrityError: what a second insert of a key raises.
+        self.integrity_error = integrity_error or dbapi_error
         self.driver = driver
         self.page_size = page_size
         self.dbapi_error = dbapi_error
         self.statement_timeout_seconds = statement_timeout_seconds
         self.statements = 0
+        #: Address of this instance that opening responses name, if any.
+        self.base_url: str | None = None
 
     def run(
-        self, txn: str | None, steps: list[dict], owner: tuple[str, str] = ("", "")
-    ) -> dict[str, Any]:
-        """Run ``steps`` for ``owner`` (subject, role); return the response body.
+        self,
+        txn: str | None,
+        steps: list[dict],
+        owner: tuple[str, str] = ("", ""),
+        key: str | None = None,
+        retry: bool = False,
+    ) -> Reply:
+        """Run ``steps`` for ``owner`` (subject, role) and answer them.
 
         ``steps`` have been validated, checked against the caller's policy
-        and their parameters decoded.  Raises :class:`StepFailed`.
+        and their parameters decoded.  ``key`` is the request's idempotency
+        key and ``retry`` whether the client says this is a retry.  Raises
+        :class:`~server.leases.LeaseError` when the transaction cannot be
+        used; nothing ran then.
         """
+        try:
+            return self._run(txn, steps, owner, key, retry)
+        except Replay as replay:
+            if self.outcomes is not None:
+                self.outcomes.replayed()
+            return Reply(replay.outcome.status, replay.outcome.body, replayed=True)
+
+    def _run(
+        self,
+        txn: str | None,
+        steps: list[dict],
+        owner: tuple[str, str],
+        key: str | None,
+        retry: bool,
+    ) -> Reply:
+        commits = steps[-1]["op"] == protocol.COMMIT
+        if txn is None and key is not None:
+            # A retry of the request that opened a lease is answered there.
+            txn = self.registry.opened_by(owner, key)
         if txn is None:
             if not any(
                 step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY) for step in steps
             ):
                 # Nothing to run: committing or closing what was never begun.
-                return {"txn": None, "results": [{} for _ in steps]}
+                return Reply(200, dumps({"txn": None, "results": [{} for _ in steps]}))
+            if key is not None and retry:
+                self._replay_recorded(owner, key)
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
-            lease = self._guard(-1, None, self.registry.open, options, owner)
+            try:
+                lease = self.registry.open(options, owner, key)
+            except self.dbapi_error as exc:
+                return self._failure(StepFailed(
+                    protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                    self._database_error(exc, -1, None),
+                ))
+            opening = True
         else:
-            # Validation allows "begin" only without a txn, so every step here
-            # needs the lease's connection.
+            lease = self._acquire(txn, owner, key, commits)
+            opening = False
+        try:
+            reply = self._run_steps(lease, steps, owner, key, opening)
+            if key is not None:
+                if lease.ended:
+                    self._remember(owner, key, reply)
+                else:
+                    lease.keys.add(key)
+                    lease.last_key = key
+                    lease.last_outcome = Outcome(reply.status, reply.body)
+            return reply
+        finally:
+            self.registry.release(lease)
+
+    def _acquire(
+        self, txn: str, owner: tuple[str, str], key: str | None, commits: bool
+    ) -> Lease:
+        """The open lease ``txn``; a repeated ``key`` raises :class:`Replay`."""
+        try:
             lease = self.registry.acquire(txn, owner)
+        except LeaseError as exc:
+            if key is None or exc.code not in (
+                protocol.UNKNOWN_TRANSACTION, protocol.TRANSACTION_EXPIRED
+            ):
+                raise
+            self._replay_recorded(owner, key)
+            if commits:
+                exc.args = (
+                    f"{exc}; no commit is recorded for this request, so the "
+                    "transaction did not commit",
+                )
+            raise
+        if key is None or key not in lease.keys:
+            return lease
+        outcome = lease.last_outcome if key == lease.last_key else None
+        self.registry.release(lease)
+        if outcome is not None:
+            raise Replay(outcome)
+        raise LeaseError(
+            protocol.STALE_REQUEST,
+            "this request already ran on its transaction, and later requests "
+            "have run since; its answer is no longer kept",
+        )
+
+    def _replay_recorded(self, owner: tuple[str, str], key: str) -> None:
+        """Raise :class:`Replay` if an outcome is recorded for ``key``."""
+        if self.outcomes is None:
+            return
+        outcome = self.outcomes.find(owner[0], key)
+        if outcome is not None:
+            raise Replay(outcome)
+
+    def _remember(self, owner: tuple[str, str], key: str, reply: Reply) -> None:
+        if self.outcomes is not None:
+            self.outcomes.remember(owner[0], key, Outcome(reply.status, reply.body))
+
+    def _run_steps(
+        self,
+        lease: Lease,
+        steps: list[dict],
+        owner: tuple[str, str],
+        key: str | None,
+        opening: bool,
+    ) -> Reply:
         results: list[dict] = []
         check = _RowcountCheck()
         try:
             for index, step in enumerate(steps):
                 check.before(step, lease)
+                if step["op"] == protocol.COMMIT:
+                    check.finish(lease)
+                    self._commit(lease, index, results, owner, key, opening)
+                    results.append({})
+                    continue
                 result = self._run_step(lease, index, step)
                 check.after(index, step, result)
                 results.append(result)
             check.finish(lease)
-            body = {"txn": None if lease.ended else lease.id, "results": results}
-            if lease.ended:
-                body[TRANSACTION_SECONDS] = time.monotonic() - lease.created
-            return body
-        finally:
-            self.registry.release(lease)
+        except StepFailed as failed:
+            return self._failure(failed)
+        body = {"txn": None if lease.ended else lease.id, "results": results}
+        if opening and not lease.ended:
+            # The request that opened the lease says where it lives.
+            body["instance"] = self.registry.instance
+            if self.base_url:
+                body["base_url"] = self.base_url
+        return Reply(
+            200,
+            dumps(body),
+            time.monotonic() - lease.created if lease.ended else None,
+        )
+
+    def _failure(self, failed: StepFailed) -> Reply:
+        return Reply(failed.status, dumps(failed.body))
+
+    def _commit(
+        self,
+        lease: Lease,
+        index: int,
+        results: list[dict],
+        owner: tuple[str, str],
+        key: str | None,
+        opening: bool,
+    ) -> None:
+        """Commit, recording the answer first when the transaction wrote.
+
+        A commit that fails ends the transaction: the database rolled it
+        back (or this rolls it back), so no retry can commit part of it.
+        """
+        conn = lease.dbapi_connection
+        unrecorded = False
+        if (
+            key is not None
+            and self.outcomes is not None
+            and lease.wrote
+            and lease.options.get("isolation_level") != "AUTOCOMMIT"
+            and not transaction_failed(conn, self.driver)
+        ):
+            unrecorded = not self._record(lease, index, results, owner, key, opening)
+        try:
+            conn.commit()
+        except self.dbapi_error as exc:
+            self._end_failed(lease)
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                self._database_error(exc, index, None),
+            ) from exc
+        self.registry.end(lease)
+        if unrecorded and self.outcomes is not None:
+            # After the commit: SQLite would wait on this very transaction.
+            self.outcomes.ensure_table()
+
+    def _record(
+        self,
+        lease: Lease,
+        index: int,
+        results: list[dict],
+        owner: tuple[str, str],
+        key: str,
+        opening: bool,
+    ) -> bool:
+        """Insert the commit's answer in its transaction; False if it could not be.
+
+        Raises :class:`Replay` or :class:`StepFailed` (the transaction then
+        rolled back) when the key is recorded already or the failure aborted
+        the transaction.
+        """
+        assert self.outcomes is not None
+        answer = {"txn": None, "results": [*results, {}]}
+        conn = lease.dbapi_connection
+        try:
+            self.outcomes.record_on(conn, owner[0], key, Outcome(200, dumps(answer)))
+        except self.integrity_error as exc:
+            self._end_failed(lease)
+            if opening:
+                # The key is recorded: an earlier attempt of this very
+                # request (begin to commit) committed while this one ran.
+                self._replay_recorded(owner, key)
+            elif self.outcomes.find(owner[0], key) is not None:
+                raise StepFailed(
+                    protocol.ERROR_STATUS[protocol.STALE_REQUEST],
+                    protocol.error_body(
+                        protocol.STALE_REQUEST,
+                        f"idempotency key {key} already names another committed "
+                        "request; keys must be unique per request.  This "
+                        "transaction was rolled back",
+                        step=index,
+                    ),
+                ) from exc
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                self._database_error(exc, index, None),
+            ) from exc
+        except self.dbapi_error as exc:
+            # The table is gone (dropped by hand), say: make it again for
+            # next time.  Where a failed statement aborts the transaction
+            # (PostgreSQL), committing now would silently roll back, so
+            # the commit fails instead; elsewhere it goes ahead unrecorded.
+            log.warning("outcome of request %s not recorded: %s", key, exc)
+            if self.driver in ABORTING_DRIVERS:
+                self._end_failed(lease)
+                self.outcomes.ensure_table()
+                raise StepFailed(
+                    protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                    self._database_error(exc, index, None),
+                ) from exc
+            return False
+        return True
+
+    def _end_failed(self, lease: Lease) -> None:
+        """Roll back and end a transaction whose commit failed."""
+        try:
+            lease.dbapi_connection.rollback()
+        except self.dbapi_error:
+            lease.connection.invalidate()
+        self.registry.end(lease)
 
     def _run_step(self, lease: Lease, index: int, step: dict) -> dict:
         op = step["op"]
@@ -183,9 +435,8 @@ class Executor:
             if cursor is not None:
                 cursor.close()
             return {}
-        if op in (protocol.COMMIT, protocol.ROLLBACK):
-            conn = lease.dbapi_connection
-            self._guard(index, lease, conn.commit if op == protocol.COMMIT else conn.rollback)
+        if op == protocol.ROLLBACK:
+            self._guard(index, lease, lease.dbapi_connection.rollback)
             self.registry.end(lease)
             return {}
         return {}  # begin: applied when the lease was opened
@@ -218,6 +469,8 @@ class Executor:
         connection = lease.dbapi_connection
         cursor = prepare_cursor(connection.cursor(), self.driver)
         self.statements += 1
+        if not lease.wrote and not protocol.is_read_only(step["sql"]):
+            lease.wrote = True
         try:
             with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
                 if step["op"] == protocol.EXECUTE_MANY:

@@ -12,11 +12,22 @@ locks.  An expired id is remembered for a while so its client hears
 A lease belongs to the (subject, role) that opened it: any other caller
 presenting its id is told the transaction is not open, exactly as for an id
 that never existed, so ids cannot be probed.
+
+Ids read ``INSTANCE-BOOT-RANDOM``: a tag of the server instance's name and
+a tag of this process's start, so an instance can tell a client that its
+transaction lives on another instance (``wrong_instance``), or died with an
+earlier run of this one, rather than just "unknown".
+
+A lease also remembers the idempotency keys of the requests that ran on it
+and the last one's response, so a retried request is answered from that
+record instead of running twice (see :mod:`server.outcomes`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import secrets
 import threading
 import time
@@ -30,6 +41,14 @@ from session_proxy import protocol
 from .drivers import reset_session
 
 log = logging.getLogger("session_proxy.server")
+
+
+_TAG = re.compile(r"[0-9a-f]{8}")
+
+
+def instance_tag(instance: str) -> str:
+    """The short tag of an instance name that lease ids carry."""
+    return hashlib.sha256(instance.encode("utf-8")).hexdigest()[:8]
 
 
 class LeaseError(Exception):
@@ -61,6 +80,15 @@ class Lease:
         self.created = time.monotonic()
         self.last_used = self.created
         self.ended = False
+        #: Idempotency keys of the requests that ran on this lease.
+        self.keys: set[str] = set()
+        #: The key and response of the last of them, for a retry.
+        self.last_key: str | None = None
+        self.last_outcome: Any = None
+        #: The key of the request that opened the lease.
+        self.open_key: str | None = None
+        #: Whether a statement that may write has run.
+        self.wrote = False
 
     @property
     def dbapi_connection(self) -> Any:
@@ -85,8 +113,13 @@ class LeaseRegistry:
         max_per_subject: int | None = None,
         max_transaction_seconds: float | None = None,
         statement_timeout_seconds: float = 300.0,
+        instance: str = "",
     ) -> None:
         self.engine = engine
+        #: Name of this server instance, and the tags that lease ids carry.
+        self.instance = instance
+        self.instance_tag = instance_tag(instance)
+        self.boot_tag = secrets.token_hex(4)
         self.lease_seconds = lease_seconds
         self.max_open = max_open
         self.max_per_subject = max_per_subject or max_open
@@ -99,6 +132,8 @@ class LeaseRegistry:
         #: Expired ids: (forget-after time, why it expired), oldest first.
         self._expired: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._owners: dict[str, tuple[str, str]] = {}
+        #: (subject, role, idempotency key) of an opening request -> lease id.
+        self._opened_by: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -109,11 +144,16 @@ class LeaseRegistry:
 
     # -- lifecycle of one lease ------------------------------------------------
 
-    def open(self, options: dict[str, Any], owner: tuple[str, str] = ("", "")) -> Lease:
+    def open(
+        self,
+        options: dict[str, Any],
+        owner: tuple[str, str] = ("", ""),
+        key: str | None = None,
+    ) -> Lease:
         """Check out a connection, apply ``options`` and register a new lease.
 
-        ``owner`` is the caller's (subject, role).  The caller holds the
-        returned lease's lock.
+        ``owner`` is the caller's (subject, role) and ``key`` the opening
+        request's idempotency key.  The caller holds the returned lease's lock.
         """
         with self._lock:
             if len(self._leases) >= self.max_open:
@@ -131,7 +171,7 @@ class LeaseRegistry:
                     f"the limit per subject; commit or roll one back first",
                     retry_after=1,
                 )
-            lease_id = secrets.token_urlsafe(24)
+            lease_id = f"{self.instance_tag}-{self.boot_tag}-{secrets.token_urlsafe(24)}"
             # Reserve the slot before the (possibly slow) checkout.
             self._leases[lease_id] = None  # type: ignore[assignment]
             self._owners[lease_id] = owner
@@ -143,6 +183,7 @@ class LeaseRegistry:
                 del self._owners[lease_id]
             raise
         lease = Lease(lease_id, connection, options, owner)
+        lease.open_key = key
         lease.lock.acquire()
         try:
             self._apply_options(lease)
@@ -152,10 +193,18 @@ class LeaseRegistry:
             raise
         with self._lock:
             self._leases[lease_id] = lease
+            if key is not None:
+                self._opened_by[(owner[0], owner[1], key)] = lease_id
         return lease
+
+    def opened_by(self, owner: tuple[str, str], key: str) -> str | None:
+        """The id of the open lease that ``owner``'s request ``key`` opened, if any."""
+        with self._lock:
+            return self._opened_by.get((owner[0], owner[1], key))
 
     def acquire(self, lease_id: str, owner: tuple[str, str] = ("", "")) -> Lease:
         """Find ``owner``'s lease by id and take its lock; raises :class:`LeaseError`."""
+        self._check_instance(lease_id)
         with self._lock:
             if self._owners.get(lease_id, owner) != owner:
                 log.warning(
@@ -218,6 +267,29 @@ class LeaseRegistry:
         with self._lock:
             self._leases.pop(lease.id, None)
             self._owners.pop(lease.id, None)
+            if lease.open_key is not None:
+                self._opened_by.pop((lease.owner[0], lease.owner[1], lease.open_key), None)
+
+    def _check_instance(self, lease_id: str) -> None:
+        """Refuse an id of another instance, or of an earlier run of this one."""
+        parts = lease_id.split("-", 2)
+        if len(parts) != 3 or not all(_TAG.fullmatch(part) for part in parts[:2]):
+            return  # not an id this software made: "unknown" will say so
+        if parts[0] == self.instance_tag and parts[1] == self.boot_tag:
+            return
+        if parts[0] != self.instance_tag:
+            raise LeaseError(
+                protocol.WRONG_INSTANCE,
+                f"transaction {lease_id[:20]}... is held by another server instance "
+                f"(tag {parts[0]}), not by {self.instance!r} (tag {self.instance_tag}); "
+                "send its requests to the base_url of the response that opened it",
+            )
+        raise LeaseError(
+            protocol.UNKNOWN_TRANSACTION,
+            f"transaction {lease_id[:20]}... was opened by an earlier run of this "
+            "server, which has restarted since; the database rolled it back, "
+            "nothing of it was committed",
+        )
 
     @staticmethod
     def _unknown_error(lease_id: str) -> LeaseError:

@@ -5,6 +5,11 @@ The server exposes only the operations defined in modules named at start-up
 import anything.  Each call runs the registered function on a new session in
 one transaction: committed when it returns, rolled back when it raises or
 when its result cannot be encoded.
+
+A call that carries an idempotency key runs at most once: if it wrote
+anything, its answer is recorded in the outcome table in its own
+transaction (:mod:`server.outcomes`), and a retry gets that answer back; an
+operation's exception is remembered on this instance for the same window.
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from session_proxy import protocol, values
+from session_proxy.codec import dumps
 from session_proxy.logical import Operation, operations
+
+from .outcomes import Outcome, OutcomeStore
 
 
 class OperationFailed(Exception):
@@ -36,21 +45,40 @@ class OperationFailed(Exception):
 
 
 class CallResult:
-    """What one call produced and what it cost on the server."""
+    """What one call answered (encoded) and what it cost on the server."""
 
-    def __init__(self, body: dict[str, Any], statements: int, transaction_seconds: float):
-        self.body = body
+    def __init__(
+        self,
+        status: int,
+        payload: bytes,
+        statements: int,
+        transaction_seconds: float | None,
+        replayed: bool = False,
+    ) -> None:
+        self.status = status
+        self.payload = payload
         self.statements = statements
         self.transaction_seconds = transaction_seconds
+        #: Answered from the record of an earlier attempt; nothing ran.
+        self.replayed = replayed
+
+
+class _AlreadyRecorded(Exception):
+    """Another attempt of the same call committed first."""
 
 
 class OperationHost:
     """Runs the operations of the named modules against ``engine``."""
 
     def __init__(
-        self, engine: Engine, module_names: Iterable[str], trusted_clients: bool = False
+        self,
+        engine: Engine,
+        module_names: Iterable[str],
+        trusted_clients: bool = False,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self.module_names = tuple(module_names)
+        self.outcomes = outcomes
         #: Accept pickled (dill) arguments: gives callers code execution here.
         self.trusted_clients = trusted_clients
         for module in self.module_names:
@@ -64,17 +92,57 @@ class OperationHost:
         self._local = threading.local()
         event.listen(engine, "before_cursor_execute", self._count_statement)
 
-    def _count_statement(self, *args: Any) -> None:
+    def _count_statement(
+        self, conn: Any, cursor: Any, statement: str, *args: Any
+    ) -> None:
         counter = getattr(self._local, "statements", None)
         if counter is not None:
             self._local.statements = counter + 1
+            if not protocol.is_read_only(statement):
+                self._local.wrote = True
 
-    def call(self, name: str, body: Any) -> CallResult:
-        """Decode, check and run one call; raise :class:`OperationFailed`."""
+    def call(
+        self,
+        name: str,
+        body: Any,
+        subject: str = "",
+        key: str | None = None,
+        retry: bool = False,
+    ) -> CallResult:
+        """Decode, check and run one call; raise :class:`OperationFailed`.
+
+        With an idempotency ``key``, a call already answered for ``subject``
+        is answered from its record instead (checked first on a ``retry``).
+        """
+        if key is not None and retry and self.outcomes is not None:
+            outcome = self.outcomes.find(subject, key)
+            if outcome is not None:
+                return self._replay(outcome)
         with values.pickles_allowed(self.trusted_clients):
-            return self._call(name, body)
+            try:
+                result = self._call(name, body, subject, key)
+            except _AlreadyRecorded:
+                outcome = self.outcomes.find(subject, key) if self.outcomes and key else None
+                if outcome is None:
+                    raise
+                return self._replay(outcome)
+            except OperationFailed as failed:
+                if key is not None and self.outcomes is not None and failed.statements:
+                    payload = dumps(protocol.error_body(failed.code, str(failed), **failed.extra))
+                    self.outcomes.remember(
+                        subject, key, Outcome(protocol.ERROR_STATUS[failed.code], payload)
+                    )
+                raise
+        if key is not None and self.outcomes is not None:
+            self.outcomes.remember(subject, key, Outcome(result.status, result.payload))
+        return result
 
-    def _call(self, name: str, body: Any) -> CallResult:
+    def _replay(self, outcome: Outcome) -> CallResult:
+        if self.outcomes is not None:
+            self.outcomes.replayed()
+        return CallResult(outcome.status, outcome.body, 0, None, replayed=True)
+
+    def _call(self, name: str, body: Any, subject: str, key: str | None) -> CallResult:
         operation = self.operations.get(name)
         if operation is None:
             raise OperationFailed(
@@ -100,11 +168,26 @@ class OperationHost:
             ) from None
 
         self._local.statements = 0
+        self._local.wrote = False
         started = time.perf_counter()
+
+        def record(session: Any, encoded: Any) -> None:
+            if key is None or self.outcomes is None or not self._local.wrote:
+                return
+            try:
+                self.outcomes.record_in_session(
+                    session, subject, key, Outcome(200, dumps({"result": encoded}))
+                )
+            except sa_exc.IntegrityError:
+                raise _AlreadyRecorded() from None
+
         try:
             result = operation.run_in_transaction(
-                self.session_factory, args, kwargs, encode=values.to_wire
+                self.session_factory, args, kwargs, encode=values.to_wire, before_commit=record
             )
+        except _AlreadyRecorded:
+            self._local.statements = None
+            raise
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             failed = OperationFailed(
                 protocol.OPERATION_ERROR,
@@ -117,4 +200,6 @@ class OperationHost:
         finally:
             statements = self._local.statements
             self._local.statements = None
-        return CallResult({"result": result}, statements, time.perf_counter() - started)
+        return CallResult(
+            200, dumps({"result": result}), statements, time.perf_counter() - started
+        )

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from . import protocol, values
+from .retry import RetryPolicy
 from .stats import ProxyStats
 from .transport import HTTPTransport
 
@@ -66,6 +67,8 @@ class RemoteClient:
     :param pickle_values: send arguments the codec cannot represent as dill
         pickles, and accept pickled results.  The server must run with
         ``--trusted-clients``, which lets every client run code on it.
+    :param retry: when to send a call again (:class:`~session_proxy.retry.RetryPolicy`);
+        a call carries an idempotency key, so a retry never runs it twice.
     """
 
     def __init__(
@@ -75,8 +78,11 @@ class RemoteClient:
         timeout: float = 30.0,
         verify: bool | str = True,
         pickle_values: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self.transport = HTTPTransport(url, token=token, timeout=timeout, verify=verify)
+        self.transport = HTTPTransport(
+            url, token=token, timeout=timeout, verify=verify, retry=retry
+        )
         self.pickle_values = pickle_values
 
     @property
@@ -190,11 +196,15 @@ class Operation:
         args: tuple,
         kwargs: dict[str, Any],
         encode: Callable[[Any], Any] | None = None,
+        before_commit: Callable[[Any, Any], None] | None = None,
     ) -> Any:
         """Run on a new session in one transaction; commit on success.
 
         ``encode`` turns the result into its wire form inside the
         transaction, so a result that cannot be sent rolls the work back.
+        ``before_commit(session, result)`` runs last inside the transaction
+        (the server records the call's outcome there); if it raises, the
+        work is rolled back.
         """
         with session_factory() as session:
             session.expire_on_commit = False
@@ -202,6 +212,9 @@ class Operation:
                 result = self.fn(*args, session=session, **kwargs)
                 if encode is not None:
                     result = encode(result)
+                if before_commit is not None:
+                    session.flush()
+                    before_commit(session, result)
         return result
 
     def __repr__(self) -> str:

@@ -47,6 +47,25 @@ arguments) are encoded with :mod:`session_proxy.codec`.
     raised by the operation answers ``operation_error`` with ``exception``:
     its type name, message and args.
 
+Idempotency and retries: a client sends ``Idempotency-Key: K`` (a random
+key of its own, one per request) on pipeline and operation requests, and the
+same key on every retry of that request, with ``X-Retry-Attempt: N``.  The
+server never runs one key twice: a retry of a request that already ran on
+an open transaction gets that request's recorded response; a commit, or a
+logical call, that wrote anything records its response in the database in
+the same transaction (table ``session_proxy_outcomes``), so a retry after a
+lost response, even on a restarted server, gets the recorded outcome, and
+an unknown key on a gone transaction means it did not commit.  Replayed
+responses carry ``X-Idempotent-Replay: true``.
+
+Instances: a transaction id names the server instance that holds it
+(``INSTANCE-BOOT-RANDOM``); the response that opens a transaction also
+carries ``instance`` and, when the server was given one, ``base_url``: the
+address of that instance, where the client sends the transaction's
+follow-up requests.  An instance that gets a request for another instance's
+transaction answers 421 ``wrong_instance``; one that restarted since the
+transaction began answers ``unknown_transaction`` saying so.
+
 Every endpoint but health wants ``Authorization: Bearer <token>``, an
 Ed25519-signed token (see ``server/auth.py``); without a valid one the
 answer is 401 ``unauthorized`` with the reason.  A statement or operation the
@@ -68,6 +87,14 @@ from typing import Any
 PROTOCOL_VERSION = 1
 PROTOCOL_HEADER = "X-Session-Proxy-Protocol"
 REQUEST_ID_HEADER = "X-Request-Id"
+#: A client-chosen key naming one request; a retry sends the same key.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+#: 1, 2, ... on the retries of a request (absent on its first attempt).
+RETRY_ATTEMPT_HEADER = "X-Retry-Attempt"
+#: "true" on a response the server answered from its record of an earlier attempt.
+REPLAYED_HEADER = "X-Idempotent-Replay"
+#: Idempotency keys: 16 to 128 characters of ``[A-Za-z0-9_-]``.
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 
 HEALTH_PATH = "/v1/health"
 PIPELINE_PATH = "/v1/pipeline"
@@ -115,6 +142,9 @@ UNAUTHORIZED = "unauthorized"
 POLICY_VIOLATION = "policy_violation"
 SUBJECT_LIMIT = "subject_limit"
 UNSAFE_PAYLOAD = "unsafe_payload"
+WRONG_INSTANCE = "wrong_instance"
+SHUTTING_DOWN = "shutting_down"
+STALE_REQUEST = "stale_request"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -130,14 +160,20 @@ ERROR_STATUS: dict[str, int] = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     TRANSACTION_BUSY: 409,
+    STALE_REQUEST: 409,
     ROWCOUNT_MISMATCH: 409,
     TRANSACTION_EXPIRED: 410,
     TOO_LARGE: 413,
     DATABASE_ERROR: 422,
+    WRONG_INSTANCE: 421,
     SUBJECT_LIMIT: 429,
     INTERNAL_ERROR: 500,
     TOO_MANY_TRANSACTIONS: 503,
+    SHUTTING_DOWN: 503,
 }
+
+#: Errors after which nothing ran, so any request may be sent again.
+RETRYABLE_ERRORS = frozenset({TOO_MANY_TRANSACTIONS, SHUTTING_DOWN, TRANSACTION_BUSY})
 
 # PEP 249 exception class names a database error may carry.
 DBAPI_ERROR_CLASSES = (
@@ -360,3 +396,34 @@ def operation_request(args: Any, kwargs: Any) -> dict[str, Any]:
 def pipeline_request(txn: str | None, steps: list[dict]) -> dict[str, Any]:
     """The body of a ``/v1/pipeline`` request."""
     return {"protocol": PROTOCOL_VERSION, "txn": txn, "steps": steps}
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    """``key`` if it is a well-formed idempotency key or None; raises :class:`ProtocolError`."""
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ProtocolError(
+            f"{IDEMPOTENCY_KEY_HEADER} must be 16 to 128 characters of "
+            "[A-Za-z0-9_-]"
+        )
+    return key
+
+
+def is_read_only(sql: str) -> bool:
+    """Whether a statement only reads (its first keyword), for outcome recording.
+
+    Conservative: anything that is not a plain ``SELECT`` (without ``FOR
+    UPDATE``/``FOR SHARE``), ``SHOW``, ``EXPLAIN``, ``PRAGMA`` or ``VALUES``
+    counts as a write.
+    """
+    head = sql.lstrip(" \t\r\n(").split(None, 1)
+    if not head:
+        return True
+    keyword = head[0].upper()
+    if keyword in ("SHOW", "EXPLAIN", "VALUES"):
+        return True
+    if keyword == "PRAGMA":
+        return "=" not in sql
+    if keyword != "SELECT":
+        return False
+    upper = sql.upper()
+    return " FOR UPDATE" not in upper and " FOR SHARE" not in upper and " INTO " not in upper

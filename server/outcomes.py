@@ -1,0 +1,211 @@
+"""The outcomes of finished requests, so a retry never runs anything twice.
+
+A client names every request with an idempotency key and sends the same key
+when it retries.  Two records answer a retry whose first attempt already
+finished:
+
+- **The outcome table** (``session_proxy_outcomes`` in the served
+  database).  A commit, or a logical call, that wrote anything inserts its
+  response under (subject, key) *in the transaction it commits*, so the row
+  exists if and only if the work committed.  A retry that finds the row gets
+  that response back; any instance answers it, and so does a restarted one.
+  The primary key also stops a duplicate attempt that races the first: its
+  insert waits for the first to commit and then fails, and the duplicate is
+  rolled back.  Rows older than the window are purged.
+- **A memory of recent outcomes** on this instance: every request that
+  ended a transaction (committed, rolled back, failed) and every logical
+  call's answer, kept for the same window, so read-only work and failures
+  replay too, without a database round trip.
+
+Requests that leave a transaction open are remembered on their lease (see
+:mod:`server.leases`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+log = logging.getLogger("session_proxy.server")
+
+TABLE_NAME = "session_proxy_outcomes"
+
+#: Outcomes kept in memory at most, oldest dropped first.
+MEMORY_LIMIT = 50_000
+
+
+def outcome_table(metadata: sa.MetaData) -> sa.Table:
+    """The outcome table's definition."""
+    return sa.Table(
+        TABLE_NAME,
+        metadata,
+        sa.Column("subject", sa.String(255), primary_key=True),
+        sa.Column("idem_key", sa.String(128), primary_key=True),
+        sa.Column("created", sa.Float, nullable=False, index=True),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("body", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
+                  nullable=False),
+    )
+
+
+class Outcome:
+    """A finished request's HTTP status and encoded JSON body."""
+
+    __slots__ = ("status", "body")
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+
+
+class OutcomeStore:
+    """Records outcomes in the database and in memory; looks them up.
+
+    :param engine: the server's engine; the table is created if missing.
+    :param window_seconds: how long an outcome is kept.
+    """
+
+    def __init__(self, engine: Engine, window_seconds: float) -> None:
+        self.engine = engine
+        # Lookups and purges must not wait for the leases' pool, which can
+        # be full of open transactions: they get connections of their own.
+        self._own_engine = sa.create_engine(engine.url, poolclass=NullPool)
+        self.window_seconds = window_seconds
+        self.table = outcome_table(sa.MetaData())
+        self.table.create(engine, checkfirst=True)
+        dialect = engine.dialect
+        self._insert = self.table.insert().compile(dialect=dialect)
+        self._insert_sql = str(self._insert)
+        self._memory: OrderedDict[tuple[str, str], tuple[float, Outcome]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.replays = 0
+
+    def ensure_table(self) -> None:
+        """Create the outcome table again if it has gone; never raises."""
+        try:
+            self.table.create(self._own_engine, checkfirst=True)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("could not create %s: %s", TABLE_NAME, exc)
+
+    # -- recording ----------------------------------------------------------------
+
+    def record_on(self, dbapi_connection: Any, subject: str, key: str, outcome: Outcome) -> None:
+        """Insert ``outcome`` on a driver connection, inside its open transaction.
+
+        Raises the driver's ``IntegrityError`` when the key is recorded
+        already (a duplicate attempt raced the first and lost).
+        """
+        values = {
+            "subject": subject,
+            "idem_key": key,
+            "created": time.time(),
+            "status": outcome.status,
+            "body": outcome.body.decode("utf-8"),
+        }
+        compiled = self._insert
+        params: Any = compiled.construct_params(values)
+        if compiled.positional:
+            params = [params[name] for name in compiled.positiontup]
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(self._insert_sql, params)
+        finally:
+            cursor.close()
+
+    def record_in_session(self, session: Any, subject: str, key: str, outcome: Outcome) -> None:
+        """Insert ``outcome`` through an ORM session, inside its transaction."""
+        session.execute(
+            self.table.insert().values(
+                subject=subject,
+                idem_key=key,
+                created=time.time(),
+                status=outcome.status,
+                body=outcome.body.decode("utf-8"),
+            )
+        )
+
+    def remember(self, subject: str, key: str, outcome: Outcome) -> None:
+        """Keep ``outcome`` in this instance's memory for the window."""
+        now = time.monotonic()
+        with self._lock:
+            self._memory[(subject, key)] = (now + self.window_seconds, outcome)
+            self._memory.move_to_end((subject, key))
+            while len(self._memory) > MEMORY_LIMIT:
+                self._memory.popitem(last=False)
+
+    # -- looking up -----------------------------------------------------------------
+
+    def recall(self, subject: str, key: str) -> Outcome | None:
+        """The outcome this instance remembers for (subject, key), if any."""
+        with self._lock:
+            entry = self._memory.get((subject, key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def find(self, subject: str, key: str) -> Outcome | None:
+        """The outcome recorded for (subject, key), in memory or in the database."""
+        outcome = self.recall(subject, key)
+        if outcome is not None:
+            return outcome
+        table = self.table
+        query = sa.select(table.c.status, table.c.body).where(
+            table.c.subject == subject,
+            table.c.idem_key == key,
+            table.c.created >= time.time() - self.window_seconds,
+        )
+        with self._own_engine.connect() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            return None
+        return Outcome(int(row.status), row.body.encode("utf-8"))
+
+    def replayed(self) -> None:
+        """Count one response answered from a record."""
+        with self._lock:
+            self.replays += 1
+
+    # -- purging --------------------------------------------------------------------
+
+    def purge(self) -> int:
+        """Forget outcomes older than the window; return how many rows went."""
+        now = time.monotonic()
+        with self._lock:
+            while self._memory and next(iter(self._memory.values()))[0] < now:
+                self._memory.popitem(last=False)
+        table = self.table
+        old = table.c.created < time.time() - self.window_seconds
+        with self._own_engine.connect() as connection:
+            # Look before deleting: no write lock when there is nothing to purge.
+            if connection.execute(sa.select(table.c.idem_key).where(old).limit(1)).first() is None:
+                return 0
+            deleted = connection.execute(table.delete().where(old)).rowcount or 0
+            connection.commit()
+        return deleted
+
+    def start_purger(self) -> None:
+        """Purge every tenth of the window (at most every minute) in a daemon thread."""
+        interval = min(self.window_seconds / 10, 60.0)
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.purge()
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("could not purge old outcomes: %s", exc.__class__.__name__)
+
+        threading.Thread(target=loop, name="outcome-purger", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop the purger thread."""
+        self._stop.set()
+        self._own_engine.dispose()
