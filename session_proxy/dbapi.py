@@ -12,6 +12,12 @@ SQLAlchemy's pool is free.
 Rows come back one page at a time: the first page with the statement's
 response, the rest from a server-side cursor as the application fetches.
 
+Requests are sent again, under the same idempotency key, when the
+connection drops before an answer or the server asks for a retry (see
+:mod:`session_proxy.retry`); the server never runs a key twice, so this holds
+inside a transaction too.  A transaction's follow-up requests go to the
+server instance that opened it, when the server names one (``base_url``).
+
 Statements whose results nobody needs yet can be *queued* instead of sent
 (:meth:`Cursor.defer`): they ride in front of the next request, which is
 the next statement that needs a result, a fetch, or the commit.  If a
@@ -207,6 +213,8 @@ class Connection:
         self.options: dict[str, Any] = {}
         self.closed = False
         self._txn: str | None = None
+        #: The server instance holding the lease, when the server named one.
+        self._base_url: str | None = None
         self._generation = 0
         self._queue: list[Queued] = []
         self._queued_rows = 0
@@ -298,6 +306,7 @@ class Connection:
 
     def _end_transaction(self) -> None:
         self._txn = None
+        self._base_url = None
         self._drop_queue()
         self._aborted = None
         self._generation += 1
@@ -395,7 +404,7 @@ class Connection:
         start = len(prefix)
         prefix.extend(q.step for q in queued)
         try:
-            body = self.transport.pipeline(self._txn, prefix + steps)
+            body = self.transport.pipeline(self._txn, prefix + steps, self._base_url)
         except (TransactionExpired, TransactionLost):
             self._end_transaction()
             raise
@@ -408,6 +417,10 @@ class Connection:
             self._failed_request(exc, queued, start)
             raise
         self._txn = body.get("txn")
+        if self._txn is None:
+            self._base_url = None
+        elif isinstance(body.get("base_url"), str):
+            self._base_url = body["base_url"]
         results = body.get("results")
         if not isinstance(results, list) or len(results) != len(prefix) + len(steps):
             raise InterfaceError(

@@ -15,6 +15,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL, Engine
 
 from .dialects import register
+from .retry import RetryPolicy
 from .stats import ProxyStats
 from .transport import HTTPTransport
 
@@ -28,6 +29,7 @@ def create_engine(
     token: str | None = None,
     timeout: float = 30.0,
     verify: bool | str = True,
+    retry: RetryPolicy | None = None,
     **kwargs: Any,
 ) -> Engine:
     """A SQLAlchemy engine whose statements run on a session-proxy server.
@@ -37,6 +39,10 @@ def create_engine(
         variable ``SESSION_PROXY_TOKEN``, if set.
     :param timeout: seconds to wait for each response.
     :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+    :param retry: when to send a request again
+        (:class:`~session_proxy.retry.RetryPolicy`; by default up to 8 tries
+        over at most a minute).  Retries are safe: the server runs each
+        request at most once.
     :param kwargs: passed on to :func:`sqlalchemy.create_engine`.
     """
     parts = urlsplit(server_url)
@@ -59,7 +65,12 @@ def create_engine(
         query={"tls": "true"} if parts.scheme == "https" else {},
     )
     return sqlalchemy.create_engine(
-        url, proxy_token=token, proxy_timeout=timeout, proxy_verify=verify, **kwargs
+        url,
+        proxy_token=token,
+        proxy_timeout=timeout,
+        proxy_verify=verify,
+        proxy_retry=retry,
+        **kwargs,
     )
 
 

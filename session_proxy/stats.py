@@ -22,6 +22,10 @@ class StatsSnapshot:
     server_seconds: float = 0.0
     #: Time server-held transactions stayed open, summed over those that ended.
     transaction_seconds: float = 0.0
+    #: Requests sent again after a lost response, a 503 or a busy transaction.
+    retries: int = 0
+    #: Responses the server answered from the record of an earlier attempt.
+    replays: int = 0
 
     def __sub__(self, other: StatsSnapshot) -> StatsSnapshot:
         return StatsSnapshot(

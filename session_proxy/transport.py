@@ -5,18 +5,31 @@ keep-alive connections, the handshake fetched once and cached, and the
 engine's :class:`~session_proxy.stats.ProxyStats`.  It turns every way a
 request can fail into an exception from :mod:`session_proxy.errors` that
 says what failed and where.
+
+Every pipeline request and logical call gets a fresh idempotency key, and
+is sent again with the same key when :mod:`session_proxy.retry` says it is
+worth it; the server runs a key at most once, so a retry is never a second
+execution.  A transaction's follow-up requests go to the instance that
+opened it when the server names one (``base_url``).
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from . import errors, protocol
 from .codec import dumps, from_wire, loads
+from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
+
+#: Pooled HTTP connections per host: enough for one per pooled DB connection.
+HTTP_POOL_SIZE = 64
 
 SERVER_TIME_HEADER = protocol.SERVER_TIME_HEADER
 
@@ -28,6 +41,7 @@ class HTTPTransport:
     :param token: bearer token sent as ``Authorization`` on every request.
     :param timeout: seconds to wait for connect and for each response.
     :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
+    :param retry: when to send a request again (default :class:`RetryPolicy`).
     """
 
     def __init__(
@@ -36,11 +50,16 @@ class HTTPTransport:
         token: str | None = None,
         timeout: float = 30.0,
         verify: bool | str = True,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.retry = retry or RetryPolicy()
         self.stats = ProxyStats()
         self._http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=HTTP_POOL_SIZE)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
         # No proxy/netrc/CA lookups from the environment on every request.
         self._http.trust_env = False
         self._http.verify = verify
@@ -66,7 +85,7 @@ class HTTPTransport:
 
     def _fetch_handshake(self) -> protocol.Handshake:
         url = self.base_url + protocol.HEALTH_PATH
-        response = self._send("GET", url, None)
+        response = self._get_with_retries(url)
         body = self._decode(response, url)
         if response.status_code != 200:
             raise self._error_from(body, response, url)
@@ -78,6 +97,22 @@ class HTTPTransport:
             )
         return handshake
 
+    def _get_with_retries(self, url: str) -> requests.Response:
+        """GET ``url`` (reads nothing from the database), retried on connection errors."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return self._send("GET", url, None)
+            except (errors.ServerUnreachable, errors.ProxyTimeout):
+                attempt += 1
+                if attempt >= self.retry.attempts or (
+                    time.monotonic() - started >= self.retry.deadline
+                ):
+                    raise
+                self.stats.add(retries=1)
+                time.sleep(self.retry.delay(attempt))
+
     def ping(self) -> None:
         """Check that the server answers its health endpoint."""
         url = self.base_url + protocol.HEALTH_PATH
@@ -87,21 +122,23 @@ class HTTPTransport:
                 f"session-proxy server at {url} answered HTTP {response.status_code}"
             )
 
-    def pipeline(self, txn: str | None, steps: list[dict]) -> dict[str, Any]:
+    def pipeline(
+        self, txn: str | None, steps: list[dict], base_url: str | None = None
+    ) -> dict[str, Any]:
         """Send one pipeline request; return the decoded response body.
 
-        Raises the PEP 249 error of a failed database step, or a
+        ``base_url`` is the instance that holds ``txn``, when the server
+        named one.  Raises the PEP 249 error of a failed database step, or a
         :class:`~session_proxy.errors.ProxyError` for anything else.
         """
         payload = dumps(protocol.pipeline_request(txn, steps))
-        response = self._send("POST", self._pipeline_url, payload)
+        url = (base_url or self.base_url).rstrip("/") + protocol.PIPELINE_PATH
         statements = sum(
             1 for step in steps if step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY)
         )
-        self._record(payload, response, statements)
-        body = self._decode(response, self._pipeline_url)
+        response, body = self.exchange(url, payload, statements)
         if response.status_code != 200:
-            raise self._error_from(body, response, self._pipeline_url)
+            raise self._error_from(body, response, url)
         return body
 
     def call_operation(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
@@ -120,9 +157,7 @@ class HTTPTransport:
             )
         )
         url = self.base_url + protocol.OPERATIONS_PREFIX + name
-        response = self._send("POST", url, payload)
-        self._record(payload, response, 0)
-        body = self._decode(response, url)
+        response, body = self.exchange(url, payload, 0)
         if response.status_code == 200:
             return values.from_wire(body.get("result"))
         error = body.get("error")
@@ -135,6 +170,60 @@ class HTTPTransport:
             if error.get("code") == protocol.BAD_ARGUMENTS:
                 raise errors.OperationRejected(str(error.get("message")) + where)
         raise self._error_from(body, response, url)
+
+    def exchange(
+        self, url: str, payload: bytes, statements: int
+    ) -> tuple[requests.Response, dict[str, Any]]:
+        """POST ``payload`` under a new idempotency key, retrying where worth it.
+
+        Returns the last response and its decoded body; raises
+        :class:`~session_proxy.errors.ServerUnreachable` or
+        :class:`~session_proxy.errors.ProxyTimeout` when no response came
+        within the retry policy.
+        """
+        key = secrets.token_urlsafe(18)
+        policy = self.retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            headers = {protocol.IDEMPOTENCY_KEY_HEADER: key}
+            if attempt:
+                headers[protocol.RETRY_ATTEMPT_HEADER] = str(attempt)
+            retry_after: float | None = None
+            try:
+                response = self._send("POST", url, payload, headers)
+            except (errors.ServerUnreachable, errors.ProxyTimeout) as exc:
+                outcome: Exception | tuple = exc
+            else:
+                self._record(payload, response, statements)
+                if response.headers.get(protocol.REPLAYED_HEADER) == "true":
+                    self.stats.add(replays=1)
+                body = self._decode_or_none(response)
+                if body is None:
+                    if response.status_code not in GATEWAY_STATUSES:
+                        body = self._decode(response, url)  # raises, naming the body
+                    outcome = errors.ServerUnreachable(
+                        f"{url}: a gateway answered HTTP {response.status_code} "
+                        "instead of the session-proxy server"
+                    )
+                elif _error_code(body) in RETRY_CODES:
+                    outcome = (response, body)
+                    retry_after = _retry_after(response)
+                else:
+                    return response, body
+            attempt += 1
+            spent = time.monotonic() - started
+            if attempt >= policy.attempts or spent >= policy.deadline:
+                if isinstance(outcome, tuple):
+                    return outcome
+                if attempt > 1:
+                    outcome.args = (
+                        f"{outcome} (sent {attempt} times over {spent:.1f} s under "
+                        f"idempotency key {key}; the server runs a key at most once)",
+                    )
+                raise outcome
+            self.stats.add(retries=1)
+            time.sleep(policy.delay(attempt, retry_after))
 
     def _record(self, payload: bytes, response: requests.Response, statements: int) -> None:
         """Count one round trip, with the measurements the server reported."""
@@ -153,9 +242,17 @@ class HTTPTransport:
         """Close pooled HTTP connections."""
         self._http.close()
 
-    def _send(self, method: str, url: str, payload: bytes | None) -> requests.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        payload: bytes | None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
         try:
-            return self._http.request(method, url, data=payload, timeout=self.timeout)
+            return self._http.request(
+                method, url, data=payload, headers=headers, timeout=self.timeout
+            )
         except requests.Timeout as exc:
             raise errors.ProxyTimeout(
                 f"session-proxy server at {url} did not answer within "
@@ -165,6 +262,15 @@ class HTTPTransport:
             raise errors.ServerUnreachable(
                 f"cannot reach session-proxy server at {url}: {exc}"
             ) from exc
+
+    @staticmethod
+    def _decode_or_none(response: requests.Response) -> dict[str, Any] | None:
+        """The JSON object body, or None when the body is not one."""
+        try:
+            body = loads(response.content)
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
 
     @staticmethod
     def _decode(response: requests.Response, url: str) -> dict[str, Any]:
@@ -204,7 +310,7 @@ class HTTPTransport:
             exc = errors.database_error(error, args)
         elif code == protocol.TRANSACTION_EXPIRED:
             exc = errors.TransactionExpired(message + where)
-        elif code == protocol.UNKNOWN_TRANSACTION:
+        elif code in (protocol.UNKNOWN_TRANSACTION, protocol.WRONG_INSTANCE):
             exc = errors.TransactionLost(message + where)
         elif code == protocol.UNAUTHORIZED:
             exc = errors.AuthenticationFailed(message + where)
@@ -212,7 +318,9 @@ class HTTPTransport:
             exc = errors.AccessDenied(
                 message + where, str(error.get("fingerprint", "")), str(error.get("reason", ""))
             )
-        elif code in (protocol.TOO_MANY_TRANSACTIONS, protocol.SUBJECT_LIMIT):
+        elif code in (
+            protocol.TOO_MANY_TRANSACTIONS, protocol.SUBJECT_LIMIT, protocol.SHUTTING_DOWN
+        ):
             retry_after = response.headers.get("Retry-After")
             exc = errors.ServerBusy(
                 message + where, float(retry_after) if retry_after else None
@@ -234,3 +342,15 @@ class HTTPTransport:
         step = error.get("step")
         exc.step_index = step if type(step) is int else None  # type: ignore[attr-defined]
         return exc
+
+
+def _error_code(body: dict[str, Any]) -> str | None:
+    error = body.get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 import session_proxy
 from session_proxy import errors, protocol
 from session_proxy.dialects import register
+from session_proxy.retry import NO_RETRIES
 
 from .conftest import ServerProcess, free_port, wait_for
 
@@ -102,8 +103,10 @@ def make_proxy_engine() -> Iterator:
     """Build proxy engines (short client timeout: a hang fails, never blocks)."""
     made: list[sa.Engine] = []
 
-    def make(server: ServerProcess) -> sa.Engine:
-        engine = session_proxy.create_engine(server.url, token=server.token, timeout=20)
+    def make(server: ServerProcess, **kwargs: object) -> sa.Engine:
+        engine = session_proxy.create_engine(
+            server.url, token=server.token, timeout=20, **kwargs
+        )
         made.append(engine)
         return engine
 
@@ -197,7 +200,8 @@ def test_expiry_releases_row_locks_to_another_proxy_client(
 
 def test_cap_on_open_transactions(start_server, make_proxy_engine, direct: sa.Engine) -> None:
     server = start_server("--max-transactions", "2")
-    engine = make_proxy_engine(server)
+    # Without retries, to see the refusal itself (test_reliability retries it).
+    engine = make_proxy_engine(server, retry=NO_RETRIES)
     first = engine.connect()
     second = engine.connect()
     third = engine.connect()

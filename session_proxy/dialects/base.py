@@ -15,6 +15,7 @@ statement execution, which may queue a statement instead of sending it
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import util
@@ -23,6 +24,7 @@ from sqlalchemy.engine import URL
 from .. import dbapi as shim
 from .. import pipeline
 from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable
+from ..retry import RetryPolicy
 from ..transport import HTTPTransport
 
 DEFAULT_PORT = 8765
@@ -52,17 +54,22 @@ class ProxyDialectMixin:
         proxy_timeout: float = 30.0,
         proxy_verify: bool | str = True,
         proxy_pipeline_dml: bool = False,
+        proxy_retry: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         # The explicit names let create_engine() route these keywords here.
         self._explicit_paramstyle = "paramstyle" in kwargs
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         super().__init__(**kwargs)  # type: ignore[call-arg]
-        self._set_proxy_arguments(proxy_token, proxy_timeout, proxy_verify, proxy_pipeline_dml)
+        self._set_proxy_arguments(
+            proxy_token, proxy_timeout, proxy_verify, proxy_pipeline_dml, proxy_retry
+        )
 
     @staticmethod
     def _pop_proxy_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-        names = ("proxy_token", "proxy_timeout", "proxy_verify", "proxy_pipeline_dml")
+        names = (
+            "proxy_token", "proxy_timeout", "proxy_verify", "proxy_pipeline_dml", "proxy_retry"
+        )
         return {name: kwargs.pop(name) for name in names if name in kwargs}
 
     def _set_proxy_arguments(
@@ -71,6 +78,7 @@ class ProxyDialectMixin:
         proxy_timeout: float = 30.0,
         proxy_verify: bool | str = True,
         proxy_pipeline_dml: bool = False,
+        proxy_retry: RetryPolicy | None = None,
     ) -> None:
         """The proxy's own ``create_engine`` arguments.
 
@@ -80,7 +88,10 @@ class ProxyDialectMixin:
         :param proxy_pipeline_dml: queue Core INSERT/UPDATE/DELETE statements
             without RETURNING to ride with the next request (see
             :mod:`session_proxy.pipeline`).
+        :param proxy_retry: when to send a request again
+            (:class:`~session_proxy.retry.RetryPolicy`; default retries).
         """
+        self.proxy_retry = proxy_retry or RetryPolicy()
         self.proxy_token = proxy_token
         self.proxy_timeout = float(proxy_timeout)
         self.proxy_verify = proxy_verify
@@ -112,13 +123,18 @@ class ProxyDialectMixin:
     def create_connect_args(self, url: URL) -> Any:
         """The transport for ``url``.
 
-        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S]``:
+        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N]``:
         the password slot carries the bearer token (when ``proxy_token`` is
         not given), ``tls`` switches to HTTPS, ``ca`` names the CA bundle to
-        verify the server with, ``timeout`` is seconds per response.
+        verify the server with, ``timeout`` is seconds per response,
+        ``retries`` the attempts per request (1: never retry).
         """
         query = dict(url.query)
         tls = util.asbool(query.pop("tls", False))
+        if "retries" in query:
+            self.proxy_retry = dataclasses.replace(
+                self.proxy_retry, attempts=int(query.pop("retries"))
+            )
         if "timeout" in query:
             self.proxy_timeout = float(query.pop("timeout"))
         if "ca" in query:
@@ -127,7 +143,7 @@ class ProxyDialectMixin:
         if query:
             raise ValueError(
                 f"unknown session-proxy URL options {sorted(query)}; "
-                "supported: tls, ca, timeout"
+                "supported: tls, ca, timeout, retries"
             )
         if self.proxy_token is None and url.password:
             self.proxy_token = str(url.password)
@@ -140,6 +156,7 @@ class ProxyDialectMixin:
             token=self.proxy_token,
             timeout=self.proxy_timeout,
             verify=self.proxy_verify,
+            retry=self.proxy_retry,
         )
         return [], {"transport": self.transport, "backend": self.name}
 

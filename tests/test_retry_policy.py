@@ -1,0 +1,69 @@
+"""The pure parts of retrying: backoff, key checks, which statements write."""
+
+from __future__ import annotations
+
+import pytest
+
+from session_proxy import protocol
+from session_proxy.retry import NO_RETRIES, RetryPolicy
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    policy = RetryPolicy(first_delay=0.1, max_delay=1.0)
+    for attempt, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (9, 1.0)]:
+        waits = [policy.delay(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= wait <= ceiling for wait in waits), (attempt, waits[:3])
+        assert len(set(waits)) > 1  # jittered, so clients do not retry in step
+
+
+def test_retry_after_is_honoured_up_to_the_cap() -> None:
+    policy = RetryPolicy(first_delay=0.01, max_delay=2.0)
+    assert policy.delay(1, retry_after=1.0) == 1.0
+    assert policy.delay(1, retry_after=30.0) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("attempts", 0), ("first_delay", -1), ("deadline", -0.5)]
+)
+def test_bad_policy_is_refused_naming_the_field(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"RetryPolicy.{field}"):
+        RetryPolicy(**{field: value})
+
+
+def test_no_retries_tries_once() -> None:
+    assert NO_RETRIES.attempts == 1
+
+
+@pytest.mark.parametrize(
+    "key", ["a" * 16, "A-b_c" * 10, "x" * 128]
+)
+def test_good_idempotency_keys(key: str) -> None:
+    assert protocol.check_idempotency_key(key) == key
+
+
+@pytest.mark.parametrize("key", ["short", "x" * 129, "has space in it!!", "semi;colon-key-123"])
+def test_bad_idempotency_keys(key: str) -> None:
+    with pytest.raises(protocol.ProtocolError, match="Idempotency-Key"):
+        protocol.check_idempotency_key(key)
+
+
+@pytest.mark.parametrize(
+    ("sql", "read_only"),
+    [
+        ("SELECT 1", True),
+        ("  (SELECT a FROM t) UNION (SELECT b FROM u)", True),
+        ("select * from t where id = 1 for update", False),
+        ("SELECT * FROM t FOR SHARE", False),
+        ("SELECT a INTO new_table FROM t", False),
+        ("SHOW TABLES", True),
+        ("EXPLAIN SELECT 1", True),
+        ("PRAGMA table_info(t)", True),
+        ("PRAGMA user_version = 3", False),
+        ("INSERT INTO t VALUES (1)", False),
+        ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", False),
+        ("UPDATE t SET a = 1", False),
+        ("", True),
+    ],
+)
+def test_which_statements_count_as_writes(sql: str, read_only: bool) -> None:
+    assert protocol.is_read_only(sql) is read_only
