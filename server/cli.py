@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -110,6 +111,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.max_transactions_per_subject,
         help="open transactions one token subject may hold (default %(default)s)",
+    )
+    reliability = parser.add_argument_group("reliability and scaling")
+    reliability.add_argument(
+        "--outcome-window",
+        type=float,
+        default=defaults.outcome_window_seconds,
+        metavar="SECONDS",
+        help="keep finished requests' outcomes this long for retries to find "
+        "(default %(default)s)",
+    )
+    reliability.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=defaults.drain_seconds,
+        help="on SIGTERM, let work in flight finish this long before rolling "
+        "back what is still open (default %(default)s)",
+    )
+    reliability.add_argument(
+        "--instance",
+        help="this instance's name, unique among instances behind one address "
+        "(default HOSTNAME:PORT)",
+    )
+    reliability.add_argument(
+        "--advertise-url",
+        metavar="URL",
+        help="the address clients reach this instance at directly; a transaction's "
+        "follow-up requests go there (needed behind a load balancer)",
     )
     security = parser.add_argument_group("security")
     security.add_argument(
@@ -276,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             statement_timeout_seconds=args.statement_timeout,
             max_transaction_seconds=args.max_transaction_seconds,
             max_transactions_per_subject=args.max_transactions_per_subject,
+            outcome_window_seconds=args.outcome_window,
+            drain_seconds=args.drain_seconds,
+            instance=args.instance or f"{socket.gethostname()}:{args.port}",
+            advertise_url=args.advertise_url or "",
         )
         gate = gate_from_options(
             public_key=args.public_key,
@@ -310,13 +342,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = make_server(args.host, args.port, app, threaded=True, ssl_context=ssl_context)
     scheme = "https" if ssl_context else "http"
 
+    log = logging.getLogger("session_proxy.server")
+    drained: list[bool] = []
+
+    def drain_then_stop() -> None:
+        log.info("draining: up to %g s for open transactions to end", config.drain_seconds)
+        drained.append(app.drain())
+        server.shutdown()
+
     def stop(signum: int, frame: object) -> None:
-        # shutdown() waits for the serve loop, so it must not run on the
-        # main thread that the loop runs on.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        # Graceful: new transactions are refused at once (503, and health
+        # says so to load balancers); requests on open transactions still
+        # run, so they can commit, until none is open or the drain time is
+        # over.  Then the server stops accepting and exits.  shutdown()
+        # waits for the serve loop, so it must not run on the loop's thread.
+        if not app.draining:
+            app.draining = True
+            threading.Thread(target=drain_then_stop, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    logging.getLogger("session_proxy.server").info(
+    log.info(
         "serving %s %s on %s://%s:%d",
         app.handshake.dialect,
         ".".join(map(str, app.handshake.server_version_info)),
@@ -334,7 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+        if drained == [False]:
+            log.warning(
+                "drain time over with %d transaction(s) open; rolling them back",
+                len(app.registry),
+            )
         app.close()
+        log.info("stopped")
     return 0
 
 

@@ -15,11 +15,16 @@ every client), ``SESSION_PROXY_OPERATIONS`` (comma-separated modules whose
 logical operations the server exposes) and every
 :class:`~server.config.ServerConfig` field as ``SESSION_PROXY_<FIELD>``.
 TLS is gunicorn's own (``--certfile``/``--keyfile``).  A transaction lives
-in one process, so run one worker process with threads.
+in one process, so run one worker process with threads, and scale out with
+more instances, each with its own ``SESSION_PROXY_INSTANCE`` and
+``SESSION_PROXY_ADVERTISE_URL`` (see ``docs/scaling.md``).  When the worker
+exits (gunicorn's graceful SIGTERM finishes requests in flight first), the
+transactions still open are rolled back.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 
 from .app import ProxyServer, create_app
@@ -54,3 +59,4 @@ def _from_env() -> ProxyServer:
 
 
 app = _from_env()
+atexit.register(app.close)
