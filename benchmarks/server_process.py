@@ -67,9 +67,10 @@ class ServerProcess:
         start_timeout: float = 30.0,
         auth: bool = True,
         tls_dir: Path | None = None,
+        port: int | None = None,
     ) -> None:
         self.db_url = db_url
-        self.port = free_port()
+        self.port = port or free_port()
         scheme = "https" if tls_dir else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         #: What clients pass as ``verify``: the CA bundle, or True.
@@ -79,14 +80,28 @@ class ServerProcess:
         #: A token for the ``admin`` role (``None`` without ``auth``).
         self.token = issue() if auth else None
         auth_args = ["--public-key", str(signing_key()[1])] if auth else ["--insecure-no-auth"]
-        self.log_path = Path(tempfile.gettempdir()) / f"session-proxy-server-{self.port}.log"
+        self._argv = [sys.executable, "-m", "server.cli", "--db-url", db_url,
+                      "--port", str(self.port), "--log-level", "WARNING",
+                      # Stopping waits this long for open transactions
+                      # (``extra_args`` may say otherwise: the last one wins).
+                      "--drain-seconds", "1",
+                      *auth_args, *extra_args]
+        self._env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        self._launch("session-proxy-server", start_timeout)
+
+    def _launch(self, name: str, start_timeout: float) -> None:
+        """Open the log file and start :attr:`_argv` with :attr:`_env`."""
+        self.name = name
+        self.log_path = Path(tempfile.gettempdir()) / f"{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")
+        self._start(start_timeout)
+
+    def _start(self, start_timeout: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--db-url", db_url, "--port", str(self.port),
-             "--log-level", "WARNING", *auth_args, *extra_args],
+            self._argv,
             cwd=REPO,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))),
+            env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -96,11 +111,21 @@ class ServerProcess:
             self.stop()
             raise
 
+    def restart(self, kill: bool = False, start_timeout: float = 30.0) -> None:
+        """Stop the server (SIGTERM, or SIGKILL with ``kill``) and start it again
+        on the same port, as a supervisor would after a crash or a deploy."""
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(30)
+        self._start(start_timeout)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"session-proxy-server exited: {self.log_path.read_text()}")
+                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()}")
             try:
                 health = requests.get(self.url + "/v1/health", timeout=1, verify=self.verify)
                 if health.status_code == 200:
@@ -108,7 +133,7 @@ class ServerProcess:
             except OSError:  # refused, or (with TLS) no certificate written yet
                 time.sleep(0.05)
         raise RuntimeError(
-            f"session-proxy-server did not start in {timeout:g} s: {self.log_path.read_text()}"
+            f"{self.name} did not start in {timeout:g} s: {self.log_path.read_text()}"
         )
 
     @property
@@ -125,7 +150,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
     def __enter__(self) -> ServerProcess:
         return self
