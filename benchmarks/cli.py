@@ -6,12 +6,25 @@
     session-proxy-bench run --full --db postgresql+psycopg://postgres@127.0.0.1/test
     session-proxy-bench report results.json --out report/
     session-proxy-bench security --db postgresql+psycopg://postgres@127.0.0.1/test
+    session-proxy-bench load --clients 32 --seconds 60 --drop 0.01 --out load.json --report report/
+    session-proxy-bench run --full --load-results load.json --out results.json --report report/
 
 ``run`` measures the workload in direct, proxy and logical modes (see
 :mod:`benchmarks.runner`), runs the attack suite, writes every raw sample
 and outcome to one JSON file and prints a concise table; ``report`` writes
 ``report.md`` and a self-contained ``report.html`` computed only from that
 file; ``security`` runs the attack suite alone and writes its matrix.
+
+``load`` is the reliability load run (:mod:`benchmarks.load.runner`):
+concurrent clients against the server under gunicorn, through a relay that
+drops a share of the responses, mixing the workload's operations with
+transfers whose invariants are checked afterwards.  It writes its result
+JSON (``--out``), prints a summary, optionally writes ``DIR/reliability.md``
+(``--report DIR``), and exits with status 1 when an invariant was violated,
+so it can gate.  ``run --load-results load.json`` embeds such a result under
+the results' ``"reliability"`` key, and ``report`` then includes the
+report's "Reliability under load" section; ``report load.json`` on a load
+result alone writes ``reliability.md``.
 """
 
 from __future__ import annotations
@@ -86,6 +99,18 @@ def _list(kind: Any) -> Any:
     return parse
 
 
+def _mix(text: str) -> dict[str, float]:
+    """``"transfer.proxy=4,workload=1"`` -> ``{"transfer.proxy": 4.0, "workload": 1.0}``."""
+    mix: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, weight = item.partition("=")
+        try:
+            mix[name.strip()] = float(weight) if sep else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad weight in {item!r}") from None
+    return mix
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(prog="session-proxy-bench", description=__doc__.split("\n")[0])
@@ -126,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
                           help="'sqlite' (a temporary file) or a SQLAlchemy URL")
     security.add_argument("--out", type=Path, default=Path("security.md"),
                           help="Markdown file (default %(default)s)")
+
+    run.add_argument("--load-results", type=Path, metavar="LOAD_JSON",
+                     help="embed this `load` result as the report's reliability section")
+
+    load = sub.add_parser(
+        "load", help="reliability load run: concurrent clients, dropped responses, invariants")
+    load.add_argument("--db", default=PG_DEFAULT,
+                      help="SQLAlchemy URL of the database (default %(default)s)")
+    load.add_argument("--clients", type=int, default=32, help="concurrent client threads")
+    load.add_argument("--seconds", type=float, default=60.0, help="length of the run")
+    load.add_argument("--drop", type=float, default=0.01,
+                      help="share of responses the relay drops (default %(default)s)")
+    load.add_argument("--reset", type=float, default=0.0,
+                      help="share of requests the relay resets before the server sees them")
+    load.add_argument("--seed", type=int, default=20260101, help="seed of the faults and mix")
+    load.add_argument("--mix", type=_mix,
+                      help="weights, e.g. transfer.proxy=4,transfer.logical=3,workload=3")
+    load.add_argument("--lease-seconds", type=float, default=5.0,
+                      help="server lease: how long an orphaned transaction keeps its locks")
+    load.add_argument("--out", type=Path, default=Path("load.json"),
+                      help="result JSON (default %(default)s)")
+    load.add_argument("--report", type=Path, metavar="DIR",
+                      help="also write DIR/reliability.md")
 
     report = sub.add_parser("report", help="write report.md and report.html from a results file")
     report.add_argument("results", type=Path)
@@ -176,19 +224,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "security":
         return _security_only(args.db, args.out)
+    if args.command == "load":
+        return _load(parser, args, ["session-proxy-bench", *(sys.argv[1:] if argv is None
+                                                             else argv)])
     if args.command == "report":
         try:
             results = json.loads(args.results.read_text())
         except (OSError, ValueError) as exc:
             parser.error(f"cannot read results file {args.results}: {exc}")
+        if results.get("kind") == "load":
+            print(f"reliability section: {_write_reliability(results, args.out)}")
+            return 0
         _write_report(results, args.out)
         return 0
     try:
         config = config_from(args)
     except ValueError as exc:
         parser.error(str(exc))
+    load_results = None
+    if args.load_results is not None:
+        try:
+            load_results = json.loads(args.load_results.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot read load results {args.load_results}: {exc}")
     command = ["session-proxy-bench", *(sys.argv[1:] if argv is None else argv)]
     results = Benchmark(config, progress=not args.no_progress).run(command)
+    if load_results is not None:
+        results["reliability"] = load_results
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(summary_table(results))
@@ -196,6 +258,90 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report is not None:
         _write_report(results, args.report)
     return 0
+
+
+def _load(parser: argparse.ArgumentParser, args: argparse.Namespace,
+          command: list[str]) -> int:
+    """``session-proxy-bench load``: run, write the JSON, print the summary; 1 on violations."""
+    from .load.runner import LoadConfig, run_load
+
+    settings: dict[str, Any] = {
+        "db_url": args.db, "clients": args.clients, "seconds": args.seconds,
+        "drop_rate": args.drop, "reset_rate": args.reset, "seed": args.seed,
+        "lease_seconds": args.lease_seconds,
+    }
+    if args.mix is not None:
+        settings["mix"] = args.mix
+    try:
+        config = LoadConfig(**settings)
+    except ValueError as exc:
+        parser.error(str(exc))
+    result = run_load(config, progress=lambda message: print(f"load: {message}", flush=True))
+    result["command"] = command
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(load_summary(result))
+    print(f"results: {args.out}")
+    if args.report is not None:
+        print(f"reliability section: {_write_reliability(result, args.report)}")
+    return 0 if result["passed"] else 1
+
+
+def load_summary(result: dict[str, Any]) -> str:
+    """The concise stdout summary of a load run; violations are impossible to miss."""
+    c, inv, relay = result["config"], result["invariants"], result.get("relay") or {}
+    lat = result["latency_ms"]
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    lines = [
+        f"load: {c['clients']} clients, {result['duration_s']:.1f} s, "
+        f"{result['environment'].get('server', 'gunicorn')}; relay dropping "
+        f"{c['drop_rate']:.1%} of responses",
+        f"calls {result['ops']} ({result['ok']} ok, {result['errors']} failed); throughput "
+        f"{result['throughput']:.1f}/s (ok {result['throughput_ok']:.1f}/s); latency p50 "
+        f"{ms(lat['p50'])} ms, p95 {ms(lat['p95'])} ms, p99 {ms(lat['p99'])} ms",
+        f"{'kind':<28}{'calls':>7}{'failed':>8}{'calls/s':>9}{'p50 ms':>9}{'p99 ms':>10}",
+    ]
+    for kind, s in result["per_kind"].items():
+        lines.append(f"{kind:<28}{s['ops']:>7}{s['errors']:>8}{s['throughput']:>9.1f}"
+                     f"{ms(s['latency_ms']['p50']):>9}{ms(s['latency_ms']['p99']):>10}")
+    errors = ", ".join(f"{kind} {n}" for kind, n in result["errors_by_kind"].items())
+    lines.append(f"errors: {errors or 'none'}")
+    lines.append("relay: " + ", ".join(f"{kind} {n}" for kind, n in relay.items()))
+    retries = result.get("client_retries") or {}
+    lines.append("client retries: " + ", ".join(
+        f"{side} {'not counted' if n is None else n}" for side, n in retries.items()))
+    lines.append(
+        f"invariants: sum {inv['total_actual']} (expected {inv['total_expected']}); "
+        f"acknowledged {inv['acknowledged']}, missing {inv['acknowledged_missing_count']}; "
+        f"duplicated {inv['duplicated_count']}; unknown {inv['unknown_present_count']}; "
+        f"ledger {'consistent' if inv['ledger_consistent'] else 'INCONSISTENT'}; "
+        f"unacknowledged {inv['unacknowledged']} (applied {inv['unacknowledged_present']}, "
+        f"not applied {inv['unacknowledged_absent']})")
+    if result["passed"]:
+        lines.append("PASSED: zero invariant violations")
+    else:
+        bar = "!" * 72
+        lines += [bar, f"FAILED: {inv['violations']} INVARIANT VIOLATIONS", bar]
+    return "\n".join(lines)
+
+
+def _write_reliability(result: dict[str, Any], out: Path) -> Path:
+    """``out/reliability.md``: the reliability section of one load result."""
+    from .report_reliability import reliability_section
+
+    env = result.get("environment", {})
+    blocks = [Heading(1, f"session-proxy load run on {env.get('backend', 'a database')}"),
+              Paragraph(f"Run from {result.get('started', 'not recorded')} to "
+                        f"{result.get('finished', 'not recorded')} with "
+                        f"`{' '.join(result.get('command') or ['session-proxy-bench load'])}`."),
+              *reliability_section({"reliability": result})]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "reliability.md"
+    path.write_text(hide_passwords(render_markdown(blocks)))
+    return path
 
 
 def _security_only(db: str, out: Path) -> int:

@@ -1045,14 +1045,20 @@ def build_report(results: dict[str, Any]) -> list[Block]:
         f"{results.get('finished', 'not recorded')} ({_duration(results)}); {len(m.samples)} "
         f"samples, {len(m.floors)} floor samples, {len(m.throughput)} throughput runs. Every "
         "number below is computed from the run's results file.")
+    from .report_reliability import reliability_section
     from .report_security import security_section
     from .report_targets import targets_section
+
+    # The load run (``session-proxy-bench load``) is separate; its section
+    # appears when its result was embedded with ``run --load-results``.
+    reliability = reliability_section(results) if results.get("reliability") else []
 
     return [
         Heading(1, "Session proxy vs logical API vs direct: benchmark report"), intro,
         *_method(m), *_environment(m), *_floors(m), *targets_section(m, results),
         *_operations(m), *_throughput(m),
-        *_charts(m), *_findings(m), *security_section(results), *_answers(m), *_threats(m),
+        *_charts(m), *_findings(m), *security_section(results), *reliability,
+        *_answers(m), *_threats(m),
     ]
 
 
