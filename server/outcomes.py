@@ -5,9 +5,11 @@ when it retries.  Two records answer a retry whose first attempt already
 finished:
 
 - **The outcome table** (``session_proxy_outcomes`` in the served
-  database).  A commit, or a logical call, that wrote anything inserts its
-  response under (subject, key) *in the transaction it commits*, so the row
-  exists if and only if the work committed.  A retry that finds the row gets
+  database, in a schema of its own, ``session_proxy``, on PostgreSQL and
+  MySQL, so reflecting the application's schema does not show it).  A
+  commit, or a logical call, that wrote anything inserts its response under
+  (subject, key) *in the transaction it commits*, so the row exists if and
+  only if the work committed.  A retry that finds the row gets
   that response back; any instance answers it, and so does a restarted one.
   The primary key also stops a duplicate attempt that races the first: its
   insert waits for the first to commit and then fails, and the duplicate is
@@ -37,13 +39,16 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger("session_proxy.server")
 
 TABLE_NAME = "session_proxy_outcomes"
+#: Schema (PostgreSQL) or database (MySQL) the table goes in where the
+#: backend has them and the server may create one.
+SCHEMA = "session_proxy"
 
 #: Outcomes kept in memory at most, oldest dropped first.
 MEMORY_LIMIT = 50_000
 
 
-def outcome_table(metadata: sa.MetaData) -> sa.Table:
-    """The outcome table's definition."""
+def outcome_table(metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
+    """The outcome table's definition, in ``schema`` (None: the default one)."""
     return sa.Table(
         TABLE_NAME,
         metadata,
@@ -53,7 +58,28 @@ def outcome_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("status", sa.Integer, nullable=False),
         sa.Column("body", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
                   nullable=False),
+        schema=schema,
     )
+
+
+def outcome_schema(engine: Engine) -> str | None:
+    """Create :data:`SCHEMA` if the backend has schemas; None where it cannot.
+
+    SQLite has none (the table then lives beside the application's); a
+    server without the privilege to create one logs why and does the same.
+    """
+    if engine.dialect.name == "sqlite":
+        return None
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning(
+            "cannot create schema %s for the outcome table (%s); using the default schema",
+            SCHEMA, exc.__class__.__name__,
+        )
+        return None
+    return SCHEMA
 
 
 class Outcome:
@@ -79,7 +105,7 @@ class OutcomeStore:
         # be full of open transactions: they get connections of their own.
         self._own_engine = sa.create_engine(engine.url, poolclass=NullPool)
         self.window_seconds = window_seconds
-        self.table = outcome_table(sa.MetaData())
+        self.table = outcome_table(sa.MetaData(), outcome_schema(engine))
         self.table.create(engine, checkfirst=True)
         dialect = engine.dialect
         self._insert = self.table.insert().compile(dialect=dialect)

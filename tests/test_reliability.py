@@ -395,8 +395,11 @@ def test_commit_when_the_outcome_table_was_dropped_by_hand(
     ahead unrecorded.  Either way the table is back for the next commit."""
     server, _ = start(started, db_url)
     engine = session_proxy.create_engine(server.url, token=server.token, retry=NO_RETRIES)
+    outcomes = "session_proxy_outcomes"
+    schema = None if backend == "sqlite" else "session_proxy"
+    qualified = f"{schema}.{outcomes}" if schema else outcomes
     with direct.begin() as conn:
-        conn.execute(sa.text("DROP TABLE session_proxy_outcomes"))
+        conn.execute(sa.text(f"DROP TABLE {qualified}"))
     with engine.connect() as conn:
         conn.execute(entries.insert().values(note="while dropped"))
         if backend == "postgresql":
@@ -405,12 +408,14 @@ def test_commit_when_the_outcome_table_was_dropped_by_hand(
             conn.rollback()
         else:
             conn.commit()
-    assert sa.inspect(direct).has_table("session_proxy_outcomes")
+    assert sa.inspect(direct).has_table(outcomes, schema=schema)
     with engine.begin() as conn:
         conn.execute(entries.insert().values(note="after"))
     with direct.connect() as conn:
-        recorded = conn.execute(sa.text("SELECT count(*) FROM session_proxy_outcomes")).scalar()
+        recorded = conn.execute(sa.text(f"SELECT count(*) FROM {qualified}")).scalar()
     assert recorded == 1
+    # Out of the application's schema where the backend has schemas.
+    assert (outcomes in sa.inspect(direct).get_table_names()) == (backend == "sqlite")
     expected = ["after"] if backend == "postgresql" else ["after", "while dropped"]
     assert notes(direct) == expected
     engine.dispose()

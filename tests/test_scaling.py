@@ -78,6 +78,16 @@ def cluster(request, db_url: str) -> Iterator[tuple[list[ServerProcess], NginxBa
         server.stop()
 
 
+def post(server: ServerProcess, txn: str | None, steps: list[dict]) -> requests.Response:
+    """One raw pipeline request to ``server``."""
+    return requests.post(
+        server.url + protocol.PIPELINE_PATH,
+        json=protocol.pipeline_request(txn, steps),
+        headers=server.headers,
+        timeout=TIMEOUT,
+    )
+
+
 def pipeline_requests(server: ServerProcess) -> int:
     text = requests.get(
         server.url + protocol.METRICS_PATH, headers=server.headers, timeout=TIMEOUT
@@ -143,31 +153,14 @@ def test_without_advertised_urls_misrouted_follow_ups_are_retried(direct, cluste
 def test_follow_up_at_the_wrong_instance_is_refused_and_runs_nothing(direct, cluster) -> None:
     servers, _ = cluster
     alpha, beta = servers
-    opened = requests.post(
-        alpha.url + protocol.PIPELINE_PATH,
-        json=protocol.pipeline_request(
-            None, [{"op": "execute", "sql": f"INSERT INTO {TABLE} VALUES (1, 'alpha')",
-                    "params": None}]
-        ),
-        headers=alpha.headers,
-        timeout=TIMEOUT,
-    ).json()
+    opened = post(alpha, None, [{"op": "execute", "params": None,
+                                 "sql": f"INSERT INTO {TABLE} VALUES (1, 'alpha')"}]).json()
     assert opened["instance"] == "alpha" and opened["base_url"] == alpha.url
-    misrouted = requests.post(
-        beta.url + protocol.PIPELINE_PATH,
-        json=protocol.pipeline_request(opened["txn"], [{"op": "commit"}]),
-        headers=beta.headers,
-        timeout=TIMEOUT,
-    )
+    misrouted = post(beta, opened["txn"], [{"op": "commit"}])
     assert misrouted.status_code == 421
     error = misrouted.json()["error"]
     assert error["code"] == "wrong_instance" and "'beta'" in error["message"]
-    committed = requests.post(
-        alpha.url + protocol.PIPELINE_PATH,
-        json=protocol.pipeline_request(opened["txn"], [{"op": "commit"}]),
-        headers=alpha.headers,
-        timeout=TIMEOUT,
-    )
+    committed = post(alpha, opened["txn"], [{"op": "commit"}])
     assert committed.status_code == 200
     with direct.connect() as conn:
         assert conn.execute(sa.select(rows.c.id, rows.c.instance)).all() == [(1, "alpha")]
