@@ -196,6 +196,14 @@ class ProxyServer:
         """A JSON response (NaN/Infinity never appear: the codec tags them)."""
         return Response(dumps(body), status=status, mimetype=protocol.JSON_CONTENT_TYPE)
 
+    @staticmethod
+    def encoded_response(payload: bytes, status: int, replayed: bool) -> Response:
+        """A JSON body already encoded; ``replayed`` marks an answer from a record."""
+        response = Response(payload, status=status, mimetype=protocol.JSON_CONTENT_TYPE)
+        if replayed:
+            response.headers[protocol.REPLAYED_HEADER] = "true"
+        return response
+
     def error(self, code: str, message: str, **extra: Any) -> Response:
         """An error response with the protocol's status for ``code``."""
         return self.json_response(
@@ -254,9 +262,7 @@ class ProxyServer:
                 f"connection option not supported by the {self.engine.dialect.name} "
                 f"backend: {exc}",
             )
-        response = Response(reply.body, status=reply.status, mimetype=protocol.JSON_CONTENT_TYPE)
-        if reply.replayed:
-            response.headers[protocol.REPLAYED_HEADER] = "true"
+        response = self.encoded_response(reply.body, reply.status, reply.replayed)
         if reply.transaction_seconds is not None:
             response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{reply.transaction_seconds:.6f}"
         return response
@@ -319,11 +325,7 @@ class ProxyServer:
             response = self.error(exc.code, str(exc), **exc.extra)
             statements, transaction_seconds = exc.statements, exc.transaction_seconds
         else:
-            response = Response(
-                outcome.payload, status=outcome.status, mimetype=protocol.JSON_CONTENT_TYPE
-            )
-            if outcome.replayed:
-                response.headers[protocol.REPLAYED_HEADER] = "true"
+            response = self.encoded_response(outcome.payload, outcome.status, outcome.replayed)
             statements, transaction_seconds = outcome.statements, outcome.transaction_seconds
         response.headers[protocol.STATEMENTS_HEADER] = str(statements)
         if transaction_seconds is not None:

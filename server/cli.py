@@ -343,11 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scheme = "https" if ssl_context else "http"
 
     log = logging.getLogger("session_proxy.server")
-    drained: list[bool] = []
 
     def drain_then_stop() -> None:
         log.info("draining: up to %g s for open transactions to end", config.drain_seconds)
-        drained.append(app.drain())
+        app.drain()
         server.shutdown()
 
     def stop(signum: int, frame: object) -> None:
@@ -379,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
-        if drained == [False]:
+        if app.draining and len(app.registry):
             log.warning(
                 "drain time over with %d transaction(s) open; rolling them back",
                 len(app.registry),

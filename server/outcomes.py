@@ -92,6 +92,17 @@ class Outcome:
         self.body = body
 
 
+def _row(subject: str, key: str, outcome: Outcome) -> dict[str, Any]:
+    """The outcome table row recording ``outcome`` for (subject, key), made now."""
+    return {
+        "subject": subject,
+        "idem_key": key,
+        "created": time.time(),
+        "status": outcome.status,
+        "body": outcome.body.decode("utf-8"),
+    }
+
+
 class OutcomeStore:
     """Records outcomes in the database and in memory; looks them up.
 
@@ -130,15 +141,8 @@ class OutcomeStore:
         Raises the driver's ``IntegrityError`` when the key is recorded
         already (a duplicate attempt raced the first and lost).
         """
-        values = {
-            "subject": subject,
-            "idem_key": key,
-            "created": time.time(),
-            "status": outcome.status,
-            "body": outcome.body.decode("utf-8"),
-        }
         compiled = self._insert
-        params: Any = compiled.construct_params(values)
+        params: Any = compiled.construct_params(_row(subject, key, outcome))
         if compiled.positional:
             params = [params[name] for name in compiled.positiontup]
         cursor = dbapi_connection.cursor()
@@ -149,15 +153,7 @@ class OutcomeStore:
 
     def record_in_session(self, session: Any, subject: str, key: str, outcome: Outcome) -> None:
         """Insert ``outcome`` through an ORM session, inside its transaction."""
-        session.execute(
-            self.table.insert().values(
-                subject=subject,
-                idem_key=key,
-                created=time.time(),
-                status=outcome.status,
-                body=outcome.body.decode("utf-8"),
-            )
-        )
+        session.execute(self.table.insert().values(_row(subject, key, outcome)))
 
     def remember(self, subject: str, key: str, outcome: Outcome) -> None:
         """Keep ``outcome`` in this instance's memory for the window."""

@@ -71,7 +71,6 @@ class HTTPTransport:
         )
         if token:
             self._http.headers["Authorization"] = f"Bearer {token}"
-        self._pipeline_url = self.base_url + protocol.PIPELINE_PATH
         self._handshake: protocol.Handshake | None = None
         self._handshake_lock = threading.Lock()
 
@@ -106,12 +105,8 @@ class HTTPTransport:
                 return self._send("GET", url, None)
             except (errors.ServerUnreachable, errors.ProxyTimeout):
                 attempt += 1
-                if attempt >= self.retry.attempts or (
-                    time.monotonic() - started >= self.retry.deadline
-                ):
+                if not self._pause_before_retry(attempt, started):
                     raise
-                self.stats.add(retries=1)
-                time.sleep(self.retry.delay(attempt))
 
     def ping(self) -> None:
         """Check that the server answers its health endpoint."""
@@ -182,7 +177,6 @@ class HTTPTransport:
         within the retry policy.
         """
         key = secrets.token_urlsafe(18)
-        policy = self.retry
         started = time.monotonic()
         attempt = 0
         while True:
@@ -212,18 +206,28 @@ class HTTPTransport:
                 else:
                     return response, body
             attempt += 1
-            spent = time.monotonic() - started
-            if attempt >= policy.attempts or spent >= policy.deadline:
-                if isinstance(outcome, tuple):
-                    return outcome
-                if attempt > 1:
-                    outcome.args = (
-                        f"{outcome} (sent {attempt} times over {spent:.1f} s under "
-                        f"idempotency key {key}; the server runs a key at most once)",
-                    )
-                raise outcome
-            self.stats.add(retries=1)
-            time.sleep(policy.delay(attempt, retry_after))
+            if self._pause_before_retry(attempt, started, retry_after):
+                continue
+            if isinstance(outcome, tuple):
+                return outcome
+            if attempt > 1:
+                outcome.args = (
+                    f"{outcome} (sent {attempt} times over "
+                    f"{time.monotonic() - started:.1f} s under idempotency key {key}; "
+                    "the server runs a key at most once)",
+                )
+            raise outcome
+
+    def _pause_before_retry(
+        self, attempt: int, started: float, retry_after: float | None = None
+    ) -> bool:
+        """Wait before retry number ``attempt``; False when the policy allows no more."""
+        policy = self.retry
+        if attempt >= policy.attempts or time.monotonic() - started >= policy.deadline:
+            return False
+        self.stats.add(retries=1)
+        time.sleep(policy.delay(attempt, retry_after))
+        return True
 
     def _record(self, payload: bytes, response: requests.Response, statements: int) -> None:
         """Count one round trip, with the measurements the server reported."""
