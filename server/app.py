@@ -6,7 +6,8 @@ registry and its reaper, the executor, and the :class:`~server.security.Gate`
 that authenticates callers and applies their role's policy.  Requests flow::
 
     WSGI -> ProxyServer.__call__ -> Gate.authenticate -> route handler
-         -> Gate.check_statements / check_operation -> Executor -> driver
+         -> Gate.check_caller -> statement_guard -> Gate.check_statements
+            / check_operation -> Executor -> driver
 
 Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the
 status :data:`session_proxy.protocol.ERROR_STATUS` gives it; nothing raised
@@ -33,6 +34,7 @@ from session_proxy import protocol
 from session_proxy.codec import dumps, from_wire, loads
 from session_proxy.protocol import SERVER_TIME_HEADER
 
+from . import statement_guard
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -238,10 +240,20 @@ class ProxyServer:
                 request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
             )
             txn, steps = protocol.parse_pipeline_request(body)
+            # Cheapest first: who may run anything, then the text guard
+            # (every backend, with or without a policy), then the policy.
+            self.gate.check_caller(claims, steps)
+            statement_guard.check_steps(
+                steps, self.engine.dialect.name, self.engine.dialect.driver
+            )
             self.gate.check_statements(claims, steps)
             protocol.decode_step_params(steps, from_wire)
+            statement_guard.check_params(steps)
             if self.draining and txn is None:
                 return self.shutting_down()
+        except statement_guard.UnsafeStatement as exc:
+            log.warning("subject %r: %s", claims.subject, exc)
+            return self.error(exc.code, str(exc), refused_step=exc.step, txn=txn)
         except protocol.ProtocolError as exc:
             return self.error(exc.code, str(exc))
         except PolicyViolation as exc:

@@ -251,11 +251,16 @@ _DRIVER_FORMAT_RE = re.compile(r"%(?:%|\(|s)|__\[POSTCOMPILE_")
 _BARE_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 
 
-def _quote_end(sql: str, start: int, quote: str) -> int:
-    """End (exclusive) of a quoted token read the standard way ('' escapes), or -1."""
+def _quote_end(sql: str, start: int, quote: str, limit: int | None = None) -> int:
+    """End (exclusive) of a quoted token read the standard way ('' escapes), or -1.
+
+    With ``limit``, -1 also when the token would end after ``limit`` (the scan
+    stops there, so checking a second reading never costs more than the first).
+    """
     pos = start + 1
+    stop = len(sql) if limit is None else limit
     while True:
-        end = sql.find(quote, pos)
+        end = sql.find(quote, pos, stop)
         if end < 0:
             return -1
         if sql.startswith(quote, end + 1):
@@ -264,12 +269,16 @@ def _quote_end(sql: str, start: int, quote: str) -> int:
         return end + 1
 
 
-def _backslash_quote_end(sql: str, start: int, quote: str) -> int:
-    """End (exclusive) of a quoted token read with backslash escapes, or -1."""
+def _backslash_quote_end(sql: str, start: int, quote: str, limit: int | None = None) -> int:
+    """End (exclusive) of a quoted token read with backslash escapes, or -1.
+
+    ``limit`` as for :func:`_quote_end`.
+    """
     stop = _BACKSLASH_STOP[quote]
     pos = start + 1
+    endpos = len(sql) if limit is None else limit
     while True:
-        match = stop.search(sql, pos)
+        match = stop.search(sql, pos, endpos)
         if match is None:
             return -1
         end = match.start()
@@ -281,52 +290,190 @@ def _backslash_quote_end(sql: str, start: int, quote: str) -> int:
             return end + 1
 
 
+#: Deepest parenthesis nesting a statement may have.  SQLAlchemy's own
+#: statements stay far below it; the limit keeps the fingerprint's cost linear.
+MAX_NESTING = 200
+
+#: The dialects :func:`_lex` can read exactly (``None``: every reading at once).
+DIALECTS = ("postgresql", "mysql", "sqlite")
+
+_MYSQL_COMMENT_FOLLOW = " \t\n\r"  # MySQL: "--" starts a comment only before these
+_PG_COMMENT_RE = re.compile(r"/\*|\*/")
+_SAFE_PERCENT_RE = re.compile(r"%%|%s|%\(\w+\)s")
+
+
+class NestingTooDeep(ValueError):
+    """A statement nests parentheses deeper than :data:`MAX_NESTING`."""
+
+
 class _Lexer:
-    """One tokenization; see :func:`_lex`."""
+    """One tokenization; see :func:`_lex`.
 
-    __slots__ = ("sql", "tokens", "ambiguity", "zones")
+    ``dialect`` None reads the text every supported way at once and notes
+    (in :attr:`ambiguity`) any construct one of them reads differently.
+    With a dialect it reads the text the way that backend does, and notes
+    what that backend might still read differently from this lexer (a
+    session setting can change it, or the lexer does not model it).
+    ``pyformat`` (pyformat drivers only) says whether the driver will run
+    ``%`` substitution on the text: True when parameters are passed.
+    """
 
-    def __init__(self, sql: str) -> None:
+    __slots__ = (
+        "sql", "dialect", "pyformat", "tokens", "ambiguity", "zones", "depth",
+        "_newline", "_bracket",
+    )
+
+    def __init__(self, sql: str, dialect: str | None = None, pyformat: bool | None = None) -> None:
         self.sql = sql
+        self.dialect = dialect
+        self.pyformat = pyformat
         self.tokens: list[_Token] = []
         self.ambiguity: str | None = None
         # Spans another dialect reads as one token ending earlier: "#" to end
-        # of line (MySQL comment) and "[" to "]" (SQLite identifier).
-        self.zones: list[tuple[int, int]] = []
+        # of line (MySQL comment) and "[" to "]" (SQLite identifier), as
+        # zone end -> earliest start of the zones still open.
+        self.zones: dict[int, int] = {}
+        self.depth = 0
+        # Cached positions of the next "\n" and "]" (keeps repeated "#" and
+        # "[" linear).
+        self._newline = -1
+        self._bracket = -1
 
     def note(self, problem: str) -> None:
         if self.ambiguity is None:
             self.ambiguity = problem
 
+    def _next(self, char: str, start: int, cache: int) -> int:
+        if cache >= start or cache == len(self.sql):
+            return cache
+        found = self.sql.find(char, start)
+        return len(self.sql) if found < 0 else found
+
     def long_token(self, start: int, end: int, body: str) -> None:
         """Checks on a string, quoted identifier or comment spanning [start, end)."""
-        for zone_start, zone_end in self.zones:
-            if zone_start < start < zone_end < end:
-                self.note("quoted text or comment crossing a '#' comment or '[...]' identifier")
-        if ("%" in body or "__[" in body) and any(
-            m.group() != "%%" for m in _DRIVER_FORMAT_RE.finditer(body)
-        ):
-            self.note("driver placeholder inside quoted text or a comment")
+        if self.zones:
+            for zone_end in [e for e in self.zones if e <= start]:
+                del self.zones[zone_end]
+            for zone_end, zone_start in self.zones.items():
+                if zone_start < start < zone_end < end:
+                    self.note(
+                        "quoted text or comment crossing a '#' comment or '[...]' identifier"
+                    )
+        if "%" not in body and "__[" not in body:
+            return
+        if self.pyformat is None:
+            if any(m.group() != "%%" for m in _DRIVER_FORMAT_RE.finditer(body)):
+                self.note("driver placeholder inside quoted text or a comment")
+        elif self.pyformat and body.replace("%%", "").find("%") >= 0:
+            self.note(
+                "'%' inside quoted text or a comment: the driver substitutes parameters there"
+            )
 
-    def quoted(self, start: int, body_start: int, quote: str, backslash: bool) -> int:
-        """Scan a '...' or "..." token; return its end."""
+    def quoted(self, start: int, body_start: int, quote: str, backslash: bool, exact: bool) -> int:
+        """Scan a '...' or "..." token; return its end.
+
+        ``backslash``: this dialect reads backslash escapes.  Unless ``exact``
+        (the backend always reads the token this way), a token the other
+        reading would end elsewhere is noted.
+        """
         sql = self.sql
-        standard = _quote_end(sql, body_start, quote)
-        escaped = _backslash_quote_end(sql, body_start, quote)
-        if standard < 0 or escaped < 0:
+        read, other = (
+            (_backslash_quote_end, _quote_end) if backslash else (_quote_end, _backslash_quote_end)
+        )
+        end = read(sql, body_start, quote)
+        if end < 0:
             self.note("unterminated quoted text")
             end = len(sql)
-        else:
-            if standard != escaped:
+        elif not exact and sql.find("\\", body_start, end) >= 0:
+            if other(sql, body_start, quote, end) != end:
                 self.note("backslash escape in quoted text")
-            end = escaped if backslash else standard
         self.long_token(start, end, sql[body_start + 1 : end - 1])
         return end
 
+    def line_comment(self, i: int) -> int:
+        """End of the "--" comment at ``i``."""
+        sql, dialect = self.sql, self.dialect
+        n = len(sql)
+        newline = sql.find("\n", i)
+        end = n if newline < 0 else newline
+        carriage = sql.find("\r", i, end)
+        if dialect == "postgresql":
+            if carriage >= 0:  # PostgreSQL ends the comment there
+                end = carriage
+        elif dialect is None:
+            if 0 <= carriage < end - 1:
+                self.note("carriage return inside a '--' comment")
+            if i + 2 < n and sql[i + 2] not in _WHITESPACE:
+                self.note("'--' comment without a following space")
+        elif dialect == "mysql" and i + 2 < n and sql[i + 2] not in _MYSQL_COMMENT_FOLLOW:
+            self.note("'--' without a following space: MySQL reads two minus signs")
+        self.long_token(i, end, sql[i:end])
+        return end
+
+    def block_comment(self, i: int) -> int:
+        """End of the "/*" comment at ``i``."""
+        sql, dialect = self.sql, self.dialect
+        n = len(sql)
+        if dialect in (None, "mysql") and sql.startswith(("/*!", "/*M!"), i):
+            self.note("MySQL executable comment")
+        if dialect == "postgresql":  # nested, exactly as PostgreSQL reads them
+            level = 0
+            end = -1
+            for match in _PG_COMMENT_RE.finditer(sql, i):
+                level += 1 if match.group() == "/*" else -1
+                if level == 0:
+                    end = match.end()
+                    break
+            if end < 0:
+                self.note("unterminated comment")
+                end = n
+        else:
+            close = sql.find("*/", i + 2)
+            if close < 0:
+                if dialect != "sqlite":  # SQLite ends it with the text
+                    self.note("unterminated comment")
+                end = n
+            else:
+                end = close + 2
+            if dialect != "sqlite" and sql.find("/*", i + 2, end) >= 0:
+                self.note("nested block comment")
+        self.long_token(i, end, sql[i:end])
+        return end
+
+    def percent(self, i: int) -> int:
+        """A "%" outside quotes and comments; returns the index after its token."""
+        sql = self.sql
+        out = self.tokens.append
+        if self.pyformat is not None:
+            match = _SAFE_PERCENT_RE.match(sql, i)
+            if self.pyformat and match is None:
+                self.note(
+                    "'%' the driver would read as a format directive "
+                    "(only %s, %(name)s and %% are placeholders or literal '%')"
+                )
+            elif not self.pyformat and match is not None:
+                self.note(
+                    f"{match.group()!r} in a statement sent without parameters: "
+                    "the driver leaves it as it is"
+                )
+        nxt = sql[i + 1] if i + 1 < len(sql) else ""
+        match = _PYFORMAT_RE.match(sql, i)
+        if match is not None:
+            out(("p", match.group(), None))
+            return match.end()
+        if nxt == "s":
+            out(("p", "%s", None))
+            return i + 2
+        out(("o", "%", None))
+        return i + 2 if nxt == "%" else i + 1
+
     def run(self) -> None:
         sql = self.sql
+        dialect = self.dialect
         n = len(sql)
         out = self.tokens.append
+        if "\x00" in sql:
+            self.note("NUL character")
         i = 0
         while i < n:
             c = sql[i]
@@ -335,48 +482,47 @@ class _Lexer:
                 continue
             nxt = sql[i + 1] if i + 1 < n else ""
             if c == "-" and nxt == "-":
-                newline = sql.find("\n", i)
-                end = n if newline < 0 else newline
-                carriage = sql.find("\r", i, end)
-                if 0 <= carriage < end - 1:  # PostgreSQL ends the comment there
-                    self.note("carriage return inside a '--' comment")
-                if i + 2 < n and sql[i + 2] not in _WHITESPACE:
-                    self.note("'--' comment without a following space")
-                self.long_token(i, end, sql[i:end])
-                i = end
+                i = self.line_comment(i)
                 continue
             if c == "/" and nxt == "*":
-                if sql.startswith(("/*!", "/*M!"), i):
-                    self.note("MySQL executable comment")
-                close = sql.find("*/", i + 2)
-                if close < 0:
-                    self.note("unterminated comment")
-                    end = n
-                else:
-                    end = close + 2
-                if sql.find("/*", i + 2, end) >= 0:
-                    self.note("nested block comment")
+                i = self.block_comment(i)
+                continue
+            if c == "#" and dialect == "mysql":
+                newline = sql.find("\n", i)
+                end = n if newline < 0 else newline
                 self.long_token(i, end, sql[i:end])
                 i = end
                 continue
             if c == "'":
-                end = self.quoted(i, i, "'", backslash=False)
+                end = self.quoted(
+                    i, i, "'", backslash=dialect == "mysql", exact=dialect == "sqlite"
+                )
                 out(("l", sql[i:end], None))
                 i = end
                 continue
-            if nxt == "'" and c in "eEnNxXbB":
-                end = self.quoted(i, i + 1, "'", backslash=c in "eE")
+            if nxt == "'" and c in "eEnNxXbB" and dialect != "sqlite":
+                # E'...' reads escapes in PostgreSQL; MySQL reads them everywhere.
+                escaped = c in "eE" and dialect != "mysql"
+                end = self.quoted(
+                    i, i + 1, "'", backslash=escaped or dialect == "mysql",
+                    exact=escaped and dialect == "postgresql",
+                )
                 out(("l", sql[i:end], None))
                 i = end
                 continue
-            if c in "uU" and nxt == "&" and i + 2 < n and sql[i + 2] in "'\"":
+            if c in "uU" and nxt == "&" and i + 2 < n and sql[i + 2] in "'\"" and dialect in (
+                None, "postgresql"
+            ):
                 quote = sql[i + 2]
-                end = self.quoted(i, i + 2, quote, backslash=False)
+                end = self.quoted(i, i + 2, quote, backslash=False, exact=False)
                 out(("l" if quote == "'" else "q", sql[i + 3 : end - 1], None))
                 i = end
                 continue
             if c == '"':
-                end = self.quoted(i, i, '"', backslash=False)
+                end = self.quoted(
+                    i, i, '"', backslash=dialect == "mysql",
+                    exact=dialect in ("sqlite", "postgresql"),
+                )
                 out(("q", sql[i + 1 : end - 1].replace('""', '"'), None))
                 i = end
                 continue
@@ -389,12 +535,29 @@ class _Lexer:
                 out(("q", sql[i + 1 : end - 1].replace("``", "`"), None))
                 i = end
                 continue
+            if c == "[" and dialect == "sqlite":
+                close = sql.find("]", i + 1)
+                if close < 0:
+                    self.note("unterminated quoted identifier")
+                    close = n - 1
+                self.long_token(i, close + 1, sql[i + 1 : close])
+                out(("q", sql[i + 1 : close], None))
+                i = close + 1
+                continue
             if c == "$":
+                if dialect in ("mysql", "sqlite"):
+                    self.note(
+                        "'$' outside quotes (a MySQL identifier, a SQLite parameter, "
+                        "a PostgreSQL dollar quote)"
+                    )
                 match = _DOLLAR_TAG_RE.match(sql, i)
                 if match is not None:
                     tag = match.group()
                     close = sql.find(tag, match.end())
-                    self.note("dollar-quoted string")
+                    if dialect != "postgresql" or close < 0:
+                        self.note(
+                            "dollar-quoted string" if close >= 0 else "unterminated quoted text"
+                        )
                     end = n if close < 0 else close + len(tag)
                     self.long_token(i, end, sql[match.end() : max(match.end(), end - len(tag))])
                     out(("l", sql[i:end], None))
@@ -411,17 +574,7 @@ class _Lexer:
                 i = end
                 continue
             if c == "%":
-                match = _PYFORMAT_RE.match(sql, i)
-                if match is not None:
-                    out(("p", match.group(), None))
-                    i = match.end()
-                    continue
-                if nxt == "s":
-                    out(("p", "%s", None))
-                    i += 2
-                    continue
-                out(("o", "%", None))
-                i += 2 if nxt == "%" else 1
+                i = self.percent(i)
                 continue
             if c == ":":
                 if nxt == ":" or nxt == "=":
@@ -445,6 +598,8 @@ class _Lexer:
             match = _WORD_RE.match(sql, i)
             if match is not None:
                 word = match.group()
+                if dialect is not None and not word.isascii():
+                    self.note("non-ASCII character outside quotes")
                 out(("w", word, word.upper()))
                 i = match.end()
                 continue
@@ -468,26 +623,44 @@ class _Lexer:
                 out(("l", match.group(), None))
                 i = end
                 continue
+            if c == "(":
+                self.depth += 1
+                if self.depth > MAX_NESTING:
+                    raise NestingTooDeep(
+                        f"parentheses nest deeper than {MAX_NESTING} levels "
+                        f"(at character {i})"
+                    )
+            elif c == ")" and self.depth > 0:
+                self.depth -= 1
             if c in "(),;.":
                 out((c, c, None))
                 i += 1
                 continue
-            if c == "\x00":
-                self.note("NUL character")
-            if c == "#":
-                newline = sql.find("\n", i)
-                self.zones.append((i, n if newline < 0 else newline))
-            elif c == "[":
-                close = sql.find("]", i + 1)
-                self.zones.append((i, n if close < 0 else close))
+            if dialect is None:
+                if c == "#":
+                    self._newline = self._next("\n", i, self._newline)
+                    self.zones.setdefault(self._newline, i)
+                elif c == "[":
+                    self._bracket = self._next("]", i + 1, self._bracket)
+                    self.zones.setdefault(self._bracket, i)
+            elif (c == "#" or c == "@") and dialect == "sqlite":
+                self.note(f"{c!r} outside quotes (a SQLite parameter)")
             end = _OP_RE.match(sql, i).end()
             out(("o", sql[i:end], None))
             i = end
 
 
-def _lex(sql: str) -> tuple[tuple[_Token, ...], str | None]:
-    """Tokens of ``sql`` (comments dropped) and the first dialect ambiguity found."""
-    lexer = _Lexer(sql)
+def _lex(
+    sql: str, dialect: str | None = None, pyformat: bool | None = None
+) -> tuple[tuple[_Token, ...], str | None]:
+    """Tokens of ``sql`` (comments dropped) and the first ambiguity found.
+
+    ``dialect`` None notes every construct some supported backend reads
+    differently; a dialect name reads the text as that backend does (see
+    :class:`_Lexer`).  Raises :class:`NestingTooDeep` past :data:`MAX_NESTING`.
+    Linear in ``len(sql)``.
+    """
+    lexer = _Lexer(sql, dialect, pyformat)
     lexer.run()
     return tuple(lexer.tokens), lexer.ambiguity
 
@@ -1109,6 +1282,8 @@ def classify(sql: str) -> StatementInfo:
 
 
 _STARTUP_FINGERPRINTS = frozenset(fingerprint(sql) for sql in STARTUP_STATEMENTS)
+# Room for the case and spacing a dialect may send them with.
+_STARTUP_MAX_CHARS = 2 * max(len(sql) for sql in STARTUP_STATEMENTS)
 
 
 class PolicyViolation(Exception):
@@ -1118,7 +1293,7 @@ class PolicyViolation(Exception):
         fingerprint.
     :param fingerprint: fingerprint of the refused statement ("" for
         operations).
-    :param reason: one of ``unknown_role``, ``ambiguous``,
+    :param reason: one of ``unknown_role``, ``no_permission``, ``ambiguous``,
         ``multi_statement``, ``ddl``, ``not_allowlisted``, ``table_access``,
         ``function``, ``operation``.
     """
@@ -1328,6 +1503,24 @@ class Policy:
         if rules is None:
             raise PolicyViolation(f"role {role!r} is not in the policy", fp, "unknown_role")
         return rules
+
+    def check_caller(self, role: str, sql: str) -> None:
+        """The checks that come before any work on ``sql``: no lexing, no fingerprint.
+
+        An unknown role is refused; so is a statement longer than the
+        longest :data:`STARTUP_STATEMENTS` from a role that may run nothing
+        else (no ``statements``, no table it may read, no ``allow_all``).
+        """
+        rules = self._role(role, "")
+        if rules.allow_all or rules.statements or len(sql) <= _STARTUP_MAX_CHARS:
+            return
+        if any(access != "none" for access in rules.tables.values()):
+            return
+        raise PolicyViolation(
+            f"role {role!r} may run no statement but the connection start-up queries",
+            "",
+            "no_permission",
+        )
 
     def check_statement(self, role: str, sql: str) -> None:
         """Raise :class:`PolicyViolation` unless ``role`` may run ``sql``.

@@ -69,6 +69,23 @@ class Gate:
             return ANONYMOUS
         return self.verifier.verify_header(authorization)
 
+    def check_caller(self, claims: Claims, steps: list[dict[str, Any]]) -> None:
+        """The policy checks that need no work on the SQL text (run before any).
+
+        :raises PolicyViolation: the role is unknown, or may run nothing like
+            the refused step's statement.
+        """
+        if self.policy is None:
+            return
+        for index, step in enumerate(steps):
+            if step["op"] not in (protocol.EXECUTE, protocol.EXECUTE_MANY):
+                continue
+            try:
+                self.policy.check_caller(claims.role, step["sql"])
+            except PolicyViolation as exc:
+                exc.step = index  # type: ignore[attr-defined]
+                raise
+
     def check_statements(self, claims: Claims, steps: list[dict[str, Any]]) -> None:
         """Record and check every statement of a pipeline request, before any runs.
 

@@ -145,6 +145,8 @@ UNSAFE_PAYLOAD = "unsafe_payload"
 WRONG_INSTANCE = "wrong_instance"
 SHUTTING_DOWN = "shutting_down"
 STALE_REQUEST = "stale_request"
+#: Statement or parameter text the database would read differently from the server.
+UNSAFE_STATEMENT = "unsafe_statement"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -152,6 +154,7 @@ ERROR_STATUS: dict[str, int] = {
     UNKNOWN_CURSOR: 400,
     BAD_ARGUMENTS: 400,
     UNSAFE_PAYLOAD: 400,
+    UNSAFE_STATEMENT: 400,
     UNAUTHORIZED: 401,
     POLICY_VIOLATION: 403,
     UNKNOWN_OPERATION: 404,
