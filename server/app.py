@@ -243,10 +243,9 @@ class ProxyServer:
             # Cheapest first: who may run anything, then the text guard
             # (every backend, with or without a policy), then the policy.
             self.gate.check_caller(claims, steps)
-            statement_guard.check_steps(
-                steps, self.engine.dialect.name, self.engine.dialect.driver
-            )
-            self.gate.check_statements(claims, steps)
+            dialect = statement_guard.family(self.engine.dialect.name)
+            statement_guard.check_steps(steps, dialect, self.engine.dialect.driver)
+            self.gate.check_statements(claims, steps, dialect)
             protocol.decode_step_params(steps, from_wire)
             statement_guard.check_params(steps)
             if self.draining and txn is None:

@@ -297,7 +297,12 @@ MAX_NESTING = 200
 #: The dialects :func:`_lex` can read exactly (``None``: every reading at once).
 DIALECTS = ("postgresql", "mysql", "sqlite")
 
-_MYSQL_COMMENT_FOLLOW = " \t\n\r"  # MySQL: "--" starts a comment only before these
+# MySQL: "--" starts a comment only before these.
+_MYSQL_COMMENT_FOLLOW = " \t\n\r"
+# Letters that, right before a quote, make one literal with it (E'..', X'..').
+_STRING_PREFIXES = {
+    None: "eEnNxXbB", "postgresql": "eEnNxXbB", "mysql": "nNxXbB", "sqlite": "xX"
+}
 _PG_COMMENT_RE = re.compile(r"/\*|\*/")
 _SAFE_PERCENT_RE = re.compile(r"%%|%s|%\(\w+\)s")
 
@@ -500,7 +505,9 @@ class _Lexer:
                 out(("l", sql[i:end], None))
                 i = end
                 continue
-            if nxt == "'" and c in "eEnNxXbB" and dialect != "sqlite":
+            if nxt == "'" and c in _STRING_PREFIXES[dialect]:
+                if dialect is None and c not in "xX":
+                    self.note(f"{c}'...' is a name and a string on SQLite and MySQL")
                 # E'...' reads escapes in PostgreSQL; MySQL reads them everywhere.
                 escaped = c in "eE" and dialect != "mysql"
                 end = self.quoted(
@@ -514,6 +521,8 @@ class _Lexer:
                 None, "postgresql"
             ):
                 quote = sql[i + 2]
+                if dialect is None:
+                    self.note("U&'...' is U & '...' on SQLite and MySQL")
                 end = self.quoted(i, i + 2, quote, backslash=False, exact=False)
                 out(("l" if quote == "'" else "q", sql[i + 3 : end - 1], None))
                 i = end
@@ -755,8 +764,8 @@ def _word_element(kind: str, text: str, upper: str | None) -> _Element:
     return ("f", text)
 
 
-def _fingerprint_uncached(sql: str) -> str:
-    tokens, _ = _lex(sql)
+def _fingerprint_uncached(sql: str, dialect: str | None = None) -> str:
+    tokens, _ = _lex(sql, dialect)
     # One element list per open parenthesis, and per list the state of a
     # bind cast being dropped: "?::TIMESTAMP WITH TIME ZONE" -> "?".
     stack: list[list[_Element]] = [[]]
@@ -818,11 +827,11 @@ def _fingerprint_uncached(sql: str) -> str:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _fingerprint_cached(sql: str) -> str:
-    return _fingerprint_uncached(sql)
+def _fingerprint_cached(sql: str, dialect: str | None) -> str:
+    return _fingerprint_uncached(sql, dialect)
 
 
-def fingerprint(sql: str) -> str:
+def fingerprint(sql: str, dialect: str | None = None) -> str:
     """The normalized fingerprint of ``sql``.
 
     Comments are removed; literals and bound placeholders of every
@@ -831,11 +840,12 @@ def fingerprint(sql: str) -> str:
     ``VALUES`` list of identical tuples becomes one tuple; keywords are
     upper-cased, identifiers keep their case, quoted identifiers lose their
     quotes unless they need them; tokens are separated by single spaces.
-    Trailing semicolons are dropped.  Idempotent.
+    Trailing semicolons are dropped.  Idempotent.  ``dialect`` reads the
+    text as that backend does (see :func:`_lex`).
     """
     if len(sql) > _CACHE_MAX_SQL:
-        return _fingerprint_uncached(sql)
-    return _fingerprint_cached(sql)
+        return _fingerprint_uncached(sql, dialect)
+    return _fingerprint_cached(sql, dialect)
 
 
 # ---------------------------------------------------------------------------
@@ -1222,8 +1232,8 @@ class _Scanner:
         return frozenset(written)
 
 
-def _classify_uncached(sql: str) -> StatementInfo:
-    tokens, ambiguity = _lex(sql)
+def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
+    tokens, ambiguity = _lex(sql, dialect)
     statements = _split_statements(tokens)
     if not statements:
         return StatementInfo(
@@ -1261,19 +1271,20 @@ def _classify_uncached(sql: str) -> StatementInfo:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _classify_cached(sql: str) -> StatementInfo:
-    return _classify_uncached(sql)
+def _classify_cached(sql: str, dialect: str | None) -> StatementInfo:
+    return _classify_uncached(sql, dialect)
 
 
-def classify(sql: str) -> StatementInfo:
+def classify(sql: str, dialect: str | None = None) -> StatementInfo:
     """Kind, tables, functions, locking and dialect ambiguity of ``sql``.
 
     Table detection errs on the side of reporting too much: a word that may
-    be a table in some dialect is reported as one.
+    be a table in some dialect is reported as one.  ``dialect`` reads the
+    text as that backend does (see :func:`_lex`).
     """
     if len(sql) > _CACHE_MAX_SQL:
-        return _classify_uncached(sql)
-    return _classify_cached(sql)
+        return _classify_uncached(sql, dialect)
+    return _classify_cached(sql, dialect)
 
 
 # ---------------------------------------------------------------------------
@@ -1522,7 +1533,7 @@ class Policy:
             "no_permission",
         )
 
-    def check_statement(self, role: str, sql: str) -> None:
+    def check_statement(self, role: str, sql: str, dialect: str | None = None) -> None:
         """Raise :class:`PolicyViolation` unless ``role`` may run ``sql``.
 
         In order: an unknown role is refused; ``allow_all`` and
@@ -1535,12 +1546,15 @@ class Policy:
         a SELECT/INSERT/UPDATE/DELETE is allowed when every table read is
         ``read`` or ``write``, every table written is ``write``, and every
         function called is in :data:`SAFE_FUNCTIONS` or ``functions``.
+
+        ``dialect`` is the backend the statement runs on: the text is read
+        exactly as that backend reads it.
         """
-        fp = fingerprint(sql)
+        fp = fingerprint(sql, dialect)
         rules = self._role(role, fp)
         if rules.allow_all or fp in _STARTUP_FINGERPRINTS:
             return
-        info = classify(sql)
+        info = classify(sql, dialect)
         if info.ambiguity is not None:
             raise PolicyViolation(
                 f"statement reads differently across SQL dialects ({info.ambiguity}); "
@@ -1628,10 +1642,10 @@ class PolicyRecorder:
             entry = self._roles[role] = _RecordedRole()
         return entry
 
-    def record(self, role: str, sql: str) -> str:
+    def record(self, role: str, sql: str, dialect: str | None = None) -> str:
         """Add the fingerprint of ``sql`` to ``role``'s statements; return it."""
-        fp = fingerprint(sql)
-        info = classify(sql)
+        fp = fingerprint(sql, dialect)
+        info = classify(sql, dialect)
         with self._lock:
             entry = self._entry(role)
             entry.statements.add(fp)

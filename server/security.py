@@ -86,7 +86,9 @@ class Gate:
                 exc.step = index  # type: ignore[attr-defined]
                 raise
 
-    def check_statements(self, claims: Claims, steps: list[dict[str, Any]]) -> None:
+    def check_statements(
+        self, claims: Claims, steps: list[dict[str, Any]], dialect: str | None = None
+    ) -> None:
         """Record and check every statement of a pipeline request, before any runs.
 
         :raises PolicyViolation: with ``step`` set to the refused step's index.
@@ -97,10 +99,10 @@ class Gate:
             if step["op"] not in (protocol.EXECUTE, protocol.EXECUTE_MANY):
                 continue
             if self.recorder is not None:
-                self._learn(claims.role, "statement", step["sql"])
+                self._learn(claims.role, "statement", step["sql"], dialect)
             if self.policy is not None:
                 try:
-                    self.policy.check_statement(claims.role, step["sql"])
+                    self.policy.check_statement(claims.role, step["sql"], dialect)
                 except PolicyViolation as exc:
                     exc.step = index  # type: ignore[attr-defined]
                     raise
@@ -112,14 +114,14 @@ class Gate:
         if self.policy is not None:
             self.policy.check_operation(claims.role, name)
 
-    def _learn(self, role: str, kind: str, text: str) -> None:
+    def _learn(self, role: str, kind: str, text: str, dialect: str | None = None) -> None:
         """Record one statement or operation; rewrite the policy file when it is new."""
         assert self.recorder is not None and self.record_path is not None
         if kind == "operation":
             self.recorder.record_operation(role, text)
             key = (role, kind, text)
         else:
-            key = (role, kind, self.recorder.record(role, text))
+            key = (role, kind, self.recorder.record(role, text, dialect))
         with self._lock:
             if key in self._seen:
                 return

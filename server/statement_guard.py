@@ -48,7 +48,9 @@ from session_proxy import protocol
 
 from .policy import NestingTooDeep, _lex
 
-__all__ = ["MAX_STATEMENT_CHARS", "UnsafeStatement", "check_params", "check_sql", "check_steps"]
+__all__ = [
+    "MAX_STATEMENT_CHARS", "UnsafeStatement", "check_params", "check_sql", "check_steps", "family",
+]
 
 #: Longest SQL text one step may carry (characters).
 MAX_STATEMENT_CHARS = 4 * 1024 * 1024
@@ -128,15 +130,20 @@ def check_sql(sql: str, index: int, op: str, dialect: str, driver: str, has_para
         )
 
 
+def family(dialect: str) -> str:
+    """The lexer's name for a SQLAlchemy dialect name (mariadb reads as mysql)."""
+    return "mysql" if dialect == "mariadb" else dialect
+
+
 def check_steps(steps: list[dict[str, Any]], dialect: str, driver: str) -> None:
     """Check the SQL text of every statement step (parameters still encoded)."""
-    family = "mysql" if dialect == "mariadb" else dialect
+    dialect = family(dialect)
     for index, step in enumerate(steps):
         op = step["op"]
         if op == protocol.EXECUTE:
-            check_sql(step["sql"], index, op, family, driver, step.get("params") is not None)
+            check_sql(step["sql"], index, op, dialect, driver, step.get("params") is not None)
         elif op == protocol.EXECUTE_MANY:
-            check_sql(step["sql"], index, op, family, driver, True)
+            check_sql(step["sql"], index, op, dialect, driver, True)
 
 
 def _bad_value(value: Any, depth: int = 0) -> str | None:
