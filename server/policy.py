@@ -1528,7 +1528,8 @@ class Policy:
         if any(access != "none" for access in rules.tables.values()):
             return
         raise PolicyViolation(
-            f"role {role!r} may run no statement but the connection start-up queries",
+            f"statement not in the allowlist for role {role!r}: the role may run no "
+            "statement but the connection start-up queries",
             "",
             "no_permission",
         )

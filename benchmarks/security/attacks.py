@@ -891,6 +891,88 @@ ATTACKS: list[Attack] = [
 ]
 
 
+# -- issue 14, item 1 and 2: the statement text guard ----------------------------------------
+
+
+def _guarded(steps_for: Callable[[str], list[dict]]) -> Callable[[SecurityLab, str], Observation]:
+    """Send the backend's hostile steps as the worker; harm is any task instance marked."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        steps = [{"op": protocol.BEGIN}, *steps_for(lab.backend), {"op": protocol.COMMIT}]
+        response = lab.pipeline(config, steps, token=lab.tokens.worker)
+        lab.roll_back_left_open(config, response, lab.tokens.worker)
+        changed = _count("task_instance", "state = 'guard-x'")(lab)
+        return observe(response, f"changed {changed} task instances" if changed else None)
+
+    return run
+
+
+def _nul_comment(backend: str) -> list[dict]:
+    # libpq cuts at the NUL: PostgreSQL ran "UPDATE ... SET state = 'guard-x'" on every row.
+    return [{"op": protocol.EXECUTE, "params": None, "sql": (
+        "UPDATE task_instance SET state = 'guard-x' -- \x00\nWHERE task_instance.task_id = 'none'"
+    )}]
+
+
+def _comment_forms(backend: str) -> list[dict]:
+    sql = {
+        # MySQL runs the executable comment; others skip it.
+        "mysql": "UPDATE task_instance SET state = 'guard-x' /*!99999 WHERE 1 = 0 */ "
+                 "WHERE task_id = 'none' OR 1 = 1",
+        # Where the string ends depends on standard_conforming_strings.
+        "postgresql": "UPDATE task_instance SET state = 'guard-x\\' WHERE task_id = 'none' "
+                      "OR state = '' OR 1 = 1 -- '",
+        # "$$" is a SQLite parameter, a PostgreSQL quote, a MySQL name.
+        "sqlite": "UPDATE task_instance SET state = 'guard-x' WHERE task_id = $$ OR 1 = 1 OR $$",
+    }[backend]
+    return [{"op": protocol.EXECUTE, "sql": sql, "params": None}]
+
+
+def _encoding_switch(backend: str) -> list[dict]:
+    if backend == "sqlite":  # no connection charset: a no-break space for a space
+        return [{"op": protocol.EXECUTE, "params": None, "sql":
+                 "UPDATE task_instance SET state = 'guard-x' WHERE\u00a0task_id = 'none'"}]
+    switch = "SET NAMES gbk" if backend == "mysql" else "SET client_encoding = 'GBK'"
+    return [
+        {"op": protocol.EXECUTE, "sql": switch, "params": None},
+        # Under GBK the escaping backslash pymysql adds joins the character before it.
+        {"op": protocol.EXECUTE, "params": ["\u4e2d' OR 1=1 -- "],
+         "sql": "UPDATE task_instance SET state = 'guard-x' WHERE task_id = %s"},
+    ]
+
+
+def _nested_parens(lab: SecurityLab, config: str) -> Observation:
+    sql = "SELECT " + "(" * 293_000 + "1" + ")" * 293_000  # 586 KB, as in issue 14
+    started = time.monotonic()
+    response = lab.sql(config, sql, token=lab.tokens.worker)
+    seconds = time.monotonic() - started
+    return observe(response, f"server busy {seconds:.1f} s" if seconds > 5 else None)
+
+
+def _encoding_expect(backend: str, config: str) -> Expect:
+    # The short SET passes the role check of a role without statements; the guard stops it.
+    if config == "logical" and backend == "sqlite":
+        return Expect(True, 403, "not in the allowlist for role 'worker'")
+    return Expect(True, 400, "refused before it ran")
+
+
+GUARD_ATTACKS: list[Attack] = [
+    Attack("NUL in a comment", "statement text",
+           "hide a WHERE clause behind a NUL the driver cuts at", _guarded(_nul_comment),
+           _transaction_expect(400, "NUL character")),
+    Attack("comment and quote forms", "statement text",
+           "text one backend or session setting reads differently from the firewall",
+           _guarded(_comment_forms), _transaction_expect(400, "refused before it ran")),
+    Attack("encoding confusion", "statement text",
+           "switch the connection charset so a parameter's escaping breaks",
+           _guarded(_encoding_switch), _encoding_expect),
+    Attack("nested parentheses", "statement text",
+           "586 KB of nested parentheses to burn server CPU", _nested_parens,
+           _transaction_expect(400, "nest deeper than")),
+]
+ATTACKS.extend(GUARD_ATTACKS)
+
+
 def run_attack(lab: SecurityLab, attack: Attack, config: str) -> Outcome:
     """Run ``attack`` against ``config``; check and restore the database."""
     before = lab.snapshot()
