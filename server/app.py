@@ -43,6 +43,7 @@ from .operations import OperationFailed, OperationHost
 from .outcomes import OutcomeStore
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
+from .session_guard import IsolationViolation, check_steps
 
 log = logging.getLogger("session_proxy.server")
 
@@ -238,6 +239,7 @@ class ProxyServer:
                 request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
             )
             txn, steps = protocol.parse_pipeline_request(body)
+            check_steps(steps)
             self.gate.check_statements(claims, steps)
             protocol.decode_step_params(steps, from_wire)
             if self.draining and txn is None:
@@ -247,6 +249,10 @@ class ProxyServer:
         except PolicyViolation as exc:
             # "refused_step", not "step": no step of this request ran.
             return self.refuse(claims, exc, refused_step=getattr(exc, "step", None), txn=txn)
+        except IsolationViolation as exc:
+            log.warning("subject %r refused (%s): %s", claims.subject, exc.reason, exc.message)
+            return self.error(protocol.ISOLATION_VIOLATION, exc.message, reason=exc.reason,
+                              refused_step=exc.step, txn=txn)
         try:
             reply = self.executor.run(
                 txn, steps, (claims.subject, claims.role), key, retry=_retry_attempt(request) > 0

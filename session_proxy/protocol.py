@@ -145,6 +145,9 @@ UNSAFE_PAYLOAD = "unsafe_payload"
 WRONG_INSTANCE = "wrong_instance"
 SHUTTING_DOWN = "shutting_down"
 STALE_REQUEST = "stale_request"
+#: A statement whose effect would outlive its transaction or reach the
+#: proxy's own records; refused whatever the policy (server.session_guard).
+ISOLATION_VIOLATION = "isolation_violation"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -154,6 +157,7 @@ ERROR_STATUS: dict[str, int] = {
     UNSAFE_PAYLOAD: 400,
     UNAUTHORIZED: 401,
     POLICY_VIOLATION: 403,
+    ISOLATION_VIOLATION: 403,
     UNKNOWN_OPERATION: 404,
     OPERATION_ERROR: 422,
     UNKNOWN_TRANSACTION: 404,
