@@ -174,12 +174,12 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
             raise IsolationViolation(
                 "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
             )
-        if token[0] == "o" and token[1] == "@@" and following is not None and (
-            following[2] in _GLOBAL_SCOPES
+        if following is not None and following[2] in _GLOBAL_SCOPES and (
+            token[2] == "SET" or (token[1] == "@@" and "SET" in words)
         ):
             raise IsolationViolation(
-                f"@@{following[1]} variables set what every later session starts "
-                "with; refused",
+                f"setting {following[1]} variables changes what every later session "
+                "starts with; refused",
                 "server_default",
             )
         if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
@@ -205,11 +205,6 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
     ):
         raise IsolationViolation(
             f"ALTER {second} ... SET changes what every later session starts with; refused",
-            "server_default",
-        )
-    if first == "SET" and any(word in _GLOBAL_SCOPES for word in words):
-        raise IsolationViolation(
-            "SET GLOBAL / PERSIST changes what every later session starts with; refused",
             "server_default",
         )
     if first == "LOAD" and second is None and len(tokens) > 1 and tokens[1][0] == "l":
