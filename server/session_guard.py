@@ -174,20 +174,18 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
             raise IsolationViolation(
                 "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
             )
-        if following is not None and following[2] in _GLOBAL_SCOPES and (
-            token[2] == "SET" or (token[1] == "@@" and "SET" in words)
-        ):
-            raise IsolationViolation(
-                f"setting {following[1]} variables changes what every later session "
-                "starts with; refused",
-                "server_default",
-            )
         if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
             raise IsolationViolation(
                 "PREPARE ... FROM runs SQL the server never sees; refused",
                 "prepared_statement",
             )
     second = words[1] if len(words) > 1 else None
+    if "SET" in words and any(word in _GLOBAL_SCOPES for word in words):
+        raise IsolationViolation(
+            "SET GLOBAL / PERSIST (or @@global.) changes what every later session "
+            "starts with; refused",
+            "server_default",
+        )
     if first in _PREPARED_WORDS or (first == "DROP" and second == "PREPARE"):
         raise IsolationViolation(
             f"{first} (client-named prepared statements) is refused: statements "
