@@ -905,6 +905,7 @@ ATTACKS: list[Attack] = [
 # the session guard; by the policy elsewhere.
 
 _PLANTS = 20  # more than the lab's --max-transactions
+_VICTIM_TRIES = 20  # so the victim meets every pooled connection too
 
 
 def _plant(lab: SecurityLab, config: str, statements: list[str]) -> requests.Response:
@@ -921,8 +922,10 @@ def _plant(lab: SecurityLab, config: str, statements: list[str]) -> requests.Res
 
 
 def _as_victim(lab: SecurityLab, config: str, sql: str, params: Any = None,
-               commit: bool = False) -> requests.Response:
-    return lab.sql(config, sql, params=params, token=lab.tokens.worker2, commit=commit)
+               commit: bool = False) -> list[requests.Response]:
+    """The victim's statement, run :data:`_VICTIM_TRIES` times."""
+    return [lab.sql(config, sql, params=params, token=lab.tokens.worker2, commit=commit)
+            for _ in range(_VICTIM_TRIES)]
 
 
 _PREPARE_HIJACK = {
@@ -935,19 +938,20 @@ _PREPARE_HIJACK = {
 def _prepared_hijack(lab: SecurityLab, config: str) -> Observation:
     planted = _plant(lab, config, [_PREPARE_HIJACK[lab.backend]])
     sql, params = lab.benign
-    forged = sum("FORGED" in json.dumps(rows(_as_victim(lab, config, sql, params)))
-                 for _ in range(10))
-    return observe(planted, f"{forged} of 10 reads of another worker answered by the "
-                   "attacker's prepared statement" if forged else None)
+    forged = sum("FORGED" in json.dumps(rows(response))
+                 for response in _as_victim(lab, config, sql, params))
+    return observe(planted, f"{forged} of {_VICTIM_TRIES} reads of another worker answered "
+                   "by the attacker's prepared statement" if forged else None)
 
 
 def _temp_shadow(lab: SecurityLab, config: str) -> Observation:
     planted = _plant(lab, config, [
-        "CREATE TEMPORARY TABLE variable AS SELECT * FROM variable",
+        "CREATE TEMPORARY TABLE IF NOT EXISTS variable AS SELECT * FROM variable",
         "UPDATE variable SET val = 'FORGED'",
     ])
     sql, params = lab.benign
-    forged = "FORGED" in json.dumps(rows(_as_victim(lab, config, sql, params)))
+    forged = any("FORGED" in json.dumps(rows(response))
+                 for response in _as_victim(lab, config, sql, params))
     return observe(planted, "another worker read the attacker's temporary copy of variable"
                    if forged else None)
 
@@ -958,7 +962,7 @@ def _temp_trigger(lab: SecurityLab, config: str) -> Observation:
         conn.exec_driver_sql("CREATE TABLE sp_loot (v TEXT)")
     try:
         planted = _plant(lab, config, [
-            "CREATE TEMP TRIGGER sp_copy AFTER UPDATE ON main.variable BEGIN "
+            "CREATE TEMP TRIGGER IF NOT EXISTS sp_copy AFTER UPDATE ON main.variable BEGIN "
             "INSERT INTO sp_loot (v) VALUES (NEW.val); END"
         ])
         _as_victim(lab, config, "UPDATE variable SET val = val", commit=True)
@@ -979,10 +983,11 @@ _READ_ONLY = {
 
 def _read_only_left(lab: SecurityLab, config: str) -> Observation:
     planted = _plant(lab, config, [_READ_ONLY[lab.backend]])
-    victim = _as_victim(lab, config, "UPDATE variable SET val = val", commit=True)
-    failed = config == "proxy" and victim.status_code != 200
-    return observe(planted, "another worker's write failed: "
-                   f"{observe(victim).message[:80]}" if failed else None)
+    failed = [response for response in
+              _as_victim(lab, config, "UPDATE variable SET val = val", commit=True)
+              if response.status_code != 200] if config == "proxy" else []
+    return observe(planted, f"{len(failed)} writes of another worker failed: "
+                   f"{observe(failed[0]).message[:80]}" if failed else None)
 
 
 _SETTING_LEFT = {
@@ -996,7 +1001,7 @@ _SETTING_LEFT = {
 def _setting_left(lab: SecurityLab, config: str) -> Observation:
     plant, check, planted_value = _SETTING_LEFT[lab.backend]
     planted = _plant(lab, config, [plant])
-    seen = [row[0] for row in rows(_as_victim(lab, config, check))]
+    seen = [row[0] for response in _as_victim(lab, config, check) for row in rows(response)]
     return observe(planted, f"another worker's session still had {plant!r}"
                    if planted_value in seen else None)
 
