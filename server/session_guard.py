@@ -176,7 +176,8 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
             )
         if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
             raise IsolationViolation(
-                "PREPARE ... FROM runs SQL the server never sees; refused",
+                "PREPARE ... FROM (client-named prepared statements) runs SQL the server "
+                "never sees; refused",
                 "prepared_statement",
             )
     second = words[1] if len(words) > 1 else None
