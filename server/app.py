@@ -6,7 +6,7 @@ registry and its reaper, the executor, and the :class:`~server.security.Gate`
 that authenticates callers and applies their role's policy.  Requests flow::
 
     WSGI -> ProxyServer.__call__ -> Gate.authenticate -> route handler
-         -> Gate.check_caller -> statement_guard -> Gate.check_statements
+         -> Gate.check_caller -> statement_guard -> session_guard -> Gate.check_statements
             / check_operation -> Executor -> driver
 
 Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the
@@ -34,7 +34,7 @@ from session_proxy import protocol
 from session_proxy.codec import dumps, from_wire, loads
 from session_proxy.protocol import SERVER_TIME_HEADER
 
-from . import statement_guard
+from . import session_guard, statement_guard
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -45,6 +45,7 @@ from .operations import OperationFailed, OperationHost
 from .outcomes import OutcomeStore
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
+from .session_guard import IsolationViolation
 
 log = logging.getLogger("session_proxy.server")
 
@@ -245,6 +246,7 @@ class ProxyServer:
             self.gate.check_caller(claims, steps)
             dialect = statement_guard.family(self.engine.dialect.name)
             statement_guard.check_steps(steps, dialect, self.engine.dialect.driver)
+            session_guard.check_steps(steps, dialect)
             self.gate.check_statements(claims, steps, dialect)
             protocol.decode_step_params(steps, from_wire)
             statement_guard.check_params(steps)
@@ -258,6 +260,10 @@ class ProxyServer:
         except PolicyViolation as exc:
             # "refused_step", not "step": no step of this request ran.
             return self.refuse(claims, exc, refused_step=getattr(exc, "step", None), txn=txn)
+        except IsolationViolation as exc:
+            log.warning("subject %r refused (%s): %s", claims.subject, exc.reason, exc.message)
+            return self.error(protocol.ISOLATION_VIOLATION, exc.message, reason=exc.reason,
+                              refused_step=exc.step, txn=txn)
         try:
             reply = self.executor.run(
                 txn, steps, (claims.subject, claims.role), key, retry=_retry_attempt(request) > 0

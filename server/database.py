@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from .config import ServerConfig
-from .drivers import check_supported, mysql_statement_timeout
+from .drivers import check_supported, mysql_statement_timeout, sqlite_state
 
 
 def create_engine_for(
@@ -55,10 +55,15 @@ def create_engine_for(
         options = " ".join(
             filter(None, [url.query.get("options"), f"-c statement_timeout={timeout_ms}"])
         )
-        kwargs["connect_args"] = {"options": options}
+        # No driver-named prepared statements: psycopg would otherwise keep
+        # "_pg3_N" statements on the pooled connection, and DISCARD ALL
+        # between leases would leave its cache out of step with the server.
+        kwargs["connect_args"] = {"options": options, "prepare_threshold": None}
     engine = sqlalchemy.create_engine(url, **kwargs)
     if sqlite_attach:
         _attach_on_connect(engine, sqlite_attach)
+    if backend == "sqlite":
+        _read_sqlite_state_on_connect(engine)
     if backend == "mysql":
         _mysql_statement_timeout(engine, config.statement_timeout_seconds)
     return engine
@@ -74,6 +79,14 @@ def _mysql_statement_timeout(engine: Engine, seconds: float) -> None:
             cursor.execute(mysql_statement_timeout(dbapi_connection, seconds))
         finally:
             cursor.close()
+
+
+def _read_sqlite_state_on_connect(engine: Engine) -> None:
+    """Remember each new SQLite connection's session state; the reset restores it."""
+
+    @event.listens_for(engine, "connect")
+    def remember(dbapi_connection: Any, record: Any) -> None:
+        record.info["sqlite_state"] = sqlite_state(dbapi_connection)
 
 
 def _attach_on_connect(engine: Engine, schemas: dict[str, str]) -> None:

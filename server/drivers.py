@@ -15,6 +15,8 @@ from typing import Any
 from session_proxy.codec import JSONParam
 from session_proxy.protocol import DBAPI_ERROR_CLASSES
 
+from .session_guard import RESET_PRAGMAS
+
 SUPPORTED_DRIVERS = {
     "sqlite": "pysqlite",
     "postgresql": "psycopg",
@@ -64,44 +66,101 @@ def prepare_cursor(cursor: Any, driver: str) -> Any:
     return cursor
 
 
-#: What DISCARD ALL does, minus DEALLOCATE ALL: psycopg keeps its prepared
-#: statements.  Sent in one simple-protocol query, one round trip.
-PG_RESET = (
-    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
-    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
-)
-
+#: Everything a PostgreSQL session keeps: prepared statements, temporary
+#: tables, views and functions, settings (back to the connection's startup
+#: options, so the statement timeout stays), SET ROLE and SET SESSION
+#: AUTHORIZATION, advisory locks, LISTEN, cursors WITH HOLD, sequence
+#: state and cached plans.  It cannot run inside a transaction block.
+PG_RESET = "DISCARD ALL"
 
 #: MySQL's COM_RESET_CONNECTION command (MySQL 5.7.3+, MariaDB 10.2.4+).
 _COM_RESET_CONNECTION = 0x1F
 
+#: What a SQLite connection's session state is read back as: temporary
+#: objects, attached databases (``temp`` appears once used, and stays) and
+#: the pragmas a client may set.  One query.
+SQLITE_STATE = (
+    "SELECT (SELECT count(*) FROM temp.sqlite_master), "
+    "(SELECT group_concat(name || '=' || file, char(10)) FROM pragma_database_list "
+    "WHERE name <> 'temp'), "
+    + ", ".join(f"(SELECT * FROM pragma_{name})" for name in RESET_PRAGMAS)
+)
 
-def reset_session(dbapi_connection: Any, driver: str, statement_timeout: float) -> None:
+
+def sqlite_state(dbapi_connection: Any) -> tuple[Any, ...]:
+    """The session state of a SQLite connection (see :data:`SQLITE_STATE`)."""
+    return tuple(dbapi_connection.execute(SQLITE_STATE).fetchone())
+
+
+def _reset_sqlite(dbapi_connection: Any, baseline: tuple[Any, ...]) -> None:
+    """Drop temporary objects and put the pragmas back; raise if anything stays."""
+    state = sqlite_state(dbapi_connection)
+    if state == baseline:
+        return
+    # Pragmas first: query_only would refuse the drops.
+    for name, now, then in zip(RESET_PRAGMAS, state[2:], baseline[2:], strict=True):
+        if now != then:
+            dbapi_connection.execute(f"PRAGMA {name} = {int(then)}")
+    if state[0]:
+        objects = dbapi_connection.execute(
+            "SELECT type, name FROM temp.sqlite_master WHERE type IN ('trigger', 'view', 'table')"
+        ).fetchall()
+        order = {"trigger": 0, "view": 1, "table": 2}
+        for kind, name in sorted(objects, key=lambda item: order[item[0]]):
+            quoted = '"' + name.replace('"', '""') + '"'
+            dbapi_connection.execute(f"DROP {kind.upper()} IF EXISTS temp.{quoted}")
+    dbapi_connection.commit()
+    state = sqlite_state(dbapi_connection)
+    if state != baseline:
+        raise RuntimeError(f"SQLite session state not restored: {state!r} != {baseline!r}")
+
+
+def reset_session(
+    dbapi_connection: Any,
+    driver: str,
+    statement_timeout: float,
+    baseline: tuple[Any, ...] | None = None,
+) -> None:
     """Clear session state a client left on a connection before it is pooled again.
 
     Transactions are pooled: the next lease of this connection may serve
-    another client, so settings (``SET search_path``, ``sql_mode``, a
-    switched-off statement timeout), temporary tables, user variables,
-    cursors, advisory locks and listeners must not carry over.  PostgreSQL
-    runs :data:`PG_RESET`; MySQL and MariaDB get COM_RESET_CONNECTION (which
-    pymysql has no public call for) and then the session settings the
-    server's connections start with.  SQLite keeps no session state a client
-    could change that matters here.
+    another client, so nothing the last one created or changed may stay.
+    PostgreSQL runs :data:`PG_RESET` (one round trip) outside a transaction.
+    MySQL and MariaDB get COM_RESET_CONNECTION (which pymysql has no public
+    call for; it rolls back, drops temporary tables, user variables and
+    prepared statements, releases GET_LOCK locks and restores the session
+    variables and character set) and then, in one statement, the session
+    settings the server's connections start with.  SQLite drops every
+    temporary object and puts the pragmas of
+    :data:`~server.session_guard.RESET_PRAGMAS` back to ``baseline``, what
+    :func:`sqlite_state` read when the connection opened (statements that
+    change anything else are refused, see :mod:`server.session_guard`).
+    Raises when the state cannot be restored: the caller then discards the
+    connection.
     """
     if driver == "psycopg":
-        dbapi_connection.rollback()
-        dbapi_connection.execute(PG_RESET)
-        dbapi_connection.commit()
+        dbapi_connection.rollback()  # no round trip when no transaction is open
+        dbapi_connection.autocommit = True
+        try:
+            dbapi_connection.execute(PG_RESET)
+        finally:
+            dbapi_connection.autocommit = False
     elif driver == "pymysql":
-        dbapi_connection.rollback()
         dbapi_connection._execute_command(_COM_RESET_CONNECTION, b"")
         dbapi_connection._read_ok_packet()
-        dbapi_connection.autocommit(False)  # the reset restored the server default
+        # The reset restored the server defaults, autocommit on among them.
+        setting = mysql_statement_timeout(dbapi_connection, statement_timeout)
+        assert setting.startswith("SET ")
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(mysql_statement_timeout(dbapi_connection, statement_timeout))
+            cursor.execute("SET autocommit = 0, " + setting[len("SET "):])
         finally:
             cursor.close()
+    elif driver == "pysqlite":
+        dbapi_connection.rollback()
+        if baseline is None:
+            raise RuntimeError("no SQLite session state was read when the connection opened")
+        _reset_sqlite(dbapi_connection, baseline)
 
 
 def mysql_statement_timeout(dbapi_connection: Any, seconds: float) -> str:

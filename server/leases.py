@@ -257,10 +257,16 @@ class LeaseRegistry:
         try:
             self._reset_options(lease)
             reset_session(
-                lease.dbapi_connection, self.engine.dialect.driver, self.statement_timeout_seconds
+                lease.dbapi_connection,
+                self.engine.dialect.driver,
+                self.statement_timeout_seconds,
+                lease.connection.info.get("sqlite_state"),
             )
-        except Exception:  # noqa: BLE001
-            log.warning("could not reset the connection's session; discarding connection")
+        except Exception as exc:  # noqa: BLE001
+            log.warning(
+                "could not reset the connection's session (%s: %s); discarding connection",
+                type(exc).__name__, exc,
+            )
             lease.connection.invalidate()
         # Returning the connection to the pool rolls back anything left open.
         lease.connection.close()

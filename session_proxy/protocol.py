@@ -147,6 +147,9 @@ SHUTTING_DOWN = "shutting_down"
 STALE_REQUEST = "stale_request"
 #: Statement or parameter text the database would read differently from the server.
 UNSAFE_STATEMENT = "unsafe_statement"
+#: A statement whose effect would outlive its transaction or reach the
+#: proxy's own records; refused whatever the policy (server.session_guard).
+ISOLATION_VIOLATION = "isolation_violation"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -157,6 +160,7 @@ ERROR_STATUS: dict[str, int] = {
     UNSAFE_STATEMENT: 400,
     UNAUTHORIZED: 401,
     POLICY_VIOLATION: 403,
+    ISOLATION_VIOLATION: 403,
     UNKNOWN_OPERATION: 404,
     OPERATION_ERROR: 422,
     UNKNOWN_TRANSACTION: 404,

@@ -318,7 +318,7 @@ class HTTPTransport:
             exc = errors.TransactionLost(message + where)
         elif code == protocol.UNAUTHORIZED:
             exc = errors.AuthenticationFailed(message + where)
-        elif code == protocol.POLICY_VIOLATION:
+        elif code in (protocol.POLICY_VIOLATION, protocol.ISOLATION_VIOLATION):
             exc = errors.AccessDenied(
                 message + where, str(error.get("fingerprint", "")), str(error.get("reason", ""))
             )

@@ -738,6 +738,12 @@ def _multi_expect(backend: str, config: str) -> Expect:
     return Expect(True, 422, "SQL syntax")
 
 
+def _file_access_expect(backend: str, config: str) -> Expect:
+    if backend == "sqlite":  # ATTACH is refused whatever the policy (session guard)
+        return Expect(True, 403, "ATTACH is refused")
+    return policy_stops(harm(200, ""), "role 'worker'", "role 'worker'")(backend, config)
+
+
 def _lease_expect(backend: str, config: str) -> Expect:
     if config == "logical":
         return Expect(True, 403, "not in the allowlist for role 'worker'")
@@ -821,7 +827,7 @@ ATTACKS: list[Attack] = [
            _read_catalog, policy_stops(harm(200, "database's own catalog"),
                                        "not in the allowlist")),
     Attack("server file access", "statements", "read or create files on the database host",
-           _file_access, policy_stops(harm(200, ""), "role 'worker'", "role 'worker'")),
+           _file_access, _file_access_expect),
     Attack("change a session setting", "statements", "alter the connection's session state",
            _session_setting, policy_stops(harm(200, "session setting"),
                                           "not in the allowlist")),
@@ -889,6 +895,199 @@ ATTACKS: list[Attack] = [
     Attack("slow statement", "transactions", "run one statement for minutes",
            _slow_statement, _timeout_expect),
 ]
+
+# -- issue 14 item 3: state left for the next lease ------------------------------------------
+#
+# The attacker (host-1) plants state on every pooled connection it can (one
+# committed transaction per connection the lab's pool may hold, taken in
+# turn); another worker (host-2) then works normally.  Harm is what that
+# worker meets.  Stopped on the bare proxy by the reset between leases or by
+# the session guard; by the policy elsewhere.
+
+_PLANTS = 20  # more than the lab's --max-transactions
+_VICTIM_TRIES = 20  # so the victim meets every pooled connection too
+
+
+def _plant(lab: SecurityLab, config: str, statements: list[str]) -> requests.Response:
+    """Run ``statements`` and commit, once per pooled connection; a refusal ends it."""
+    steps = [{"op": "begin"}]
+    steps += [{"op": "execute", "sql": sql, "params": None} for sql in statements]
+    steps.append({"op": "commit"})
+    for _ in range(_PLANTS):
+        response = lab.pipeline(config, steps, token=lab.tokens.worker)
+        lab.roll_back_left_open(config, response, lab.tokens.worker)
+        if response.status_code != 200:
+            break
+    return response
+
+
+def _as_victim(lab: SecurityLab, config: str, sql: str, params: Any = None,
+               commit: bool = False) -> list[requests.Response]:
+    """The victim's statement, run :data:`_VICTIM_TRIES` times."""
+    return [lab.sql(config, sql, params=params, token=lab.tokens.worker2, commit=commit)
+            for _ in range(_VICTIM_TRIES)]
+
+
+_PREPARE_HIJACK = {
+    "postgresql": "PREPARE _pg3_0 (smallint) AS SELECT $1::int, 'x'::varchar, 'FORGED'::text",
+    "mysql": "PREPARE _pg3_0 FROM 'SELECT 1, ''x'', ''FORGED'''",
+    "sqlite": "PREPARE _pg3_0 AS SELECT 1, 'x', 'FORGED'",
+}
+
+
+def _prepared_hijack(lab: SecurityLab, config: str) -> Observation:
+    planted = _plant(lab, config, [_PREPARE_HIJACK[lab.backend]])
+    sql, params = lab.benign
+    forged = sum("FORGED" in json.dumps(rows(response))
+                 for response in _as_victim(lab, config, sql, params))
+    return observe(planted, f"{forged} of {_VICTIM_TRIES} reads of another worker answered "
+                   "by the attacker's prepared statement" if forged else None)
+
+
+def _temp_shadow(lab: SecurityLab, config: str) -> Observation:
+    planted = _plant(lab, config, [
+        "CREATE TEMPORARY TABLE IF NOT EXISTS variable AS SELECT * FROM variable",
+        "UPDATE variable SET val = 'FORGED'",
+    ])
+    sql, params = lab.benign
+    forged = any("FORGED" in json.dumps(rows(response))
+                 for response in _as_victim(lab, config, sql, params))
+    return observe(planted, "another worker read the attacker's temporary copy of variable"
+                   if forged else None)
+
+
+def _temp_trigger(lab: SecurityLab, config: str) -> Observation:
+    with lab.direct.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS sp_loot")
+        conn.exec_driver_sql("CREATE TABLE sp_loot (v TEXT)")
+    try:
+        planted = _plant(lab, config, [
+            "CREATE TEMP TRIGGER IF NOT EXISTS sp_copy AFTER UPDATE ON main.variable BEGIN "
+            "INSERT INTO sp_loot (v) VALUES (NEW.val); END"
+        ])
+        _as_victim(lab, config, "UPDATE variable SET val = val", commit=True)
+        copied = _count("sp_loot")(lab)
+    finally:
+        with lab.direct.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE sp_loot")
+    return observe(planted, f"a temporary trigger copied {copied} rows another worker wrote"
+                   if copied else None)
+
+
+_READ_ONLY = {
+    "postgresql": "SET default_transaction_read_only = on",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "sqlite": "PRAGMA query_only = 1",
+}
+
+
+def _read_only_left(lab: SecurityLab, config: str) -> Observation:
+    planted = _plant(lab, config, [_READ_ONLY[lab.backend]])
+    failed = [response for response in
+              _as_victim(lab, config, "UPDATE variable SET val = val", commit=True)
+              if response.status_code != 200] if config == "proxy" else []
+    return observe(planted, f"{len(failed)} writes of another worker failed: "
+                   f"{observe(failed[0]).message[:80]}" if failed else None)
+
+
+_SETTING_LEFT = {
+    "postgresql": ("SET statement_timeout = 0", "SELECT current_setting('statement_timeout')",
+                   "0"),
+    "mysql": ("SET SESSION max_statement_time = 0", "SELECT @@session.max_statement_time", 0),
+    "sqlite": ("PRAGMA recursive_triggers = 1", "SELECT * FROM pragma_recursive_triggers", 1),
+}
+
+
+def _setting_left(lab: SecurityLab, config: str) -> Observation:
+    plant, check, planted_value = _SETTING_LEFT[lab.backend]
+    planted = _plant(lab, config, [plant])
+    seen = [row[0] for response in _as_victim(lab, config, check) for row in rows(response)]
+    return observe(planted, f"another worker's session still had {plant!r}"
+                   if planted_value in seen else None)
+
+
+_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(4242)", "SELECT pg_try_advisory_lock(4242)",
+                   "SELECT pg_advisory_unlock_all()"),
+    "mysql": ("SELECT GET_LOCK('sp_attack', 0)", "SELECT IS_FREE_LOCK('sp_attack')", None),
+    "sqlite": ("PRAGMA locking_mode = EXCLUSIVE", None, None),
+}
+
+
+def _lock_left(lab: SecurityLab, config: str) -> Observation:
+    plant, check, release = _LOCKS[lab.backend]
+    planted = _plant(lab, config, [plant])
+    held = False
+    if check is not None:
+        with lab.direct.connect() as conn:
+            held = not conn.exec_driver_sql(check).scalar()
+            if release:
+                conn.exec_driver_sql(release)
+            conn.rollback()
+    return observe(planted, "a session lock outlived the attacker's transaction"
+                   if held else None)
+
+
+def _outcome_table(lab: SecurityLab, config: str) -> Observation:
+    table = "session_proxy_outcomes"
+    if lab.backend != "sqlite":
+        table = "session_proxy." + table
+    quoted = f"`{table.replace('.', '`.`')}`" if lab.backend == "mysql" else (
+        '"' + table.upper().replace(".", '"."') + '"')
+    attempts = [f"SELECT subject, body FROM {table}", f"DELETE FROM {table}",
+                f"UPDATE {table} SET status = 500", f"SELECT * FROM {quoted}"]
+    if lab.backend == "postgresql":
+        attempts.append("SELECT database_to_xml(true, true, '')")
+    responses = [lab.sql(config, sql, token=lab.tokens.worker, commit=True)
+                 for sql in attempts]
+    ran = [sql.split()[0] for sql, response in zip(attempts, responses, strict=True)
+           if response.status_code == 200]
+    return observe(responses[0], f"ran {', '.join(ran)} on the outcome table" if ran
+                   else None)
+
+
+def _left_for_next(status: Callable[[str], int]) -> Callable[[str, str], Expect]:
+    """Stopped everywhere: ``status`` (per backend) on the bare proxy, the policy elsewhere."""
+
+    def expect(backend: str, config: str) -> Expect:
+        if config == "proxy":
+            return Expect(True, status(backend), "")
+        return Expect(True, 403, "role 'worker'")
+
+    return expect
+
+
+def _lock_expect(backend: str, config: str) -> Expect:
+    if backend == "sqlite":  # refused whatever the policy (session guard)
+        return Expect(True, 403, "PRAGMA locking_mode")
+    return _left_for_next(lambda backend: 200)(backend, config)
+
+
+ISOLATION_ATTACKS: list[Attack] = [
+    Attack("prepared-statement hijack", "isolation between leases",
+           "PREPARE psycopg's own statement name so another worker's reads run it",
+           _prepared_hijack, everywhere(403, "client-named prepared statements")),
+    Attack("temporary table shadowing a table", "isolation between leases",
+           "leave a temporary copy of variable that another worker reads instead",
+           _temp_shadow, _left_for_next(lambda backend: 200)),
+    Attack("temporary trigger on a shared table", "isolation between leases",
+           "leave a TEMP trigger that copies another worker's writes",
+           _temp_trigger,
+           _left_for_next(lambda backend: 200 if backend == "sqlite" else 422)),
+    Attack("read-only session left behind", "isolation between leases",
+           "make every later writer on the pooled connection fail (query_only)",
+           _read_only_left, _left_for_next(lambda backend: 200)),
+    Attack("session setting left behind", "isolation between leases",
+           "switch a setting off for whoever gets the connection next",
+           _setting_left, _left_for_next(lambda backend: 200)),
+    Attack("session lock left behind", "isolation between leases",
+           "keep an advisory lock (SQLite: exclusive locking mode) past the transaction",
+           _lock_left, _lock_expect),
+    Attack("outcome table without a policy", "isolation between leases",
+           "read, change or delete other subjects' recorded answers",
+           _outcome_table, everywhere(403, "outcome table")),
+]
+
 
 
 # -- issue 14, item 1 and 2: the statement text guard ----------------------------------------
@@ -984,6 +1183,9 @@ def run_attack(lab: SecurityLab, attack: Attack, config: str) -> Outcome:
         lab.restore()
     return Outcome(attack.name, attack.category, config, observation.status,
                    observation.code, observation.message, harm_done, changed)
+
+
+ATTACKS += ISOLATION_ATTACKS
 
 
 def run_all(lab: SecurityLab, configs: tuple[str, ...] = CONFIGS) -> list[Outcome]:
