@@ -232,12 +232,14 @@ def test_mysql_session_state_does_not_leak(mysql_url_form: ServerProcess, db_url
         with attacker.connect() as conn:  # each refusal ends its transaction
             _refused(conn, "PREPARE s FROM 'SELECT 1'", "prepared_statement")
             _refused(conn, "SET GLOBAL sql_mode = ''", "server_default")
+        with attacker.connect() as conn:  # the statement text guard refuses charset changes
+            with pytest.raises(sa.exc.ProgrammingError, match="unsafe_statement"):
+                conn.exec_driver_sql("SET NAMES latin1")
         with attacker.connect() as conn:
             connection_id = conn.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
             conn.exec_driver_sql("SET SESSION sql_mode = ''")
             conn.exec_driver_sql("SET SESSION max_statement_time = 0")
             conn.exec_driver_sql("SET @var = 'left behind'")
-            conn.exec_driver_sql("SET NAMES latin1")
             conn.exec_driver_sql("CREATE TEMPORARY TABLE leaked (x int)")
             conn.exec_driver_sql(
                 "CREATE TEMPORARY TABLE sp_reset_secret (id int, owner text, value text)"
@@ -246,7 +248,7 @@ def test_mysql_session_state_does_not_leak(mysql_url_form: ServerProcess, db_url
             assert conn.exec_driver_sql("SELECT GET_LOCK('sp_reset_lock', 0)").scalar() == 1
             conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")  # the next ones
             assert conn.exec_driver_sql(state).one() == (
-                "", 0.0, "left behind", 0, "latin1", 1, 1
+                "", 0.0, "left behind", 0, "utf8mb4", 1, 1
             )
             conn.commit()
         with victim.connect() as conn:  # necessarily the same server connection
