@@ -33,6 +33,7 @@ from .drivers import (
 )
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeStore
+from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
 
@@ -469,7 +470,7 @@ class Executor:
         connection = lease.dbapi_connection
         cursor = prepare_cursor(connection.cursor(), self.driver)
         self.statements += 1
-        if not lease.wrote and not protocol.is_read_only(step["sql"]):
+        if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
         try:
             with statement_deadline(connection, self.driver, self.statement_timeout_seconds):

@@ -30,6 +30,7 @@ from session_proxy.codec import dumps
 from session_proxy.logical import Operation, operations
 
 from .outcomes import Outcome, OutcomeStore
+from .writes import may_write
 
 
 class OperationFailed(Exception):
@@ -98,7 +99,7 @@ class OperationHost:
         counter = getattr(self._local, "statements", None)
         if counter is not None:
             self._local.statements = counter + 1
-            if not protocol.is_read_only(statement):
+            if may_write(statement):
                 self._local.wrote = True
 
     def call(

@@ -406,24 +406,3 @@ def check_idempotency_key(key: str | None) -> str | None:
             "[A-Za-z0-9_-]"
         )
     return key
-
-
-def is_read_only(sql: str) -> bool:
-    """Whether a statement only reads (its first keyword), for outcome recording.
-
-    Conservative: anything that is not a plain ``SELECT`` (without ``FOR
-    UPDATE``/``FOR SHARE``), ``SHOW``, ``EXPLAIN``, ``PRAGMA`` or ``VALUES``
-    counts as a write.
-    """
-    head = sql.lstrip(" \t\r\n(").split(None, 1)
-    if not head:
-        return True
-    keyword = head[0].upper()
-    if keyword in ("SHOW", "EXPLAIN", "VALUES"):
-        return True
-    if keyword == "PRAGMA":
-        return "=" not in sql
-    if keyword != "SELECT":
-        return False
-    upper = sql.upper()
-    return " FOR UPDATE" not in upper and " FOR SHARE" not in upper and " INTO " not in upper
