@@ -40,7 +40,7 @@ from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
-from .outcomes import OutcomeStore
+from .outcomes import OutcomeStore, request_digest
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
 
@@ -249,7 +249,8 @@ class ProxyServer:
             return self.refuse(claims, exc, refused_step=getattr(exc, "step", None), txn=txn)
         try:
             reply = self.executor.run(
-                txn, steps, (claims.subject, claims.role), key, retry=_retry_attempt(request) > 0
+                txn, steps, (claims.subject, claims.role), key,
+                retry=_retry_attempt(request) > 0, digest=_digest(request),
             )
         except LeaseError as exc:
             response = self.error(exc.code, str(exc))
@@ -278,6 +279,7 @@ class ProxyServer:
             )
         try:
             raw = request.get_data(cache=False)
+            request.environ[_DIGEST_KEY] = request_digest(request.method, request.path, raw)
         except RequestEntityTooLarge:
             return self.error(
                 protocol.TOO_LARGE,
@@ -319,7 +321,8 @@ class ProxyServer:
             return self.error(exc.code, str(exc))
         try:
             outcome = self.operations.call(
-                name, body, claims.subject, key, retry=_retry_attempt(request) > 0
+                name, body, claims.subject, key, retry=_retry_attempt(request) > 0,
+                role=claims.role, digest=_digest(request),
             )
         except OperationFailed as exc:
             response = self.error(exc.code, str(exc), **exc.extra)
@@ -377,6 +380,15 @@ class ProxyServer:
         self.registry.shutdown()
         self.outcomes.stop()
         self.engine.dispose()
+
+
+#: Where :meth:`ProxyServer._json_body` leaves the digest of the body it read.
+_DIGEST_KEY = "session_proxy.request_digest"
+
+
+def _digest(request: Request) -> str:
+    """The digest of the request whose body was read (see :func:`request_digest`)."""
+    return request.environ.get(_DIGEST_KEY, "")
 
 
 def _retry_attempt(request: Request) -> int:

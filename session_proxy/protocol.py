@@ -56,7 +56,10 @@ logical call, that wrote anything records its response in the database in
 the same transaction (table ``session_proxy_outcomes``), so a retry after a
 lost response, even on a restarted server, gets the recorded outcome, and
 an unknown key on a gone transaction means it did not commit.  Replayed
-responses carry ``X-Idempotent-Replay: true``.
+responses carry ``X-Idempotent-Replay: true``.  A record answers only the
+request that made it: same subject, same role and the same method, path
+and body bytes; a key that names another request is 409
+``idempotency_conflict`` and nothing runs.
 
 Instances: a transaction id names the server instance that holds it
 (``INSTANCE-BOOT-RANDOM``); the response that opens a transaction also
@@ -145,6 +148,7 @@ UNSAFE_PAYLOAD = "unsafe_payload"
 WRONG_INSTANCE = "wrong_instance"
 SHUTTING_DOWN = "shutting_down"
 STALE_REQUEST = "stale_request"
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -161,6 +165,7 @@ ERROR_STATUS: dict[str, int] = {
     METHOD_NOT_ALLOWED: 405,
     TRANSACTION_BUSY: 409,
     STALE_REQUEST: 409,
+    IDEMPOTENCY_CONFLICT: 409,
     ROWCOUNT_MISMATCH: 409,
     TRANSACTION_EXPIRED: 410,
     TOO_LARGE: 413,
