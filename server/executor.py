@@ -373,9 +373,9 @@ class Executor:
         if (
             key is not None
             and self.outcomes is not None
-            and lease.wrote
             and lease.options.get("isolation_level") != "AUTOCOMMIT"
             and not transaction_failed(conn, self.driver)
+            and self._wrote(lease)
         ):
             unrecorded = not self._record(lease, index, results, owner, key, opening, digest)
         try:
@@ -390,6 +390,26 @@ class Executor:
         if unrecorded and self.outcomes is not None:
             # After the commit: SQLite would wait on this very transaction.
             self.outcomes.ensure_table()
+
+    def _wrote(self, lease: Lease) -> bool:
+        """Whether the transaction may have written, so its commit is recorded.
+
+        By its statements' text (:func:`server.writes.may_write`); where the
+        text looked read-only, PostgreSQL is asked too, since a view or a
+        row-level security policy can call a writing function that no text
+        shows: a transaction that wrote or locked a row has a transaction id.
+        """
+        if lease.wrote or self.driver not in ABORTING_DRIVERS:
+            return lease.wrote
+        cursor = lease.dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT txid_current_if_assigned()")
+            lease.wrote = cursor.fetchone()[0] is not None
+        except self.dbapi_error:
+            return True  # unsure: record, and let a failed insert fail the commit
+        finally:
+            cursor.close()
+        return lease.wrote
 
     def _record(
         self,

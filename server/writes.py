@@ -34,9 +34,12 @@ comments and literals, so no word inside a string or a comment counts.
 
 What text cannot show: a view, a row-level security policy or a domain
 check that calls a writing function, or a builtin name overloaded by a
-user function for a user type (PostgreSQL).  The executor closes that gap
-on PostgreSQL and SQLite by asking the database at commit time whether the
-transaction wrote (see :func:`server.drivers.transaction_wrote`).
+user function for a user type.  On PostgreSQL the executor asks the
+database at commit time whether a transaction that looked read-only has a
+transaction id (:meth:`server.executor.Executor._wrote`).  SQLite has no
+stored functions, so its text is the whole story.  On MySQL a view over a
+writing stored function is the remaining gap (documented in
+docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -68,6 +68,8 @@ SHAPES = [
           ("EXPLAIN (ANALYZE, FORMAT JSON) " + _ins("explain json"),), "explain json"),
     Shape("data-modifying CTE", ("postgresql",),
           (f"WITH w AS ({_ins('cte')} RETURNING id) SELECT id FROM w",), "cte"),
+    Shape("SELECT from a view that calls a write function", ("postgresql",),
+          ("SELECT x FROM sp_enqueue_view",), "view"),
     Shape("several statements in one text", ("postgresql",),
           ("SELECT 1; " + _ins("multi"),), "multi"),
     Shape("CTE then INSERT", ("sqlite",),
@@ -82,6 +84,7 @@ WRITE_FUNCTION = {
         f"""CREATE OR REPLACE FUNCTION sp_enqueue(n text) RETURNS integer
             LANGUAGE plpgsql AS $$
             BEGIN INSERT INTO {TABLE} (note) VALUES (n); RETURN 1; END $$""",
+        "CREATE OR REPLACE VIEW sp_enqueue_view AS SELECT sp_enqueue('view') AS x",
     ],
     "mysql": [
         "DROP FUNCTION IF EXISTS sp_enqueue",
@@ -103,6 +106,8 @@ def started() -> Iterator[list]:
 def direct(db_url: str, backend: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
+        if backend == "postgresql":
+            conn.execute(sa.text("DROP VIEW IF EXISTS sp_enqueue_view"))
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
         key = {
             "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -113,6 +118,8 @@ def direct(db_url: str, backend: str) -> Iterator[sa.Engine]:
             conn.execute(sa.text(statement))
     yield engine
     with engine.begin() as conn:
+        if backend == "postgresql":
+            conn.execute(sa.text("DROP VIEW IF EXISTS sp_enqueue_view"))
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
     engine.dispose()
 
