@@ -42,7 +42,7 @@ from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
-from .outcomes import OutcomeStore
+from .outcomes import OutcomeStore, request_digest
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
 from .session_guard import IsolationViolation
@@ -266,7 +266,8 @@ class ProxyServer:
                               refused_step=exc.step, txn=txn)
         try:
             reply = self.executor.run(
-                txn, steps, (claims.subject, claims.role), key, retry=_retry_attempt(request) > 0
+                txn, steps, (claims.subject, claims.role), key,
+                retry=_retry_attempt(request) > 0, digest=_digest(request),
             )
         except LeaseError as exc:
             response = self.error(exc.code, str(exc))
@@ -295,6 +296,7 @@ class ProxyServer:
             )
         try:
             raw = request.get_data(cache=False)
+            request.environ[_DIGEST_KEY] = request_digest(request.method, request.path, raw)
         except RequestEntityTooLarge:
             return self.error(
                 protocol.TOO_LARGE,
@@ -336,7 +338,8 @@ class ProxyServer:
             return self.error(exc.code, str(exc))
         try:
             outcome = self.operations.call(
-                name, body, claims.subject, key, retry=_retry_attempt(request) > 0
+                name, body, claims.subject, key, retry=_retry_attempt(request) > 0,
+                role=claims.role, digest=_digest(request),
             )
         except OperationFailed as exc:
             response = self.error(exc.code, str(exc), **exc.extra)
@@ -394,6 +397,15 @@ class ProxyServer:
         self.registry.shutdown()
         self.outcomes.stop()
         self.engine.dispose()
+
+
+#: Where :meth:`ProxyServer._json_body` leaves the digest of the body it read.
+_DIGEST_KEY = "session_proxy.request_digest"
+
+
+def _digest(request: Request) -> str:
+    """The digest of the request whose body was read (see :func:`request_digest`)."""
+    return request.environ.get(_DIGEST_KEY, "")
 
 
 def _retry_attempt(request: Request) -> int:

@@ -32,7 +32,8 @@ from .drivers import (
     transaction_failed,
 )
 from .leases import Lease, LeaseError, LeaseRegistry
-from .outcomes import Outcome, OutcomeStore
+from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
 
@@ -137,6 +138,11 @@ class _RowcountCheck:
         )
 
 
+def _conflict(exc: OutcomeConflict) -> LeaseError:
+    """The 409 for a key that names another request's outcome."""
+    return LeaseError(protocol.IDEMPOTENCY_CONFLICT, str(exc))
+
+
 def _page(rows: list) -> dict[str, Any]:
     """A page of result rows as the protocol sends it, with its tagged columns."""
     encoded, tagged = encode_rows(rows)
@@ -180,17 +186,21 @@ class Executor:
         owner: tuple[str, str] = ("", ""),
         key: str | None = None,
         retry: bool = False,
+        digest: str = "",
     ) -> Reply:
         """Run ``steps`` for ``owner`` (subject, role) and answer them.
 
         ``steps`` have been validated, checked against the caller's policy
         and their parameters decoded.  ``key`` is the request's idempotency
-        key and ``retry`` whether the client says this is a retry.  Raises
-        :class:`~server.leases.LeaseError` when the transaction cannot be
-        used; nothing ran then.
+        key, ``retry`` whether the client says this is a retry and
+        ``digest`` names the request (:func:`server.outcomes.request_digest`):
+        a record of ``key`` answers it only if made by the same role for
+        the same digest.  Raises :class:`~server.leases.LeaseError` when the
+        transaction cannot be used or the key names another request;
+        nothing ran then.
         """
         try:
-            return self._run(txn, steps, owner, key, retry)
+            return self._run(txn, steps, owner, key, retry, digest)
         except Replay as replay:
             if self.outcomes is not None:
                 self.outcomes.replayed()
@@ -203,6 +213,7 @@ class Executor:
         owner: tuple[str, str],
         key: str | None,
         retry: bool,
+        digest: str,
     ) -> Reply:
         commits = steps[-1]["op"] == protocol.COMMIT
         if txn is None and key is not None:
@@ -214,8 +225,9 @@ class Executor:
             ):
                 # Nothing to run: committing or closing what was never begun.
                 return Reply(200, dumps({"txn": None, "results": [{} for _ in steps]}))
-            if key is not None and retry:
-                self._replay_recorded(owner, key)
+            if key is not None:
+                # This instance's memory always (cheap), the table on a retry.
+                self._replay_recorded(owner, key, digest, database=retry)
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
             try:
                 lease = self.registry.open(options, owner, key)
@@ -226,23 +238,24 @@ class Executor:
                 ))
             opening = True
         else:
-            lease = self._acquire(txn, owner, key, commits)
+            lease = self._acquire(txn, owner, key, commits, digest)
             opening = False
         try:
-            reply = self._run_steps(lease, steps, owner, key, opening)
+            reply = self._run_steps(lease, steps, owner, key, opening, digest)
             if key is not None:
+                outcome = Outcome(reply.status, reply.body, owner[1], digest)
                 if lease.ended:
-                    self._remember(owner, key, reply)
+                    self._remember(owner, key, outcome)
                 else:
-                    lease.keys.add(key)
+                    lease.keys[key] = digest
                     lease.last_key = key
-                    lease.last_outcome = Outcome(reply.status, reply.body)
+                    lease.last_outcome = outcome
             return reply
         finally:
             self.registry.release(lease)
 
     def _acquire(
-        self, txn: str, owner: tuple[str, str], key: str | None, commits: bool
+        self, txn: str, owner: tuple[str, str], key: str | None, commits: bool, digest: str
     ) -> Lease:
         """The open lease ``txn``; a repeated ``key`` raises :class:`Replay`."""
         try:
@@ -252,7 +265,7 @@ class Executor:
                 protocol.UNKNOWN_TRANSACTION, protocol.TRANSACTION_EXPIRED
             ):
                 raise
-            self._replay_recorded(owner, key)
+            self._replay_recorded(owner, key, digest)
             if commits:
                 exc.args = (
                     f"{exc}; no commit is recorded for this request, so the "
@@ -262,7 +275,10 @@ class Executor:
         if key is None or key not in lease.keys:
             return lease
         outcome = lease.last_outcome if key == lease.last_key else None
+        same_request = lease.keys[key] == digest
         self.registry.release(lease)
+        if not same_request:
+            raise _conflict(OutcomeConflict(key))
         if outcome is not None:
             raise Replay(outcome)
         raise LeaseError(
@@ -271,17 +287,31 @@ class Executor:
             "have run since; its answer is no longer kept",
         )
 
-    def _replay_recorded(self, owner: tuple[str, str], key: str) -> None:
-        """Raise :class:`Replay` if an outcome is recorded for ``key``."""
+    def _replay_recorded(
+        self, owner: tuple[str, str], key: str, digest: str, database: bool = True
+    ) -> None:
+        """Raise :class:`Replay` if an outcome of this request is recorded for ``key``.
+
+        Looks in this instance's memory, and in the outcome table when
+        ``database``.  A record of another role or request raises a 409
+        :class:`~server.leases.LeaseError`.
+        """
         if self.outcomes is None:
             return
-        outcome = self.outcomes.find(owner[0], key)
+        if database:
+            found = self.outcomes.find(owner[0], key)
+        else:
+            found = self.outcomes.recall(owner[0], key)
+        try:
+            outcome = replayable(found, key, owner[1], digest)
+        except OutcomeConflict as exc:
+            raise _conflict(exc) from None
         if outcome is not None:
             raise Replay(outcome)
 
-    def _remember(self, owner: tuple[str, str], key: str, reply: Reply) -> None:
+    def _remember(self, owner: tuple[str, str], key: str, outcome: Outcome) -> None:
         if self.outcomes is not None:
-            self.outcomes.remember(owner[0], key, Outcome(reply.status, reply.body))
+            self.outcomes.remember(owner[0], key, outcome)
 
     def _run_steps(
         self,
@@ -290,6 +320,7 @@ class Executor:
         owner: tuple[str, str],
         key: str | None,
         opening: bool,
+        digest: str = "",
     ) -> Reply:
         results: list[dict] = []
         check = _RowcountCheck()
@@ -298,7 +329,7 @@ class Executor:
                 check.before(step, lease)
                 if step["op"] == protocol.COMMIT:
                     check.finish(lease)
-                    self._commit(lease, index, results, owner, key, opening)
+                    self._commit(lease, index, results, owner, key, opening, digest)
                     results.append({})
                     continue
                 result = self._run_step(lease, index, step)
@@ -330,6 +361,7 @@ class Executor:
         owner: tuple[str, str],
         key: str | None,
         opening: bool,
+        digest: str = "",
     ) -> None:
         """Commit, recording the answer first when the transaction wrote.
 
@@ -341,11 +373,11 @@ class Executor:
         if (
             key is not None
             and self.outcomes is not None
-            and lease.wrote
             and lease.options.get("isolation_level") != "AUTOCOMMIT"
             and not transaction_failed(conn, self.driver)
+            and self._wrote(lease)
         ):
-            unrecorded = not self._record(lease, index, results, owner, key, opening)
+            unrecorded = not self._record(lease, index, results, owner, key, opening, digest)
         try:
             conn.commit()
         except self.dbapi_error as exc:
@@ -359,6 +391,26 @@ class Executor:
             # After the commit: SQLite would wait on this very transaction.
             self.outcomes.ensure_table()
 
+    def _wrote(self, lease: Lease) -> bool:
+        """Whether the transaction may have written, so its commit is recorded.
+
+        By its statements' text (:func:`server.writes.may_write`); where the
+        text looked read-only, PostgreSQL is asked too, since a view or a
+        row-level security policy can call a writing function that no text
+        shows: a transaction that wrote or locked a row has a transaction id.
+        """
+        if lease.wrote or self.driver not in ABORTING_DRIVERS:
+            return lease.wrote
+        cursor = lease.dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT txid_current_if_assigned()")
+            lease.wrote = cursor.fetchone()[0] is not None
+        except self.dbapi_error:
+            return True  # unsure: record, and let a failed insert fail the commit
+        finally:
+            cursor.close()
+        return lease.wrote
+
     def _record(
         self,
         lease: Lease,
@@ -367,6 +419,7 @@ class Executor:
         owner: tuple[str, str],
         key: str,
         opening: bool,
+        digest: str = "",
     ) -> bool:
         """Insert the commit's answer in its transaction; False if it could not be.
 
@@ -378,13 +431,15 @@ class Executor:
         answer = {"txn": None, "results": [*results, {}]}
         conn = lease.dbapi_connection
         try:
-            self.outcomes.record_on(conn, owner[0], key, Outcome(200, dumps(answer)))
+            self.outcomes.record_on(
+                conn, owner[0], key, Outcome(200, dumps(answer), owner[1], digest)
+            )
         except self.integrity_error as exc:
             self._end_failed(lease)
             if opening:
                 # The key is recorded: an earlier attempt of this very
                 # request (begin to commit) committed while this one ran.
-                self._replay_recorded(owner, key)
+                self._replay_recorded(owner, key, digest)
             elif self.outcomes.find(owner[0], key) is not None:
                 raise StepFailed(
                     protocol.ERROR_STATUS[protocol.STALE_REQUEST],
@@ -469,7 +524,7 @@ class Executor:
         connection = lease.dbapi_connection
         cursor = prepare_cursor(connection.cursor(), self.driver)
         self.statements += 1
-        if not lease.wrote and not protocol.is_read_only(step["sql"]):
+        if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
         try:
             with statement_deadline(connection, self.driver, self.statement_timeout_seconds):

@@ -80,8 +80,9 @@ class Lease:
         self.created = time.monotonic()
         self.last_used = self.created
         self.ended = False
-        #: Idempotency keys of the requests that ran on this lease.
-        self.keys: set[str] = set()
+        #: Idempotency keys of the requests that ran on this lease, with
+        #: the digest of each request (:func:`server.outcomes.request_digest`).
+        self.keys: dict[str, str] = {}
         #: The key and response of the last of them, for a retry.
         self.last_key: str | None = None
         self.last_outcome: Any = None

@@ -29,7 +29,8 @@ from session_proxy import protocol, values
 from session_proxy.codec import dumps
 from session_proxy.logical import Operation, operations
 
-from .outcomes import Outcome, OutcomeStore
+from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .writes import may_write
 
 
 class OperationFailed(Exception):
@@ -98,7 +99,7 @@ class OperationHost:
         counter = getattr(self._local, "statements", None)
         if counter is not None:
             self._local.statements = counter + 1
-            if not protocol.is_read_only(statement):
+            if may_write(statement):
                 self._local.wrote = True
 
     def call(
@@ -108,41 +109,60 @@ class OperationHost:
         subject: str = "",
         key: str | None = None,
         retry: bool = False,
+        role: str = "",
+        digest: str = "",
     ) -> CallResult:
         """Decode, check and run one call; raise :class:`OperationFailed`.
 
         With an idempotency ``key``, a call already answered for ``subject``
-        is answered from its record instead (checked first on a ``retry``).
+        is answered from its record instead (this instance's memory always,
+        the outcome table on a ``retry``), if the record is of the same
+        ``role`` and request ``digest``; a record of another is a 409.
         """
-        if key is not None and retry and self.outcomes is not None:
-            outcome = self.outcomes.find(subject, key)
+        if key is not None and self.outcomes is not None:
+            found = self.outcomes.find(subject, key) if retry else self.outcomes.recall(
+                subject, key
+            )
+            outcome = self._replayable(found, key, role, digest)
             if outcome is not None:
                 return self._replay(outcome)
         with values.pickles_allowed(self.trusted_clients):
             try:
-                result = self._call(name, body, subject, key)
+                result = self._call(name, body, subject, key, role, digest)
             except _AlreadyRecorded:
                 outcome = self.outcomes.find(subject, key) if self.outcomes and key else None
                 if outcome is None:
                     raise
-                return self._replay(outcome)
+                return self._replay(self._replayable(outcome, key, role, digest))
             except OperationFailed as failed:
                 if key is not None and self.outcomes is not None and failed.statements:
                     payload = dumps(protocol.error_body(failed.code, str(failed), **failed.extra))
                     self.outcomes.remember(
-                        subject, key, Outcome(protocol.ERROR_STATUS[failed.code], payload)
+                        subject, key,
+                        Outcome(protocol.ERROR_STATUS[failed.code], payload, role, digest),
                     )
                 raise
         if key is not None and self.outcomes is not None:
-            self.outcomes.remember(subject, key, Outcome(result.status, result.payload))
+            self.outcomes.remember(
+                subject, key, Outcome(result.status, result.payload, role, digest)
+            )
         return result
+
+    @staticmethod
+    def _replayable(found: Outcome | None, key: str, role: str, digest: str) -> Outcome | None:
+        try:
+            return replayable(found, key, role, digest)
+        except OutcomeConflict as exc:
+            raise OperationFailed(protocol.IDEMPOTENCY_CONFLICT, str(exc)) from None
 
     def _replay(self, outcome: Outcome) -> CallResult:
         if self.outcomes is not None:
             self.outcomes.replayed()
         return CallResult(outcome.status, outcome.body, 0, None, replayed=True)
 
-    def _call(self, name: str, body: Any, subject: str, key: str | None) -> CallResult:
+    def _call(
+        self, name: str, body: Any, subject: str, key: str | None, role: str, digest: str
+    ) -> CallResult:
         operation = self.operations.get(name)
         if operation is None:
             raise OperationFailed(
@@ -176,7 +196,7 @@ class OperationHost:
                 return
             try:
                 self.outcomes.record_in_session(
-                    session, subject, key, Outcome(200, dumps({"result": encoded}))
+                    session, subject, key, Outcome(200, dumps({"result": encoded}), role, digest)
                 )
             except sa_exc.IntegrityError:
                 raise _AlreadyRecorded() from None

@@ -7,9 +7,16 @@ finished:
 - **The outcome table** (``session_proxy_outcomes`` in the served
   database, in a schema of its own, ``session_proxy``, on PostgreSQL and
   MySQL, so reflecting the application's schema does not show it).  A
-  commit, or a logical call, that wrote anything inserts its response under
-  (subject, key) *in the transaction it commits*, so the row exists if and
-  only if the work committed.  A retry that finds the row gets
+  commit, or a logical call, that may have written (:mod:`server.writes`)
+  inserts its response under (scope, subject, key) *in the transaction it
+  commits*, so the row exists if and only if the work committed.  The row
+  also holds the caller's role and the digest of the request
+  (:func:`request_digest`); a retry is answered from it only when subject,
+  role and request all match, and anything else is 409
+  ``idempotency_conflict``, having run nothing.  On MySQL the
+  ``session_proxy`` database is shared by every database of the server, so
+  ``scope`` names the served database and every lookup and purge filters
+  on it.  A retry that finds the row gets
   that response back; any instance answers it, and so does a restarted one.
   The primary key also stops a duplicate attempt that races the first: its
   insert waits for the first to commit and then fails, and the duplicate is
@@ -25,6 +32,7 @@ Requests that leave a transaction open are remembered on their lease (see
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -47,19 +55,94 @@ SCHEMA = "session_proxy"
 MEMORY_LIMIT = 50_000
 
 
+#: Columns added since the first version of the table; an older table gets
+#: them by ``ALTER TABLE ... ADD COLUMN`` when a server starts.
+ADDED_COLUMNS = ("scope", "role", "request_digest")
+
+
 def outcome_table(metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
     """The outcome table's definition, in ``schema`` (None: the default one)."""
     return sa.Table(
         TABLE_NAME,
         metadata,
+        # The served database where the table is shared (MySQL), else "".
+        sa.Column("scope", sa.String(64), primary_key=True, server_default=""),
         sa.Column("subject", sa.String(255), primary_key=True),
         sa.Column("idem_key", sa.String(128), primary_key=True),
+        sa.Column("role", sa.String(255), nullable=False, server_default=""),
+        # SHA-256 (hex) of the request's method, path and body.
+        sa.Column("request_digest", sa.String(64), nullable=False, server_default=""),
         sa.Column("created", sa.Float, nullable=False, index=True),
         sa.Column("status", sa.Integer, nullable=False),
         sa.Column("body", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
                   nullable=False),
         schema=schema,
     )
+
+
+def request_digest(method: str, path: str, body: bytes) -> str:
+    """SHA-256 (hex) naming one request: a retry sends the very same bytes."""
+    digest = hashlib.sha256(f"{method} {path}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def outcome_scope(engine: Engine) -> str:
+    """What the records of this server are scoped to.
+
+    MySQL's ``session_proxy`` database is one per database server, shared
+    by the proxies of all its databases: the scope is the served database's
+    name.  PostgreSQL schemas and SQLite files belong to one database
+    already: the scope is "".
+    """
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return ""
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT DATABASE()")).scalar() or ""
+
+
+def upgrade_table(engine: Engine, table: sa.Table) -> list[str]:
+    """Add the :data:`ADDED_COLUMNS` an older outcome table lacks; return their names.
+
+    Rows recorded before the upgrade keep "" as role and digest, which no
+    request matches: a retry of one is answered 409, never with another
+    caller's answer.  On MySQL the primary key gains ``scope``.
+    """
+    missing = _missing_columns(engine, table)
+    if not missing:
+        return []
+    try:
+        _add_columns(engine, table, missing)
+    except sa.exc.SQLAlchemyError:
+        # Another server starting at the same time may have added them.
+        if _missing_columns(engine, table):
+            raise
+    log.warning("upgraded %s: added columns %s", TABLE_NAME, ", ".join(missing))
+    return missing
+
+
+def _missing_columns(engine: Engine, table: sa.Table) -> list[str]:
+    inspector = sa.inspect(engine)
+    present = {column["name"] for column in inspector.get_columns(table.name, table.schema)}
+    return [name for name in ADDED_COLUMNS if name not in present]
+
+
+def _add_columns(engine: Engine, table: sa.Table, missing: list[str]) -> None:
+    dialect = engine.dialect
+    preparer = dialect.identifier_preparer
+    qualified = preparer.format_table(table)
+    with engine.begin() as connection:
+        for name in missing:
+            column = table.c[name]
+            connection.execute(sa.text(
+                f"ALTER TABLE {qualified} ADD COLUMN {preparer.quote(name)} "
+                f"{column.type.compile(dialect)} NOT NULL DEFAULT ''"
+            ))
+        if "scope" in missing and dialect.name in ("mysql", "mariadb"):
+            connection.execute(sa.text(
+                f"ALTER TABLE {qualified} DROP PRIMARY KEY, "
+                "ADD PRIMARY KEY (scope, subject, idem_key)"
+            ))
 
 
 def outcome_schema(engine: Engine) -> str | None:
@@ -83,20 +166,54 @@ def outcome_schema(engine: Engine) -> str | None:
 
 
 class Outcome:
-    """A finished request's HTTP status and encoded JSON body."""
+    """A finished request's HTTP status and encoded JSON body.
 
-    __slots__ = ("status", "body")
+    ``role`` and ``digest`` name the caller's role and the request
+    (:func:`request_digest`) that produced it.
+    """
 
-    def __init__(self, status: int, body: bytes) -> None:
+    __slots__ = ("status", "body", "role", "digest")
+
+    def __init__(self, status: int, body: bytes, role: str = "", digest: str = "") -> None:
         self.status = status
         self.body = body
+        self.role = role
+        self.digest = digest
+
+    def answers(self, role: str, digest: str) -> bool:
+        """Whether this is the outcome of the request ``digest`` sent by ``role``."""
+        return bool(self.digest) and self.role == role and self.digest == digest
 
 
-def _row(subject: str, key: str, outcome: Outcome) -> dict[str, Any]:
-    """The outcome table row recording ``outcome`` for (subject, key), made now."""
+class OutcomeConflict(Exception):
+    """A key names an outcome of another request or role: 409, nothing runs."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key} already names another request (a different "
+            "role or different request body); a retry must resend the same "
+            "request with the same credentials.  This request was not run (or, "
+            "where it had begun, it was rolled back)"
+        )
+
+
+def replayable(outcome: Outcome | None, key: str, role: str, digest: str) -> Outcome | None:
+    """``outcome`` if it answers this request; raises :class:`OutcomeConflict` if another's."""
+    if outcome is None:
+        return None
+    if not outcome.answers(role, digest):
+        raise OutcomeConflict(key)
+    return outcome
+
+
+def _row(scope: str, subject: str, key: str, outcome: Outcome) -> dict[str, Any]:
+    """The outcome table row recording ``outcome`` for (scope, subject, key), made now."""
     return {
+        "scope": scope,
         "subject": subject,
         "idem_key": key,
+        "role": outcome.role,
+        "request_digest": outcome.digest,
         "created": time.time(),
         "status": outcome.status,
         "body": outcome.body.decode("utf-8"),
@@ -118,6 +235,9 @@ class OutcomeStore:
         self.window_seconds = window_seconds
         self.table = outcome_table(sa.MetaData(), outcome_schema(engine))
         self.table.create(engine, checkfirst=True)
+        upgrade_table(engine, self.table)
+        #: The served database on MySQL (see :func:`outcome_scope`), else "".
+        self.scope = outcome_scope(engine)
         dialect = engine.dialect
         self._insert = self.table.insert().compile(dialect=dialect)
         self._insert_sql = str(self._insert)
@@ -142,7 +262,7 @@ class OutcomeStore:
         already (a duplicate attempt raced the first and lost).
         """
         compiled = self._insert
-        params: Any = compiled.construct_params(_row(subject, key, outcome))
+        params: Any = compiled.construct_params(_row(self.scope, subject, key, outcome))
         if compiled.positional:
             params = [params[name] for name in compiled.positiontup]
         cursor = dbapi_connection.cursor()
@@ -153,7 +273,7 @@ class OutcomeStore:
 
     def record_in_session(self, session: Any, subject: str, key: str, outcome: Outcome) -> None:
         """Insert ``outcome`` through an ORM session, inside its transaction."""
-        session.execute(self.table.insert().values(_row(subject, key, outcome)))
+        session.execute(self.table.insert().values(_row(self.scope, subject, key, outcome)))
 
     def remember(self, subject: str, key: str, outcome: Outcome) -> None:
         """Keep ``outcome`` in this instance's memory for the window."""
@@ -175,12 +295,18 @@ class OutcomeStore:
         return entry[1]
 
     def find(self, subject: str, key: str) -> Outcome | None:
-        """The outcome recorded for (subject, key), in memory or in the database."""
+        """The outcome recorded for (subject, key), in memory or in the database.
+
+        The caller checks it answers the request (:func:`replayable`).
+        """
         outcome = self.recall(subject, key)
         if outcome is not None:
             return outcome
         table = self.table
-        query = sa.select(table.c.status, table.c.body).where(
+        query = sa.select(
+            table.c.status, table.c.body, table.c.role, table.c.request_digest
+        ).where(
+            table.c.scope == self.scope,
             table.c.subject == subject,
             table.c.idem_key == key,
             table.c.created >= time.time() - self.window_seconds,
@@ -189,7 +315,7 @@ class OutcomeStore:
             row = connection.execute(query).first()
         if row is None:
             return None
-        return Outcome(int(row.status), row.body.encode("utf-8"))
+        return Outcome(int(row.status), row.body.encode("utf-8"), row.role, row.request_digest)
 
     def replayed(self) -> None:
         """Count one response answered from a record."""
@@ -205,7 +331,10 @@ class OutcomeStore:
             while self._memory and next(iter(self._memory.values()))[0] < now:
                 self._memory.popitem(last=False)
         table = self.table
-        old = table.c.created < time.time() - self.window_seconds
+        # Only this scope's rows: another database's proxy purges its own.
+        old = sa.and_(
+            table.c.scope == self.scope, table.c.created < time.time() - self.window_seconds
+        )
         with self._own_engine.connect() as connection:
             # Look before deleting: no write lock when there is nothing to purge.
             if connection.execute(sa.select(table.c.idem_key).where(old).limit(1)).first() is None:

@@ -56,7 +56,10 @@ logical call, that wrote anything records its response in the database in
 the same transaction (table ``session_proxy_outcomes``), so a retry after a
 lost response, even on a restarted server, gets the recorded outcome, and
 an unknown key on a gone transaction means it did not commit.  Replayed
-responses carry ``X-Idempotent-Replay: true``.
+responses carry ``X-Idempotent-Replay: true``.  A record answers only the
+request that made it: same subject, same role and the same method, path
+and body bytes; a key that names another request is 409
+``idempotency_conflict`` and nothing runs.
 
 Instances: a transaction id names the server instance that holds it
 (``INSTANCE-BOOT-RANDOM``); the response that opens a transaction also
@@ -150,6 +153,7 @@ UNSAFE_STATEMENT = "unsafe_statement"
 #: A statement whose effect would outlive its transaction or reach the
 #: proxy's own records; refused whatever the policy (server.session_guard).
 ISOLATION_VIOLATION = "isolation_violation"
+IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -168,6 +172,7 @@ ERROR_STATUS: dict[str, int] = {
     METHOD_NOT_ALLOWED: 405,
     TRANSACTION_BUSY: 409,
     STALE_REQUEST: 409,
+    IDEMPOTENCY_CONFLICT: 409,
     ROWCOUNT_MISMATCH: 409,
     TRANSACTION_EXPIRED: 410,
     TOO_LARGE: 413,
@@ -413,24 +418,3 @@ def check_idempotency_key(key: str | None) -> str | None:
             "[A-Za-z0-9_-]"
         )
     return key
-
-
-def is_read_only(sql: str) -> bool:
-    """Whether a statement only reads (its first keyword), for outcome recording.
-
-    Conservative: anything that is not a plain ``SELECT`` (without ``FOR
-    UPDATE``/``FOR SHARE``), ``SHOW``, ``EXPLAIN``, ``PRAGMA`` or ``VALUES``
-    counts as a write.
-    """
-    head = sql.lstrip(" \t\r\n(").split(None, 1)
-    if not head:
-        return True
-    keyword = head[0].upper()
-    if keyword in ("SHOW", "EXPLAIN", "VALUES"):
-        return True
-    if keyword == "PRAGMA":
-        return "=" not in sql
-    if keyword != "SELECT":
-        return False
-    upper = sql.upper()
-    return " FOR UPDATE" not in upper and " FOR SHARE" not in upper and " INTO " not in upper

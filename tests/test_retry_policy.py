@@ -1,4 +1,4 @@
-"""The pure parts of retrying: backoff, key checks, which statements write."""
+"""The pure parts of retrying: backoff and key checks (writes: tests/test_writes.py)."""
 
 from __future__ import annotations
 
@@ -45,25 +45,3 @@ def test_good_idempotency_keys(key: str) -> None:
 def test_bad_idempotency_keys(key: str) -> None:
     with pytest.raises(protocol.ProtocolError, match="Idempotency-Key"):
         protocol.check_idempotency_key(key)
-
-
-@pytest.mark.parametrize(
-    ("sql", "read_only"),
-    [
-        ("SELECT 1", True),
-        ("  (SELECT a FROM t) UNION (SELECT b FROM u)", True),
-        ("select * from t where id = 1 for update", False),
-        ("SELECT * FROM t FOR SHARE", False),
-        ("SELECT a INTO new_table FROM t", False),
-        ("SHOW TABLES", True),
-        ("EXPLAIN SELECT 1", True),
-        ("PRAGMA table_info(t)", True),
-        ("PRAGMA user_version = 3", False),
-        ("INSERT INTO t VALUES (1)", False),
-        ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", False),
-        ("UPDATE t SET a = 1", False),
-        ("", True),
-    ],
-)
-def test_which_statements_count_as_writes(sql: str, read_only: bool) -> None:
-    assert protocol.is_read_only(sql) is read_only

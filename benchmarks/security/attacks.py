@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -744,6 +745,34 @@ def _file_access_expect(backend: str, config: str) -> Expect:
     return policy_stops(harm(200, ""), "role 'worker'", "role 'worker'")(backend, config)
 
 
+# -- issue 14 item 5: outcome records answer only the request that made them ------------
+
+
+def _foreign_key_replay(lab: SecurityLab, config: str) -> Observation:
+    """A token of another role for the admin's subject resends the admin's key."""
+    key = secrets.token_urlsafe(18)
+    attacker = _sign(lab, subject="operator", role="worker")  # the admin's subject
+    if config == "logical":
+        path = lab.operation_path("get_variable")
+        body = protocol.operation_request(["x"], {})
+    else:
+        sql, params = lab.benign
+        path = protocol.PIPELINE_PATH
+        body = protocol.pipeline_request(None, [
+            {"op": protocol.BEGIN}, {"op": protocol.EXECUTE, "sql": sql, "params": params},
+            {"op": protocol.COMMIT},
+        ])
+    first = lab.post(config, path, body, token=lab.tokens.admin,
+                     headers={protocol.IDEMPOTENCY_KEY_HEADER: key})
+    if first.status_code != 200:
+        return observe(first)
+    response = lab.post(config, path, body, token=attacker, headers={
+        protocol.IDEMPOTENCY_KEY_HEADER: key, protocol.RETRY_ATTEMPT_HEADER: "1",
+    })
+    replayed = response.headers.get(protocol.REPLAYED_HEADER) == "true"
+    return observe(response, "got the admin's stored answer" if replayed else None)
+
+
 def _lease_expect(backend: str, config: str) -> Expect:
     if config == "logical":
         return Expect(True, 403, "not in the allowlist for role 'worker'")
@@ -894,6 +923,11 @@ ATTACKS: list[Attack] = [
            _transaction_expect(410, "open longer than the limit")),
     Attack("slow statement", "transactions", "run one statement for minutes",
            _slow_statement, _timeout_expect),
+    # issue 14 item 5: outcome records answer only the request that made them
+    Attack("replay another role's answer by its key", "transactions",
+           "a token of another role for the admin's subject resends the admin's "
+           "idempotency key as a retry", _foreign_key_replay,
+           everywhere(409, "already names another request")),
 ]
 
 # -- issue 14 item 3: state left for the next lease ------------------------------------------
