@@ -257,6 +257,16 @@ def _is_target(table: exp.Table) -> bool:
     return isinstance(parent, exp.Into)
 
 
+def _keyword_misread(table: exp.Table) -> bool:
+    """An unquoted ``TABLE`` read as a table name (sqlglot's SQLite reading of ``TABLE x``).
+
+    TABLE is reserved in PostgreSQL, MySQL and SQLite, so a table of that
+    name is always quoted; the shorthand itself is read by the other dialects.
+    """
+    this = table.this
+    return len(table.parts) == 1 and not this.args.get("quoted") and this.name.upper() == "TABLE"
+
+
 def _in_delete_list(table: exp.Table) -> bool:
     """``a`` in MySQL's ``DELETE a, b FROM ...``."""
     parent = table.parent
@@ -271,7 +281,10 @@ def _tables_of(tree: exp.Expression) -> tuple[set[str], set[str]]:
     reads: set[str] = set()
     writes: set[str] = set()
     aliases: dict[str, set[str]] = {}
-    tables = [t for t in tree.find_all(exp.Table) if isinstance(t.this, exp.Identifier)]
+    tables = [
+        t for t in tree.find_all(exp.Table)
+        if isinstance(t.this, exp.Identifier) and not _keyword_misread(t)
+    ]
     named = {_table_name(t) for t in tables if not _in_delete_list(t)}
     for table in tables:
         if table.alias:
