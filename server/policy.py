@@ -66,6 +66,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from .sql_tables import parser_tables, rule_access
+
 __all__ = [
     "ACCESS_LEVELS",
     "POLICY_VERSION",
@@ -161,6 +163,7 @@ _INSERT_MODIFIERS = frozenset({"LOW_PRIORITY", "HIGH_PRIORITY", "DELAYED", "IGNO
 _DML_KINDS = {
     "SELECT": "select",
     "VALUES": "select",
+    "TABLE": "select",
     "INSERT": "insert",
     "REPLACE": "insert",
     "UPDATE": "update",
@@ -871,6 +874,9 @@ class StatementInfo:
     :param functions: names of the functions called, lower-cased.
     :param ambiguity: why another SQL dialect would read the text
         differently, or ``None``.
+    :param table_doubt: why the table lists may be incomplete (no SQL
+        dialect parses the statement, it nests too deep, it is too long to
+        parse), or ``None``.  Only set for SELECT/INSERT/UPDATE/DELETE.
     """
 
     kind: str
@@ -880,6 +886,7 @@ class StatementInfo:
     locks: bool
     functions: frozenset[str] = frozenset()
     ambiguity: str | None = None
+    table_doubt: str | None = None
 
 
 class _Frame:
@@ -998,6 +1005,13 @@ class _Scanner:
     def is_statement_start(self, index: int) -> bool:
         kind, _, upper = self.tok(index - 1)
         return kind in ("", "(", ")") or upper in ("EXPLAIN", "ANALYZE", "VERBOSE")
+
+    def is_query_start(self, index: int) -> bool:
+        """Whether a query may begin at ``index`` (after "(", a set operator, or first)."""
+        kind, _, upper = self.tok(index - 1)
+        return kind in ("", "(") or upper in (
+            "UNION", "INTERSECT", "EXCEPT", "ALL", "DISTINCT", "EXPLAIN", "ANALYZE", "VERBOSE"
+        )
 
     def record(self, name: str, access: str, index: int) -> None:
         if access == "read":
@@ -1147,6 +1161,8 @@ class _Scanner:
                     frame.call = False
                 elif upper == "FOR" and self.tok(i + 1)[2] in ("UPDATE", "SHARE", "NO", "KEY"):
                     self.locks = True
+            elif kind == "w" and upper == "TABLE" and self.is_query_start(i):
+                expect = "read"  # TABLE x is SELECT * FROM x
             elif kind == "w" and upper == "LOCK":
                 if self.tok(i + 1)[2] == "IN" and self.tok(i + 2)[2] == "SHARE":
                     self.locks = True
@@ -1259,6 +1275,13 @@ def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
         functions |= scanner.functions
         locks = locks or scanner.locks
     kind = next(k for k in _KIND_SEVERITY if k in kinds)
+    doubt = None
+    if kind in ("select", "insert", "update", "delete"):
+        # The second opinion: sqlglot's syntax tree (see server.sql_tables).
+        second = parser_tables(tokens)
+        reads |= second.read
+        writes |= second.written
+        doubt = second.doubt
     return StatementInfo(
         kind=kind,
         is_multi_statement=len(statements) > 1,
@@ -1267,6 +1290,7 @@ def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
         locks=locks,
         functions=frozenset(functions),
         ambiguity=ambiguity,
+        table_doubt=doubt,
     )
 
 
@@ -1344,8 +1368,12 @@ class RolePolicy:
     allow_all: bool = False
 
     def table_access(self, table: str) -> str:
-        """``"none"``, ``"read"`` or ``"write"`` for ``table`` ("*" is the default)."""
-        return self.tables.get(table, self.tables.get("*", "none"))
+        """``"none"``, ``"read"`` or ``"write"`` for ``table`` ("*" is the default).
+
+        ``table`` may be qualified (``public.task``, ``db.public.task``); see
+        :func:`server.sql_tables.rule_access` for how it meets the rules.
+        """
+        return rule_access(self.tables, table)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: only the keys that differ from the defaults."""
@@ -1584,6 +1612,13 @@ class Policy:
             or info.kind not in ("select", "insert", "update", "delete")
         ):
             raise not_listed
+        if info.table_doubt is not None:
+            raise PolicyViolation(
+                f"cannot tell every table the statement touches ({info.table_doubt}); "
+                f"refused for role {role!r}: {fp}",
+                fp,
+                "table_access",
+            )
         for table in sorted(info.tables_written):
             if rules.table_access(table) != "write":
                 raise PolicyViolation(

@@ -706,6 +706,84 @@ def _slow_statement(lab: SecurityLab, config: str) -> Observation:
     return observe(response, harm)
 
 
+# -- table rules see every table (issue 14, item 2) ----------------------------------------------
+
+_CONNECTION_COLUMNS = "id, conn_id, conn_type, host, login, password, port, extra"
+
+
+def _database_name(lab: SecurityLab) -> str:
+    if lab.backend == "sqlite":
+        return "main"
+    query = "SELECT current_database()" if lab.backend == "postgresql" else "SELECT DATABASE()"
+    with lab.direct.connect() as conn:
+        return conn.exec_driver_sql(query).scalar()
+
+
+def _as_table_role(role: str, sql_of: Callable[[SecurityLab], str]) -> Callable:
+    """Run the statement ``sql_of`` builds with a token for a role judged by table rules."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        token = _sign(lab, role=role, subject=f"host-{role}")
+        return leak(lab.sql(config, sql_of(lab), token=token))
+
+    return run
+
+
+def _union_table(lab: SecurityLab) -> str:
+    # The allow-listed half has the shape of connection's rows.
+    return ("SELECT 0, dag_id, run_id, task_id, key, key, map_index, key FROM xcom "
+            "WHERE 1 = 0 UNION ALL TABLE connection")
+
+
+def _lateral_table(lab: SecurityLab) -> str:
+    return ("SELECT c.conn_id, c.password FROM task_instance "
+            "CROSS JOIN LATERAL (TABLE connection) AS c")
+
+
+def _schema_qualified(lab: SecurityLab) -> str:
+    qualifier = {"postgresql": "public", "mysql": _database_name(lab), "sqlite": "main"}
+    return f"SELECT {_CONNECTION_COLUMNS} FROM {qualifier[lab.backend]}.connection"
+
+
+def _database_qualified(lab: SecurityLab) -> str:
+    name = _database_name(lab)
+    if lab.backend == "postgresql":
+        return f'SELECT conn_id, password FROM {name}.public."connection"'
+    quote = "`" if lab.backend == "mysql" else '"'
+    return f"SELECT conn_id, password FROM {quote}{name}{quote}.{quote}connection{quote}"
+
+
+def _table_rules_expect(works_on: tuple[str, ...]) -> Callable[[str, str], Expect]:
+    """Reads passwords through the bare proxy where the backend has the syntax; 403 elsewhere."""
+
+    def expect(backend: str, config: str) -> Expect:
+        if config != "proxy":
+            return Expect(True, 403, "may not read table")
+        if backend in works_on:
+            return harm(200, "read passwords")
+        return Expect(True, 422, "")  # the backend does not know the syntax
+
+    return expect
+
+
+TABLE_RULE_ATTACKS: list[Attack] = [
+    Attack("allow-list bypass: UNION TABLE", "table rules",
+           "a role allowed task_instance and xcom appends TABLE connection to its SELECT",
+           _as_table_role("reader", _union_table), _table_rules_expect(("postgresql",))),
+    Attack("allow-list bypass: LATERAL (TABLE x)", "table rules",
+           "a role allowed task_instance and xcom joins LATERAL (TABLE connection)",
+           _as_table_role("reader", _lateral_table), _table_rules_expect(("postgresql",))),
+    Attack("deny-list bypass: schema-qualified name", "table rules",
+           "a role denied connection reads public.connection / db.connection / main.connection",
+           _as_table_role("auditor", _schema_qualified),
+           _table_rules_expect(("postgresql", "mysql", "sqlite"))),
+    Attack("deny-list bypass: database-qualified name", "table rules",
+           "a role denied connection reads db.public.\"connection\" / `db`.`connection`",
+           _as_table_role("auditor", _database_qualified),
+           _table_rules_expect(("postgresql", "mysql", "sqlite"))),
+]
+
+
 # -- the catalogue ------------------------------------------------------------------------------
 
 _TIMEOUT_MESSAGE = {
@@ -928,6 +1006,8 @@ ATTACKS: list[Attack] = [
            "a token of another role for the admin's subject resends the admin's "
            "idempotency key as a retry", _foreign_key_replay,
            everywhere(409, "already names another request")),
+    # issue 14, item 2: table rules see every table a statement touches
+    *TABLE_RULE_ATTACKS,
 ]
 
 # -- issue 14 item 3: state left for the next lease ------------------------------------------

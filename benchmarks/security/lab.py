@@ -60,6 +60,13 @@ LIMITS = {
 
 TIMEOUT = 30
 
+#: Roles judged by table rules (issue 14, item 2), added to both policies:
+#: an allow-list and a deny-list in the style docs/security.md documents.
+TABLE_RULE_ROLES = {
+    "reader": {"tables": {"task_instance": "read", "xcom": "read", "*": "none"}},
+    "auditor": {"tables": {"connection": "none", "*": "read"}},
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Tokens:
@@ -143,6 +150,7 @@ class SecurityLab:
         for path in (proxy_policy, logical_policy):
             policy = json.loads(path.read_text())
             policy["roles"]["admin"] = {"allow_all": True}
+            policy["roles"].update(TABLE_RULE_ROLES)
             path.write_text(json.dumps(policy, indent=2))
         self.policies = {"proxy+policy": proxy_policy, "logical": logical_policy}
         self.servers["proxy"] = self._server()

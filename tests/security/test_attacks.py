@@ -37,7 +37,7 @@ def test_the_suite_is_large_enough() -> None:
 def test_policies_were_learnt_from_the_trusted_run(lab: SecurityLab) -> None:
     proxy = json.loads(Path(lab.policies["proxy+policy"]).read_text())["roles"]
     logical = json.loads(Path(lab.policies["logical"]).read_text())["roles"]
-    assert set(proxy) == set(logical) == {"worker", "triggerer", "admin"}
+    assert set(proxy) == set(logical) == {"worker", "triggerer", "admin", "reader", "auditor"}
     # The worker's statements include the workload's, and nothing was allowed wholesale.
     assert any(fp.startswith("SELECT connection.") for fp in proxy["worker"]["statements"])
     assert not proxy["worker"].get("allow_all") and not proxy["worker"].get("allow_ddl")

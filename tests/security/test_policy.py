@@ -413,7 +413,7 @@ def test_multi_statement_kind_is_most_restrictive_part() -> None:
         ("INSERT INTO t (a) VALUES (?) ON DUPLICATE KEY UPDATE a = VALUES(a)", set(), {"t"}),
         ("UPDATE t SET a = (SELECT b FROM u) WHERE id IN (SELECT id FROM v)", {"u", "v"}, {"t"}),
         ("UPDATE t SET x = 1 FROM u WHERE t.id = u.id", {"u"}, {"t"}),
-        ("UPDATE t1 JOIN t2 ON t1.a = t2.a SET t1.b = 1", set(), {"t1", "t2"}),
+        ("UPDATE t1 JOIN t2 ON t1.a = t2.a SET t1.b = 1", {"t2"}, {"t1", "t2"}),
         ("UPDATE OR IGNORE t SET a = 1", set(), {"t"}),
         ("DELETE FROM t WHERE a = 1", set(), {"t"}),
         ("DELETE FROM t USING u WHERE t.a = u.a", {"u"}, {"t"}),
