@@ -56,6 +56,7 @@ Results of :func:`fingerprint` and :func:`classify` are cached with
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import json
@@ -1236,8 +1237,32 @@ class _Scanner:
         return before[2] != "AS" and before[1] != "::"
 
     def tables_read(self) -> frozenset[str]:
+        """Names read outside the scope of a CTE of the same name.
+
+        Each name's CTE scopes are merged into sorted, disjoint intervals, so
+        a read is looked up by bisection: ``O((reads + ctes) log ctes)``, not
+        ``reads x ctes``.
+        """
+        scopes: dict[str, list[tuple[int, int]]] = {}
+        for cte, start, end in self.ctes:
+            scopes.setdefault(cte, []).append((start, end))
+        starts: dict[str, list[int]] = {}
+        ends: dict[str, list[int]] = {}
+        for cte, intervals in scopes.items():
+            merged: list[list[int]] = []
+            for start, end in sorted(intervals):
+                if merged and start <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            starts[cte] = [start for start, _ in merged]
+            ends[cte] = [end for _, end in merged]
+
         def is_cte(name: str, index: int) -> bool:
-            return any(cte == name and start <= index < end for cte, start, end in self.ctes)
+            if name not in starts:
+                return False
+            at = bisect.bisect_right(starts[name], index) - 1
+            return at >= 0 and index < ends[name][at]
 
         return frozenset(name for name, index in self.reads if not is_cte(name, index))
 

@@ -18,7 +18,8 @@ pymysql / MariaDB 10.11 and sqlite3; see docs/security.md):
   ends a ``--`` comment marker at any control character.
 - Lone surrogates (text that is not Unicode) in SQL or string parameters:
   no driver can encode them.
-- Text longer than :data:`MAX_STATEMENT_CHARS`, and parentheses nesting
+- Text longer than :data:`MAX_STATEMENT_CHARS`, requests whose statements
+  add up to more than :data:`MAX_REQUEST_SQL_CHARS`, and parentheses nesting
   deeper than :data:`server.policy.MAX_NESTING`: refused before any
   further work.
 - Whatever the backend's own lexer (:func:`server.policy._lex` told the
@@ -49,11 +50,16 @@ from session_proxy import protocol
 from .policy import NestingTooDeep, _lex
 
 __all__ = [
-    "MAX_STATEMENT_CHARS", "UnsafeStatement", "check_params", "check_sql", "check_steps", "family",
+    "MAX_REQUEST_SQL_CHARS", "MAX_STATEMENT_CHARS", "UnsafeStatement", "check_params", "check_sql", "check_steps", "family",
 ]
 
-#: Longest SQL text one step may carry (characters).
-MAX_STATEMENT_CHARS = 4 * 1024 * 1024
+#: Longest SQL text one step may carry (characters).  Reading a statement
+#: (guard, policy, write detection) is linear but costs a few microseconds
+#: per character, so the text is bounded well below the body limit;
+#: SQLAlchemy's largest texts, batched multi-row INSERTs, stay far below it.
+MAX_STATEMENT_CHARS = 1024 * 1024
+#: Most SQL text all the steps of one request may carry together.
+MAX_REQUEST_SQL_CHARS = 4 * 1024 * 1024
 
 _PYFORMAT_DRIVERS = frozenset({"psycopg", "pymysql"})
 # NUL, the C0 controls but \t \n \r, and lone surrogates.
@@ -138,8 +144,15 @@ def family(dialect: str) -> str:
 def check_steps(steps: list[dict[str, Any]], dialect: str, driver: str) -> None:
     """Check the SQL text of every statement step (parameters still encoded)."""
     dialect = family(dialect)
+    total = 0
     for index, step in enumerate(steps):
         op = step["op"]
+        total += len(step.get("sql") or "")
+        if total > MAX_REQUEST_SQL_CHARS:
+            raise _refuse(
+                index, op, f"the request's statements add up to more than "
+                f"{MAX_REQUEST_SQL_CHARS} characters",
+            )
         if op == protocol.EXECUTE:
             check_sql(step["sql"], index, op, dialect, driver, step.get("params") is not None)
         elif op == protocol.EXECUTE_MANY:
