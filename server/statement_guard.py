@@ -50,7 +50,8 @@ from session_proxy import protocol
 from .policy import NestingTooDeep, _lex
 
 __all__ = [
-    "MAX_REQUEST_SQL_CHARS", "MAX_STATEMENT_CHARS", "UnsafeStatement", "check_params", "check_sql", "check_steps", "family",
+    "MAX_REQUEST_SQL_CHARS", "MAX_STATEMENT_CHARS", "UnsafeStatement",
+    "check_params", "check_sql", "check_steps", "family",
 ]
 
 #: Longest SQL text one step may carry (characters).  Reading a statement
