@@ -465,13 +465,17 @@ def decode_step_params(steps: list[dict], decode: Any) -> None:
     before any step has run.
     """
     for index, step in enumerate(steps):
+        field = "params"
         try:
             if "params" in step and step["params"] is not None:
                 step["params"] = decode(step["params"])
+            field = "seq_of_params"
             if "seq_of_params" in step:
                 step["seq_of_params"] = [decode(p) for p in step["seq_of_params"]]
         except ValueError as exc:
-            raise ProtocolError(f"step {index}: bad parameter value: {exc}") from None
+            raise ProtocolError(
+                f"step {index}: bad parameter value in {field!r}: {exc}"
+            ) from None
 
 
 def parse_operation_request(body: Any) -> tuple[list, dict]:

@@ -468,7 +468,9 @@ def test_fetch_is_capped_at_page_size(
 
 
 def test_health(server: ServerProcess, backend: str, db_url: str) -> None:
-    response = requests.get(server.url + protocol.HEALTH_PATH, timeout=TIMEOUT)
+    response = requests.get(
+        server.url + protocol.HEALTH_PATH, headers=server.headers, timeout=TIMEOUT
+    )
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
@@ -485,7 +487,9 @@ def test_health(server: ServerProcess, backend: str, db_url: str) -> None:
 
 
 def test_health_reports_page_size(paging_server: ServerProcess) -> None:
-    body = requests.get(paging_server.url + protocol.HEALTH_PATH, timeout=TIMEOUT).json()
+    body = requests.get(
+        paging_server.url + protocol.HEALTH_PATH, headers=paging_server.headers, timeout=TIMEOUT
+    ).json()
     assert body["page_size"] == 10
 
 

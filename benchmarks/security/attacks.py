@@ -219,7 +219,7 @@ def _expired(lab: SecurityLab, config: str) -> Observation:
 
 def _replayed(lab: SecurityLab, config: str) -> Observation:
     token = _sign(lab, ttl_seconds=1)
-    first = requests.get(lab.url(config) + protocol.METRICS_PATH, timeout=TIMEOUT,
+    first = requests.get(lab.url(config) + protocol.HEALTH_PATH, timeout=TIMEOUT,
                          headers={"Authorization": f"Bearer {token}"})
     if first.status_code != 200:
         return Observation(first.status_code, None, "the fresh token was refused",
