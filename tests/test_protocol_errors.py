@@ -173,7 +173,7 @@ def test_malformed_body(
 def test_unknown_op(server: ServerProcess, direct: sa.Engine) -> None:
     response = post(server, body_of({"op": "frobnicate"}))
     error = json_error(response, 400, "bad_request")
-    assert "unknown op 'frobnicate'" in error["message"]
+    assert "unknown 'op' 'frobnicate'" in error["message"]
     assert table_rows(direct) == INITIAL_ROWS
 
 
@@ -182,7 +182,7 @@ def test_unknown_op_after_insert_runs_nothing(
 ) -> None:
     response = post(server, body_of(insert(backend, 2, "two"), {"op": "explode"}))
     error = json_error(response, 400, "bad_request")
-    assert "step 1: unknown op 'explode'" in error["message"]
+    assert "step 1: unknown 'op' 'explode'" in error["message"]
     assert table_rows(direct) == INITIAL_ROWS
 
 
