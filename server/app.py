@@ -42,6 +42,7 @@ from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
+from .options import ConnectionOptions
 from .outcomes import OutcomeStore, request_digest
 from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
@@ -94,6 +95,7 @@ class ProxyServer:
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self.handshake = self._build_handshake()
+        self.connection_options = ConnectionOptions.for_engine(engine)
         self.url_map = Map(
             [
                 Rule(protocol.HEALTH_PATH, endpoint="health", methods=["GET"]),
@@ -216,9 +218,16 @@ class ProxyServer:
     # -- endpoints --------------------------------------------------------------
 
     def on_health(self, request: Request, claims: Claims) -> Response:
-        """Liveness plus the handshake; 503 while draining, so balancers move on."""
+        """Liveness; 503 while draining, so balancers move on.
+
+        Only a caller with a valid token (or any caller when authentication
+        is off) gets the handshake: database and SQLAlchemy versions help an
+        attacker pick exploits, so anonymous callers learn up or draining.
+        """
         if self.draining:
             return self.shutting_down()
+        if self.gate.authenticates and request.headers.get("Authorization") is None:
+            return self.json_response({"status": "ok", "protocol": protocol.PROTOCOL_VERSION})
         return self.json_response(self.handshake.to_json())
 
     def shutting_down(self) -> Response:
@@ -241,6 +250,7 @@ class ProxyServer:
                 request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
             )
             txn, steps = protocol.parse_pipeline_request(body)
+            self.connection_options.check(steps)
             # Cheapest first: who may run anything, then the text guard
             # (every backend, with or without a policy), then the policy.
             self.gate.check_caller(claims, steps)
@@ -353,7 +363,11 @@ class ProxyServer:
         return response
 
     def on_metrics(self, request: Request, claims: Claims) -> Response:
-        """Prometheus text exposition of the server's counters."""
+        """Prometheus text exposition of the server's counters (for allowed roles)."""
+        try:
+            self.gate.check_metrics(claims)
+        except PolicyViolation as exc:
+            return self.refuse(claims, exc)
         text = self.metrics.exposition([
             ("session_proxy_statements_total", "counter", "Statements executed.",
              lambda: self.executor.statements),

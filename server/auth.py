@@ -53,6 +53,7 @@ from .files import read_file, refuse_existing, write_file
 
 __all__ = [
     "DEFAULT_AUDIENCE",
+    "DEFAULT_MAX_TOKEN_LIFETIME",
     "ROLES",
     "AuthError",
     "Claims",
@@ -77,6 +78,10 @@ DEFAULT_AUDIENCE = "session-proxy"
 
 #: Longest token accepted; anything longer is rejected before decoding.
 MAX_TOKEN_LENGTH = 8192
+
+#: Longest token lifetime (``exp - iat``) a server accepts unless configured
+#: otherwise (``--max-token-lifetime``): 24 hours.
+DEFAULT_MAX_TOKEN_LIFETIME = 24 * 3600
 
 _HEADER = {"alg": "EdDSA", "typ": "JWT"}
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9._~+/-]{0,31}")
@@ -355,6 +360,13 @@ def _when(timestamp: int) -> str:
         return f"timestamp {timestamp}"
 
 
+def _duration(seconds: int) -> str:
+    """``"86400 s (24 h)"``, or just seconds when they are not whole hours."""
+    if seconds % 3600 == 0 and seconds < 10**12:
+        return f"{seconds} s ({seconds // 3600} h)"
+    return f"{seconds} s" if seconds < 10**15 else f"about 10^{len(str(seconds)) - 1} s"
+
+
 def _claim(claims: dict[str, Any], name: str, kind: type) -> Any:
     if name not in claims:
         raise AuthError(f"missing claim {name!r}")
@@ -371,6 +383,9 @@ class TokenVerifier:
     :param public_key: the issuer's public key (see :func:`load_public_key`).
     :param audience: the ``aud`` a token must carry.
     :param leeway_seconds: clock skew tolerated on ``iat`` and ``exp``.
+    :param max_lifetime_seconds: longest lifetime accepted: a token whose
+        ``exp - iat`` is longer, or whose ``exp`` is further than this from
+        now, is refused, however validly signed.
     """
 
     def __init__(
@@ -378,6 +393,7 @@ class TokenVerifier:
         public_key: ed25519.Ed25519PublicKey,
         audience: str = DEFAULT_AUDIENCE,
         leeway_seconds: int = 30,
+        max_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME,
     ) -> None:
         if not isinstance(public_key, ed25519.Ed25519PublicKey):
             raise TypeError(
@@ -387,9 +403,14 @@ class TokenVerifier:
             raise ValueError("audience must be a non-empty string")
         if leeway_seconds < 0:
             raise ValueError(f"leeway_seconds must not be negative, got {leeway_seconds!r}")
+        if max_lifetime_seconds <= 0:
+            raise ValueError(
+                f"max_lifetime_seconds must be positive, got {max_lifetime_seconds!r}"
+            )
         self.public_key = public_key
         self.audience = audience
         self.leeway_seconds = leeway_seconds
+        self.max_lifetime_seconds = max_lifetime_seconds
 
     def verify(self, token: str | None, now: float | None = None) -> Claims:
         """The claims of ``token`` if it is genuine, current and for this audience.
@@ -468,6 +489,19 @@ class TokenVerifier:
         if current >= expires_at + self.leeway_seconds:
             raise AuthError(
                 f"token expired at {_when(expires_at)} ({int(current) - expires_at} s ago)"
+            )
+        limit = self.max_lifetime_seconds
+        if expires_at - issued_at > limit:
+            raise AuthError(
+                f"token lifetime too long: exp - iat is {_duration(expires_at - issued_at)}, "
+                f"this server accepts at most {_duration(limit)} (--max-token-lifetime); "
+                "issue a shorter-lived token"
+            )
+        if expires_at > current + limit + self.leeway_seconds:
+            raise AuthError(
+                f"token lifetime too long: it expires at {_when(expires_at)}, further "
+                f"from now than this server's maximum of {_duration(limit)} "
+                "(--max-token-lifetime)"
             )
         return Claims(
             subject=subject,

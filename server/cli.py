@@ -27,6 +27,7 @@ from pathlib import Path
 from .app import create_app
 from .auth import (
     DEFAULT_AUDIENCE,
+    DEFAULT_MAX_TOKEN_LIFETIME,
     ROLES,
     KeyFileError,
     generate_keypair,
@@ -35,7 +36,7 @@ from .auth import (
     parse_ttl,
 )
 from .config import ServerConfig
-from .security import gate_from_options
+from .security import DEFAULT_METRICS_ROLES, gate_from_options
 from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, server_ssl_context
 
 
@@ -159,6 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="clock skew tolerated on token issue and expiry times (default %(default)s)",
     )
     security.add_argument(
+        "--max-token-lifetime",
+        type=_lifetime,
+        default=DEFAULT_MAX_TOKEN_LIFETIME,
+        metavar="TTL",
+        help="refuse tokens whose lifetime (exp - iat) is longer, or that expire "
+        "further from now: 45m, 24h, 2d or seconds (default 24h)",
+    )
+    security.add_argument(
+        "--metrics-role",
+        action="append",
+        metavar="ROLE",
+        help="a role that may read /v1/metrics (repeatable; default admin); a "
+        "policy may allow more roles with \"metrics\": true",
+    )
+    security.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="accept requests without tokens: anyone who reaches the port runs SQL",
@@ -187,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     return parser
+
+
+def _lifetime(text: str) -> int:
+    """argparse type of a lifetime such as ``24h`` (see :func:`server.auth.parse_ttl`)."""
+    try:
+        return parse_ttl(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_keys_parser() -> argparse.ArgumentParser:
@@ -218,6 +242,14 @@ def build_token_parser() -> argparse.ArgumentParser:
     )
     issue.add_argument("--subject", required=True, help="who the token is for")
     issue.add_argument("--ttl", default="1h", help="lifetime: 45s, 30m, 1h, 2d (default 1h)")
+    issue.add_argument(
+        "--max-token-lifetime",
+        type=_lifetime,
+        default=DEFAULT_MAX_TOKEN_LIFETIME,
+        metavar="TTL",
+        help="refuse a --ttl longer than this, the servers' --max-token-lifetime "
+        "(default 24h)",
+    )
     issue.add_argument("--audience", default=DEFAULT_AUDIENCE, help="(default %(default)s)")
     return parser
 
@@ -246,11 +278,19 @@ def token_main(argv: Sequence[str]) -> int:
     """``session-proxy-server token ...``."""
     args = build_token_parser().parse_args(argv)
     try:
+        ttl = parse_ttl(args.ttl)
+        if ttl > args.max_token_lifetime:
+            raise ValueError(
+                f"--ttl {args.ttl} ({ttl} s) is longer than the maximum token lifetime "
+                f"of {args.max_token_lifetime} s: servers would refuse the token.  Issue "
+                "a shorter-lived one, or, if your servers run with a larger "
+                "--max-token-lifetime, pass the same value here"
+            )
         token = issue_token(
             load_private_key(args.private_key),
             subject=args.subject,
             role=args.role,
-            ttl_seconds=parse_ttl(args.ttl),
+            ttl_seconds=ttl,
             audience=args.audience,
         )
     except (KeyFileError, ValueError) as exc:
@@ -316,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             leeway_seconds=args.token_leeway,
             policy=args.policy,
             policy_record=args.policy_record,
+            max_token_lifetime=args.max_token_lifetime,
+            metrics_roles=args.metrics_role or DEFAULT_METRICS_ROLES,
         )
         ssl_context = _ssl_context(args)
         modules = [name for item in args.operations for name in item.split(",") if name]

@@ -61,6 +61,10 @@ class Replay(Exception):
         self.outcome = outcome
 
 
+class BadParameters(Exception):
+    """The driver refused a statement's parameters before sending it."""
+
+
 class StepFailed(Exception):
     """A step failed; ``body`` is the error body, ``status`` its HTTP status."""
 
@@ -472,10 +476,13 @@ class Executor:
         return True
 
     def _end_failed(self, lease: Lease) -> None:
-        """Roll back and end a transaction whose commit failed."""
+        """Roll back and end a transaction (one whose commit failed, or a rollback).
+
+        A connection that cannot roll back is invalidated: the pool drops it.
+        """
         try:
             lease.dbapi_connection.rollback()
-        except self.dbapi_error:
+        except Exception:  # noqa: BLE001 - a lost connection fails in driver-specific ways
             lease.connection.invalidate()
         self.registry.end(lease)
 
@@ -491,14 +498,27 @@ class Executor:
                 cursor.close()
             return {}
         if op == protocol.ROLLBACK:
-            self._guard(index, lease, lease.dbapi_connection.rollback)
-            self.registry.end(lease)
+            # Any rollback ends the lease, whatever the database says: a
+            # connection the database closed (pg_terminate_backend, KILL)
+            # has no transaction left, and is discarded, not pooled again.
+            self._end_failed(lease)
             return {}
         return {}  # begin: applied when the lease was opened
 
     def _guard(self, index: int, lease: Lease | None, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
+        except BadParameters as exc:
+            field = "seq_of_params" if args[-1]["op"] == protocol.EXECUTE_MANY else "params"
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.BAD_REQUEST],
+                protocol.error_body(
+                    protocol.BAD_REQUEST,
+                    f"step {index}: the {self.driver} driver cannot bind {field!r}: {exc}",
+                    step=index,
+                    txn=lease.id if lease is not None and not lease.ended else None,
+                ),
+            ) from exc
         except self.dbapi_error as exc:
             raise StepFailed(
                 protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
@@ -536,6 +556,11 @@ class Executor:
                     cursor.execute(step["sql"])
                 else:
                     cursor.execute(step["sql"], adapt_params(step["params"]))
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+            # Not a database error: the driver refused the parameters (a
+            # value it cannot bind, a missing name) before sending anything.
+            cursor.close()
+            raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
             cursor.close()
             raise

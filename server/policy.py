@@ -1373,6 +1373,7 @@ _ROLE_KEYS = (
     "allow_ddl",
     "allow_multi_statement",
     "functions",
+    "metrics",
     "operations",
     "statements",
     "tables",
@@ -1391,6 +1392,8 @@ class RolePolicy:
     allow_ddl: bool = False
     allow_multi_statement: bool = False
     allow_all: bool = False
+    #: May read ``/v1/metrics`` (``allow_all`` may too).
+    metrics: bool = False
 
     def table_access(self, table: str) -> str:
         """``"none"``, ``"read"`` or ``"write"`` for ``table`` ("*" is the default).
@@ -1416,6 +1419,8 @@ class RolePolicy:
             data["allow_ddl"] = True
         if self.allow_multi_statement:
             data["allow_multi_statement"] = True
+        if self.metrics:
+            data["metrics"] = True
         return data
 
 
@@ -1437,7 +1442,7 @@ def _parse_role(data: Any, where: str) -> RolePolicy:
             f"{where}: unknown key {unknown[0]!r} (expected one of {', '.join(_ROLE_KEYS)})"
         )
     flags: dict[str, bool] = {}
-    for key in ("allow_all", "allow_ddl", "allow_multi_statement"):
+    for key in ("allow_all", "allow_ddl", "allow_multi_statement", "metrics"):
         value = data.get(key, False)
         if not isinstance(value, bool):
             raise ValueError(f"{where}.{key}: expected true or false, got {value!r}")
@@ -1511,10 +1516,13 @@ class Policy:
                  "operations": ["<logical operation name>", ...],
                  "allow_ddl": false,
                  "allow_multi_statement": false,
+                 "metrics": false,
                  "allow_all": false}}}
 
-        Every role key is optional.  ``statements`` are normalized with
-        :func:`fingerprint`, so plain SQL works as well as fingerprints.
+        Every role key is optional.  ``metrics`` lets the role read
+        ``/v1/metrics`` (so does ``allow_all``; see :class:`server.security.Gate`).
+        ``statements`` are normalized with :func:`fingerprint`, so plain SQL
+        works as well as fingerprints.
         Table names are compared lower-cased.
         """
         source = os.fspath(path)
@@ -1666,6 +1674,11 @@ class Policy:
         if rules.allow_all or name in rules.operations:
             return
         raise PolicyViolation(f"role {role!r} may not call operation {name!r}", "", "operation")
+
+    def allows_metrics(self, role: str) -> bool:
+        """Whether ``role`` may read ``/v1/metrics`` (``metrics: true`` or ``allow_all``)."""
+        rules = self._roles.get(role)
+        return rules is not None and (rules.allow_all or rules.metrics)
 
 
 # ---------------------------------------------------------------------------

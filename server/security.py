@@ -1,7 +1,8 @@
 """Who may call the server, and what they may run.
 
 :class:`Gate` puts :mod:`server.auth` and :mod:`server.policy` in front of
-every endpoint but health:
+every endpoint (health answers without a token too, but then says only
+whether the server is up):
 
 - :meth:`Gate.authenticate` turns the ``Authorization`` header into verified
   :class:`~server.auth.Claims`, or raises :class:`~server.auth.AuthError`
@@ -13,6 +14,7 @@ every endpoint but health:
   (``--policy-record FILE``) they also learn what each role runs; the policy
   file is rewritten whenever something new is learned, so it is complete
   at any moment.
+- :meth:`Gate.check_metrics` lets only some roles read ``/v1/metrics``.
 
 The gate decides before anything runs: a pipeline request with one refused
 statement runs none of its steps.
@@ -24,11 +26,20 @@ import dataclasses
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from session_proxy import protocol
 
-from .auth import DEFAULT_AUDIENCE, Claims, KeyFileError, TokenVerifier, load_public_key
+from .auth import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_MAX_TOKEN_LIFETIME,
+    ROLE_PATTERN,
+    Claims,
+    KeyFileError,
+    TokenVerifier,
+    load_public_key,
+)
 from .policy import Policy, PolicyRecorder, PolicyViolation
 
 __all__ = ["ANONYMOUS", "Gate", "gate_from_options"]
@@ -40,6 +51,10 @@ ANONYMOUS = Claims(
     subject="anonymous", role="anonymous", issued_at=0, expires_at=2**62, audience=""
 )
 
+#: The roles that may read ``/v1/metrics`` unless configured otherwise.
+DEFAULT_METRICS_ROLES = frozenset({"admin"})
+
+
 @dataclasses.dataclass
 class Gate:
     """Authentication, policy and policy recording for one server.
@@ -50,12 +65,15 @@ class Gate:
         operation to every authenticated caller.
     :param recorder: learns every statement and operation per role.
     :param record_path: where the recorder's policy is written.
+    :param metrics_roles: roles that may read ``/v1/metrics``; a policy
+        may name more (``"metrics": true``, or ``allow_all``).
     """
 
     verifier: TokenVerifier | None
     policy: Policy | None = None
     recorder: PolicyRecorder | None = None
     record_path: str | os.PathLike[str] | None = None
+    metrics_roles: frozenset[str] = DEFAULT_METRICS_ROLES
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     _seen: set[tuple[str, str, str]] = dataclasses.field(default_factory=set, repr=False)
 
@@ -107,6 +125,30 @@ class Gate:
                     exc.step = index  # type: ignore[attr-defined]
                     raise
 
+    @property
+    def authenticates(self) -> bool:
+        """Whether callers need a token (False under ``--insecure-no-auth``)."""
+        return self.verifier is not None
+
+    def check_metrics(self, claims: Claims) -> None:
+        """Raise :class:`PolicyViolation` unless ``claims``' role may read the metrics.
+
+        Allowed: every caller when authentication is off, the roles of
+        :attr:`metrics_roles` (``--metrics-role``, default ``admin``), and
+        the roles the policy gives ``"metrics": true`` or ``allow_all``.
+        """
+        if self.verifier is None or claims.role in self.metrics_roles:
+            return
+        if self.policy is not None and self.policy.allows_metrics(claims.role):
+            return
+        allowed = sorted(self.metrics_roles)
+        raise PolicyViolation(
+            f"role {claims.role!r} may not read the metrics; allowed: roles {allowed} "
+            "(--metrics-role) and the policy's roles with \"metrics\": true",
+            "",
+            "metrics",
+        )
+
     def check_operation(self, claims: Claims, name: str) -> None:
         """Record and check one logical operation call."""
         if self.recorder is not None:
@@ -138,8 +180,13 @@ def gate_from_options(
     leeway_seconds: int = 30,
     policy: str | None = None,
     policy_record: str | None = None,
+    max_token_lifetime: int = DEFAULT_MAX_TOKEN_LIFETIME,
+    metrics_roles: Iterable[str] = DEFAULT_METRICS_ROLES,
 ) -> Gate:
     """Build the gate the CLI and the gunicorn entry point describe.
+
+    ``max_token_lifetime`` (seconds) is the longest token lifetime accepted
+    and ``metrics_roles`` the roles that may read the metrics.
 
     :raises ValueError: no public key without ``insecure_no_auth`` (or
         both), or both a policy and a policy recording; a key or policy
@@ -155,9 +202,14 @@ def gate_from_options(
         )
     if policy and policy_record:
         raise ValueError("--policy and --policy-record exclude each other")
+    for role in metrics_roles:
+        if not ROLE_PATTERN.fullmatch(role):
+            raise ValueError(
+                f"--metrics-role {role!r} is not a role name: roles match {ROLE_PATTERN.pattern}"
+            )
     try:
         verifier = None if public_key is None else TokenVerifier(
-            load_public_key(public_key), audience, leeway_seconds
+            load_public_key(public_key), audience, leeway_seconds, max_token_lifetime
         )
     except KeyFileError as exc:
         raise ValueError(str(exc)) from None
@@ -171,4 +223,5 @@ def gate_from_options(
         policy=Policy.load(policy) if policy else None,
         recorder=PolicyRecorder() if policy_record else None,
         record_path=policy_record,
+        metrics_roles=frozenset(metrics_roles),
     )

@@ -10,6 +10,9 @@
 unless ``SESSION_PROXY_INSECURE_NO_AUTH=1``.  Optional:
 ``SESSION_PROXY_AUDIENCE``, ``SESSION_PROXY_POLICY`` (a policy file to
 enforce), ``SESSION_PROXY_POLICY_RECORD`` (a file to record into),
+``SESSION_PROXY_MAX_TOKEN_LIFETIME`` (longest token lifetime accepted,
+e.g. ``24h``, the default), ``SESSION_PROXY_METRICS_ROLES`` (comma-separated
+roles that may read the metrics, default ``admin``),
 ``SESSION_PROXY_TRUSTED_CLIENTS=1`` (accept pickles: code execution for
 every client), ``SESSION_PROXY_OPERATIONS`` (comma-separated modules whose
 logical operations the server exposes) and every
@@ -28,9 +31,9 @@ import atexit
 import os
 
 from .app import ProxyServer, create_app
-from .auth import DEFAULT_AUDIENCE
+from .auth import DEFAULT_AUDIENCE, DEFAULT_MAX_TOKEN_LIFETIME, parse_ttl
 from .config import ServerConfig
-from .security import gate_from_options
+from .security import DEFAULT_METRICS_ROLES, gate_from_options
 
 
 def _flag(name: str) -> bool:
@@ -47,6 +50,12 @@ def _from_env() -> ProxyServer:
         audience=os.environ.get("SESSION_PROXY_AUDIENCE") or DEFAULT_AUDIENCE,
         policy=os.environ.get("SESSION_PROXY_POLICY") or None,
         policy_record=os.environ.get("SESSION_PROXY_POLICY_RECORD") or None,
+        max_token_lifetime=parse_ttl(
+            os.environ.get("SESSION_PROXY_MAX_TOKEN_LIFETIME") or str(DEFAULT_MAX_TOKEN_LIFETIME)
+        ),
+        metrics_roles=[
+            role for role in os.environ.get("SESSION_PROXY_METRICS_ROLES", "").split(",") if role
+        ] or DEFAULT_METRICS_ROLES,
     )
     modules = [m for m in os.environ.get("SESSION_PROXY_OPERATIONS", "").split(",") if m]
     return create_app(

@@ -4,9 +4,15 @@ Everything is JSON over HTTP.  Values inside messages (parameters, rows, error
 arguments) are encoded with :mod:`session_proxy.codec`.
 
 ``GET /v1/health``
-    Liveness and handshake, no authentication: :data:`PROTOCOL_VERSION`,
-    backend dialect and driver, server version info, paramstyle and the
-    server's limits (see :class:`Handshake`).
+    Liveness and handshake.  Without a token it answers only ``{"status":
+    "ok", "protocol": 1}`` (503 ``shutting_down`` while draining); with a
+    valid token (the client sends one) it adds the handshake: backend
+    dialect and driver, server version info, paramstyle and the server's
+    limits (see :class:`Handshake`).  A bad token is 401.
+
+``GET /v1/metrics``
+    Prometheus text, for the roles allowed to read it (``--metrics-role``,
+    default ``admin``, or ``"metrics": true`` in the policy); others get 403.
 
 ``POST /v1/pipeline``
     ``{"protocol": 1, "txn": null | ID, "steps": [STEP, ...]}`` runs the steps
@@ -16,8 +22,12 @@ arguments) are encoded with :mod:`session_proxy.codec`.
     ``commit``/``rollback`` end the lease.  Steps:
 
     - ``{"op": "begin", "options": {...}}`` sets connection options
-      (``isolation_level``, ``read_only``, ``deferrable``) for the lease;
+      (``isolation_level``: one of :data:`ISOLATION_LEVELS` the backend has;
+      ``read_only``, ``deferrable``: booleans, PostgreSQL only) for the lease;
       allowed only as the first step of a request that opens the lease.
+
+    A step may carry only the fields listed here (:data:`STEP_FIELDS`), each
+    of its type; anything else is a 400 naming the field, and nothing runs.
     - ``{"op": "execute", "sql": S, "params": P}`` and
       ``{"op": "execute_many", "sql": S, "seq_of_params": [P, ...]}``.
       The result carries ``description``, ``rowcount``, ``lastrowid``, up to
@@ -123,6 +133,23 @@ ROLLBACK = "rollback"
 STEP_OPS = frozenset({BEGIN, EXECUTE, EXECUTE_MANY, FETCH, CLOSE, COMMIT, ROLLBACK})
 
 CONNECTION_OPTIONS = frozenset({"isolation_level", "read_only", "deferrable"})
+#: Every isolation level a ``begin`` may name; each backend accepts a subset
+#: (the server refuses the others, naming the ones it has).
+ISOLATION_LEVELS = frozenset(
+    {"AUTOCOMMIT", "READ COMMITTED", "READ UNCOMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
+)
+#: The fields each step op may carry; any other key is refused.
+STEP_FIELDS: dict[str, frozenset[str]] = {
+    BEGIN: frozenset({"op", "options"}),
+    EXECUTE: frozenset({"op", "sql", "params", "expect_rowcount", "check_group"}),
+    EXECUTE_MANY: frozenset({"op", "sql", "seq_of_params", "expect_rowcount", "check_group"}),
+    FETCH: frozenset({"op", "cursor", "n"}),
+    CLOSE: frozenset({"op", "cursor"}),
+    COMMIT: frozenset({"op"}),
+    ROLLBACK: frozenset({"op"}),
+}
+#: The keys of a ``/v1/pipeline`` body.
+PIPELINE_FIELDS = frozenset({"protocol", "txn", "steps"})
 
 # Error codes and the HTTP status each is sent with.
 BAD_REQUEST = "bad_request"
@@ -303,21 +330,100 @@ def _check_cursor(step: dict, index: int) -> None:
 def _check_envelope(body: Any) -> None:
     _require(isinstance(body, dict), "request body must be a JSON object")
     version = body.get("protocol")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
-            f"unsupported protocol version {version!r}; "
+            f"unsupported protocol version {_short(version)} in 'protocol'; "
             f"this server speaks version {PROTOCOL_VERSION}",
             UNSUPPORTED_PROTOCOL,
         )
 
 
+def _check_fields(step: dict, index: int, op: str) -> None:
+    unknown = sorted(set(step) - STEP_FIELDS[op])
+    _require(
+        not unknown,
+        f"step {index} ({op}): unknown field {unknown[0]!r}; a {op!r} step has "
+        f"{sorted(STEP_FIELDS[op])}" if unknown else "",
+    )
+
+
+def _check_options(step: dict, index: int) -> None:
+    options = step.get("options", {})
+    _require(
+        isinstance(options, dict),
+        f"step {index} (begin): 'options' must be an object, got {type(options).__name__}",
+    )
+    unknown = sorted(set(options) - CONNECTION_OPTIONS)
+    _require(
+        not unknown,
+        f"step {index} (begin): unknown option {unknown[0]!r} in 'options'; "
+        f"expected some of {sorted(CONNECTION_OPTIONS)}" if unknown else "",
+    )
+    if "isolation_level" in options:
+        level = options["isolation_level"]
+        _require(
+            isinstance(level, str) and level in ISOLATION_LEVELS,
+            f"step {index} (begin): 'isolation_level' must be one of "
+            f"{sorted(ISOLATION_LEVELS)}, got {_short(level)}",
+        )
+    for name in ("read_only", "deferrable"):
+        if name in options:
+            _require(
+                type(options[name]) is bool,
+                f"step {index} (begin): {name!r} must be true or false, "
+                f"got {_short(options[name])}",
+            )
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut short so an error message stays readable."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_params(params: Any, index: int, op: str, field: str) -> None:
+    _require(
+        params is None or isinstance(params, (list, dict)),
+        f"step {index} ({op}): {field!r} must be a list, an object or null, "
+        f"got {type(params).__name__}",
+    )
+
+
+def _check_seq_of_params(step: dict, index: int) -> None:
+    seq = step.get("seq_of_params")
+    _require(
+        isinstance(seq, list),
+        f"step {index} (execute_many): 'seq_of_params' must be a list, "
+        f"got {type(seq).__name__}",
+    )
+    kinds = set()
+    for position, params in enumerate(seq):
+        _require(
+            isinstance(params, (list, dict)),
+            f"step {index} (execute_many): 'seq_of_params'[{position}] must be a list "
+            f"or an object, got {type(params).__name__}",
+        )
+        kinds.add(type(params))
+    _require(
+        len(kinds) <= 1,
+        f"step {index} (execute_many): 'seq_of_params' mixes lists and objects",
+    )
+
+
 def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
     """Validate a decoded ``/v1/pipeline`` body; return ``(txn, steps)``.
 
-    Step parameters are left encoded.  Raises :class:`ProtocolError` naming
-    the first problem found; nothing has run at that point.
+    Every field of every step is checked (type, allowed values, no unknown
+    keys); step parameters are left encoded.  Raises :class:`ProtocolError`
+    naming the first problem found and the field; nothing has run then.
     """
     _check_envelope(body)
+    unknown = sorted(set(body) - PIPELINE_FIELDS)
+    _require(
+        not unknown,
+        f"unknown field {unknown[0]!r} in the request body; expected "
+        f"{sorted(PIPELINE_FIELDS)}" if unknown else "",
+    )
     txn = body.get("txn")
     _require(txn is None or isinstance(txn, str), "'txn' must be null or a string")
     steps = body.get("steps")
@@ -328,41 +434,31 @@ def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
         _require(isinstance(step, dict), f"step {index} must be a JSON object")
         op = step.get("op")
         _require(
-            op in STEP_OPS,
-            f"step {index}: unknown op {op!r}; expected one of {sorted(STEP_OPS)}",
+            isinstance(op, str) and op in STEP_OPS,
+            f"step {index}: unknown 'op' {_short(op)}; expected one of {sorted(STEP_OPS)}",
         )
+        _check_fields(step, index, op)
         if op == BEGIN:
             _require(
                 index == 0 and txn is None,
                 f"step {index}: 'begin' must be the first step of a request "
                 "without a transaction id",
             )
-            options = step.get("options", {})
-            _require(
-                isinstance(options, dict) and set(options) <= CONNECTION_OPTIONS,
-                f"step {index}: 'options' may only hold {sorted(CONNECTION_OPTIONS)}",
-            )
+            _check_options(step, index)
         elif op == EXECUTE:
             _check_sql(step, index)
-            params = step.get("params")
-            _require(
-                params is None or isinstance(params, (list, dict)),
-                f"step {index} (execute): 'params' must be a list, an object or null",
-            )
+            _check_params(step.get("params"), index, op, "params")
             _check_expectation(step, index)
         elif op == EXECUTE_MANY:
             _check_sql(step, index)
-            _require(
-                isinstance(step.get("seq_of_params"), list),
-                f"step {index} (execute_many): 'seq_of_params' must be a list",
-            )
+            _check_seq_of_params(step, index)
             _check_expectation(step, index)
         elif op == FETCH:
             _check_cursor(step, index)
             n = step.get("n")
             _require(
                 type(n) is int and n > 0,
-                f"step {index} (fetch): 'n' must be a positive integer",
+                f"step {index} (fetch): 'n' must be a positive integer, got {_short(n)}",
             )
         elif op == CLOSE:
             _check_cursor(step, index)
@@ -381,13 +477,17 @@ def decode_step_params(steps: list[dict], decode: Any) -> None:
     before any step has run.
     """
     for index, step in enumerate(steps):
+        field = "params"
         try:
             if "params" in step and step["params"] is not None:
                 step["params"] = decode(step["params"])
+            field = "seq_of_params"
             if "seq_of_params" in step:
                 step["seq_of_params"] = [decode(p) for p in step["seq_of_params"]]
         except ValueError as exc:
-            raise ProtocolError(f"step {index}: bad parameter value: {exc}") from None
+            raise ProtocolError(
+                f"step {index}: bad parameter value in {field!r}: {exc}"
+            ) from None
 
 
 def parse_operation_request(body: Any) -> tuple[list, dict]:

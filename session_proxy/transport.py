@@ -88,6 +88,13 @@ class HTTPTransport:
         body = self._decode(response, url)
         if response.status_code != 200:
             raise self._error_from(body, response, url)
+        if isinstance(body, dict) and "dialect" not in body and body.get("status") == "ok":
+            # The server tells only callers with a valid token what it runs.
+            raise self._error_from({"error": {
+                "code": protocol.UNAUTHORIZED,
+                "message": "this session-proxy server requires a token: pass token=... "
+                "(made by 'session-proxy-server token issue')",
+            }}, response, url)
         handshake = protocol.Handshake.from_json(body)
         if handshake.protocol != protocol.PROTOCOL_VERSION:
             raise errors.ProtocolMismatch(

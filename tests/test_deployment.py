@@ -131,6 +131,8 @@ def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
         SESSION_PROXY_DB_URL=db_url,
         SESSION_PROXY_LEASE_SECONDS="30",
         SESSION_PROXY_PUBLIC_KEY=str(signing_key()[1]),
+        SESSION_PROXY_MAX_TOKEN_LIFETIME="2h",
+        SESSION_PROXY_METRICS_ROLES="ops,monitor",
     )
     process = subprocess.Popen(
         [_gunicorn(), "--workers", "1", "--threads", "8", "--bind", f"127.0.0.1:{port}",
@@ -144,18 +146,34 @@ def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).json()
+                anonymous = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
                 break
             except requests.RequestException:
                 assert process.poll() is None, "gunicorn exited"
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.1)
+        # Without a token: up, nothing more; with one: the handshake.
+        assert anonymous.json() == {"status": "ok", "protocol": 1}
+        health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=5,
+                              headers={"Authorization": f"Bearer {issue(ttl_seconds=3600)}"}).json()
+        # The environment's limits: a 3 h token is refused, metrics are for ops/monitor.
+        long_lived = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=5, headers={
+            "Authorization": f"Bearer {issue(ttl_seconds=3 * 3600)}"})
+        assert long_lived.status_code == 401
+        assert "lifetime too long" in long_lived.json()["error"]["message"]
+        metrics = f"http://127.0.0.1:{port}/v1/metrics"
+        admin = {"Authorization": f"Bearer {issue(ttl_seconds=3600)}"}
+        assert requests.get(metrics, timeout=5, headers=admin).status_code == 403
+        ops = {"Authorization": f"Bearer {issue('ops', ttl_seconds=3600)}"}
+        assert requests.get(metrics, timeout=5, headers=ops).status_code == 200
         assert (health["dialect"], health["driver"], health["lease_seconds"]) == (
             "postgresql",
             "psycopg",
             30.0,
         )
-        engine = session_proxy.create_engine(f"http://127.0.0.1:{port}", token=issue())
+        engine = session_proxy.create_engine(
+            f"http://127.0.0.1:{port}", token=issue(ttl_seconds=3600)
+        )
         column = sa.Column("id", sa.Integer, primary_key=True)
         table = sa.Table("sp_gunicorn", sa.MetaData(), column)
         table.drop(engine, checkfirst=True)
@@ -189,6 +207,6 @@ def test_wsgi_module_requires_database_url() -> None:
 
 
 def test_server_process_fixture_reports_backend(server: ServerProcess, backend: str) -> None:
-    health = requests.get(server.url + "/v1/health", timeout=5).json()
+    health = requests.get(server.url + "/v1/health", headers=server.headers, timeout=5).json()
     assert health["dialect"] == backend
     assert health["protocol"] == 1

@@ -220,7 +220,7 @@ def _expired(lab: SecurityLab, config: str) -> Observation:
 
 def _replayed(lab: SecurityLab, config: str) -> Observation:
     token = _sign(lab, ttl_seconds=1)
-    first = requests.get(lab.url(config) + protocol.METRICS_PATH, timeout=TIMEOUT,
+    first = requests.get(lab.url(config) + protocol.HEALTH_PATH, timeout=TIMEOUT,
                          headers={"Authorization": f"Bearer {token}"})
     if first.status_code != 200:
         return Observation(first.status_code, None, "the fresh token was refused",
@@ -782,6 +782,58 @@ TABLE_RULE_ATTACKS: list[Attack] = [
            _as_table_role("auditor", _database_qualified),
            _table_rules_expect(("postgresql", "mysql", "sqlite"))),
 ]
+# -- issue 14, item 6: smaller items (health, metrics, token lifetime, begin fields) -------------
+
+_VERSION_WORDS = ("SQLAlchemy", "server_version", "dialect", "driver")
+
+
+def _health_versions(lab: SecurityLab, config: str) -> Observation:
+    """Ask health, without a token, what database and software the server runs."""
+    response = requests.get(lab.url(config) + protocol.HEALTH_PATH, timeout=TIMEOUT)
+    found = [word for word in _VERSION_WORDS if word in response.text]
+    return observe(response, f"health revealed {', '.join(found)}" if found else None)
+
+
+def _metrics_as_worker(lab: SecurityLab, config: str) -> Observation:
+    response = requests.get(lab.url(config) + protocol.METRICS_PATH, timeout=TIMEOUT,
+                            headers={"Authorization": f"Bearer {lab.tokens.worker}"})
+    leaked = response.status_code == 200 and "session_proxy_" in response.text
+    return observe(response, "read the server's metrics as a worker" if leaked else None)
+
+
+def _far_future_token(lab: SecurityLab, config: str) -> Observation:
+    token = _sign(lab, ttl_seconds=10**30 - int(time.time()))
+    response = lab.sql(config, "SELECT 1", token=token)
+    return observe(response, "a token valid until the year 10^22 worked"
+                   if response.status_code == 200 else None)
+
+
+_MALFORMED_BEGINS = (
+    {"isolation_level": []},
+    {"isolation_level": "READ COMMITTED, READ WRITE"},
+    {"isolation_level": "SERIALIZABLE", "read_only": "yes"},
+    {"read_only": True, "deferrable": {}},
+)
+
+
+def _malformed_begin(lab: SecurityLab, config: str) -> Observation:
+    """Begin with options of the wrong type or value; the server must not fail."""
+    sql, params = lab.benign
+    first: Observation | None = None
+    for options in _MALFORMED_BEGINS:
+        response = lab.pipeline(config, [
+            {"op": "begin", "options": options},
+            {"op": "execute", "sql": sql or "SELECT 1", "params": params},
+            {"op": "rollback"},
+        ], token=lab.tokens.worker)
+        lab.roll_back_left_open(config, response, lab.tokens.worker)
+        if response.status_code >= 500:
+            return observe(response, f"server error {response.status_code} on {options}")
+        if response.status_code == 200:
+            return observe(response, f"options {options} were accepted")
+        first = first or observe(response)
+    assert first is not None
+    return first
 
 
 # -- the catalogue ------------------------------------------------------------------------------
@@ -1008,6 +1060,19 @@ ATTACKS: list[Attack] = [
            everywhere(409, "already names another request")),
     # issue 14, item 2: table rules see every table a statement touches
     *TABLE_RULE_ATTACKS,
+    # issue 14, item 6: smaller items
+    Attack("unauthenticated health reveals versions", "authentication",
+           "learn the database and SQLAlchemy versions without a token", _health_versions,
+           everywhere(200, "")),
+    Attack("metrics with a role not allowed", "authentication",
+           "read the server's metrics with a worker token", _metrics_as_worker,
+           everywhere(403, "may not read the metrics")),
+    Attack("far-future exp token", "authentication",
+           "use a validly signed token that expires in the year 10^22", _far_future_token,
+           everywhere(401, "lifetime too long")),
+    Attack("malformed begin fields", "payloads",
+           "begin with options of the wrong type or value (500 before)", _malformed_begin,
+           everywhere(400, "'isolation_level'")),
 ]
 
 # -- issue 14 item 3: state left for the next lease ------------------------------------------
