@@ -36,6 +36,7 @@ from session_proxy.protocol import SERVER_TIME_HEADER
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
+from .drivers import family
 from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
@@ -116,7 +117,7 @@ class ProxyServer:
         charset = None
         with self.engine.connect() as connection:
             dbapi_conn = connection.connection.dbapi_connection
-            if dialect.name == "mysql":
+            if family(dialect.driver) == "mysql":
                 charset = dbapi_conn.character_set_name()
         return protocol.Handshake(
             protocol=protocol.PROTOCOL_VERSION,
@@ -375,6 +376,7 @@ class ProxyServer:
     def close(self) -> None:
         """Roll back open transactions, stop the reaper, dispose the pool."""
         self.registry.shutdown()
+        self.executor.watchdog.stop()
         self.outcomes.stop()
         self.engine.dispose()
 

@@ -33,11 +33,21 @@ from .drivers import (
 )
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeStore
+from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller
 
 log = logging.getLogger("session_proxy.server")
 
 #: Drivers whose transaction is aborted by any failed statement.
 ABORTING_DRIVERS = frozenset({"psycopg", "psycopg2"})
+
+
+def watchdog_grace(timeout: float) -> float:
+    """How long past the statement timeout the watchdog waits before it cancels.
+
+    The database's own timeout normally stops the statement first (with its
+    own message); the watchdog is for statements that switched it off.
+    """
+    return max(0.5, timeout / 10)
 
 
 @dataclasses.dataclass
@@ -170,6 +180,10 @@ class Executor:
         self.dbapi_error = dbapi_error
         self.statement_timeout_seconds = statement_timeout_seconds
         self.statements = 0
+        #: Cancels statements past the statement timeout or transaction limit.
+        self.watchdog = Watchdog()
+        #: Opens a driver connection of its own (MySQL's ``KILL QUERY``).
+        self.kill_connect = self._connect_for_kill
         #: Address of this instance that opening responses name, if any.
         self.base_url: str | None = None
 
@@ -427,9 +441,9 @@ class Executor:
     def _run_step(self, lease: Lease, index: int, step: dict) -> dict:
         op = step["op"]
         if op in (protocol.EXECUTE, protocol.EXECUTE_MANY):
-            return self._guard(index, lease, self._execute, lease, step)
+            return self._watched(index, lease, self._execute, lease, step)
         if op == protocol.FETCH:
-            return self._guard(index, lease, self._fetch, lease, step)
+            return self._watched(index, lease, self._fetch, lease, step)
         if op == protocol.CLOSE:
             cursor = lease.cursors.pop(step["cursor"], None)
             if cursor is not None:
@@ -440,6 +454,77 @@ class Executor:
             self.registry.end(lease)
             return {}
         return {}  # begin: applied when the lease was opened
+
+    def _connect_for_kill(self) -> Any:
+        dialect = self.registry.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.registry.engine.url)
+        return dialect.connect(*cargs, **cparams)
+
+    def _watched(self, index: int, lease: Lease, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` under the watchdog; a call it stopped fails and ends the lease.
+
+        The deadline is the statement timeout (plus grace) or the end of the
+        longest transaction allowed, whichever comes first.  A call that ran
+        for the whole statement timeout fails too, whatever the driver
+        answered: MariaDB stops ``BENCHMARK()`` at ``max_statement_time`` and
+        returns 0 with only a warning.
+        """
+        started = time.monotonic()
+        timeout = self.statement_timeout_seconds
+        deadline, reason = started + timeout + watchdog_grace(timeout), STATEMENT
+        limit = self.registry.max_transaction_seconds
+        if limit is not None and lease.created + limit < deadline:
+            deadline, reason = lease.created + limit, TRANSACTION
+        cancel = canceller(lease.dbapi_connection, self.driver, self.kill_connect)
+        watch = self.watchdog.arm(deadline, reason, cancel)
+        try:
+            result = self._guard(index, lease, fn, *args)
+        except StepFailed:
+            self.watchdog.disarm(watch)
+            if watch.fired:
+                self._stopped(index, lease, watch)
+            raise
+        self.watchdog.disarm(watch)
+        if watch.fired or time.monotonic() - started >= timeout:
+            watch.fired = watch.fired or STATEMENT
+            self._stopped(index, lease, watch)
+        return result
+
+    def _stopped(self, index: int, lease: Lease, watch: Watch) -> None:
+        """End the lease of a call the watchdog stopped; raise its failure.
+
+        The connection is dropped, not pooled: a cancel sent just as the
+        call ended could otherwise hit the next lease's first statement.
+        """
+        if watch.fired == TRANSACTION:
+            self.registry.expire(lease, "open too long", invalidate=True)
+            message = (
+                f"statement cancelled: the transaction was open longer than the limit "
+                f"of {self.registry.max_transaction_seconds:g} s; the server rolled it "
+                "back and released its locks"
+            )
+            code = protocol.TRANSACTION_EXPIRED
+            raise StepFailed(
+                protocol.ERROR_STATUS[code],
+                protocol.error_body(code, message, step=index, timeout=TRANSACTION),
+            )
+        self.registry.expire(lease, "statement timeout", invalidate=True)
+        message = (
+            f"statement cancelled: it ran past the server's statement timeout of "
+            f"{self.statement_timeout_seconds:g} s; the server rolled the transaction "
+            "back and released its locks"
+        )
+        raise StepFailed(
+            protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+            protocol.error_body(
+                protocol.DATABASE_ERROR,
+                message,
+                dbapi_class="OperationalError",
+                args=[message],
+                step=index,
+                timeout=STATEMENT,
+            ),
+        )
 
     def _guard(self, index: int, lease: Lease | None, fn: Any, *args: Any) -> Any:
         try:
@@ -481,10 +566,12 @@ class Executor:
                     cursor.execute(step["sql"])
                 else:
                     cursor.execute(step["sql"], adapt_params(step["params"]))
+                # SQLite makes rows as they are fetched: the first page is
+                # work of this statement, under the same deadline.
+                return self._result(lease, cursor)
         except BaseException:
             cursor.close()
             raise
-        return self._result(lease, cursor)
 
     def _result(self, lease: Lease, cursor: Any) -> dict:
         lastrowid = getattr(cursor, "lastrowid", None)
@@ -519,7 +606,10 @@ class Executor:
                     txn=lease.id,
                 ),
             )
-        rows, done = server_cursor.fetch(min(step["n"], self.page_size))
+        with statement_deadline(
+            lease.dbapi_connection, self.driver, self.statement_timeout_seconds
+        ):
+            rows, done = server_cursor.fetch(min(step["n"], self.page_size))
         if done:
             server_cursor.close()
             del lease.cursors[step["cursor"]]
