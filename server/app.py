@@ -62,7 +62,9 @@ class ProxyServer:
         self.engine = engine
         self.config = config
         self.gate = gate
-        self.outcomes = OutcomeStore(engine, config.outcome_window_seconds)
+        self.outcomes = OutcomeStore(
+            engine, config.outcome_window_seconds, config.outcome_memory_bytes
+        )
         self.operations = OperationHost(
             engine, operation_modules, trusted_clients, self.outcomes
         )

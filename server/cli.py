@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     reliability.add_argument(
+        "--outcome-memory-bytes",
+        type=int,
+        default=defaults.outcome_memory_bytes,
+        metavar="BYTES",
+        help="response bytes the in-memory outcome store keeps at most, oldest "
+        "dropped first; committed answers stay in the database (default %(default)s)",
+    )
+    reliability.add_argument(
         "--drain-seconds",
         type=float,
         default=defaults.drain_seconds,
@@ -305,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_transaction_seconds=args.max_transaction_seconds,
             max_transactions_per_subject=args.max_transactions_per_subject,
             outcome_window_seconds=args.outcome_window,
+            outcome_memory_bytes=args.outcome_memory_bytes,
             drain_seconds=args.drain_seconds,
             instance=args.instance or f"{socket.gethostname()}:{args.port}",
             advertise_url=args.advertise_url or "",
