@@ -23,6 +23,14 @@ from typing import Any
 from session_proxy import protocol
 from session_proxy.codec import dumps, encode_rows, to_wire
 
+from .cursors import (
+    CursorDropped,
+    Portals,
+    ServerCursor,
+    SpillingCursor,
+    cursorable,
+    streams,
+)
 from .drivers import (
     adapt_params,
     dbapi_class_name,
@@ -77,27 +85,6 @@ class StepFailed(Exception):
         super().__init__(body["error"]["message"])
         self.status = status
         self.body = body
-
-
-class ServerCursor:
-    """A driver cursor with rows left to send, one row peeked ahead."""
-
-    def __init__(self, cursor: Any, peeked: list[Any]) -> None:
-        self.cursor = cursor
-        self.peeked = peeked
-
-    def fetch(self, n: int) -> tuple[list[Any], bool]:
-        """Up to ``n`` rows and whether the cursor is exhausted."""
-        rows = self.peeked + list(self.cursor.fetchmany(n + 1 - len(self.peeked)))
-        if len(rows) > n:
-            self.peeked = rows[n:]
-            return rows[:n], False
-        self.peeked = []
-        return rows, True
-
-    def close(self) -> None:
-        """Close the driver cursor."""
-        self.cursor.close()
 
 
 class _RowcountCheck:
@@ -184,6 +171,8 @@ class Executor:
         self.watchdog = Watchdog()
         #: Opens a driver connection of its own (MySQL's ``KILL QUERY``).
         self.kill_connect = self._connect_for_kill
+        #: Read long results through server-side cursors (see :mod:`server.cursors`).
+        self.streaming = streams(driver)
         #: Address of this instance that opening responses name, if any.
         self.base_url: str | None = None
 
@@ -351,6 +340,7 @@ class Executor:
         back (or this rolls it back), so no retry can commit part of it.
         """
         conn = lease.dbapi_connection
+        self._close_cursors(lease)
         unrecorded = False
         if (
             key is not None
@@ -430,6 +420,19 @@ class Executor:
             return False
         return True
 
+    def _close_cursors(self, lease: Lease) -> None:
+        """Close the lease's open results before its transaction ends.
+
+        Their rows cannot be fetched after it anyway; an unbuffered MySQL
+        result must be off the socket before the next command.
+        """
+        for cursor in lease.cursors.values():
+            try:
+                cursor.close()
+            except self.dbapi_error:
+                pass  # the transaction ends next, which closes it too
+        lease.cursors.clear()
+
     def _end_failed(self, lease: Lease) -> None:
         """Roll back and end a transaction whose commit failed."""
         try:
@@ -450,6 +453,7 @@ class Executor:
                 cursor.close()
             return {}
         if op == protocol.ROLLBACK:
+            self._close_cursors(lease)
             self._guard(index, lease, lease.dbapi_connection.rollback)
             self.registry.end(lease)
             return {}
@@ -552,10 +556,19 @@ class Executor:
 
     def _execute(self, lease: Lease, step: dict) -> dict:
         connection = lease.dbapi_connection
-        cursor = prepare_cursor(connection.cursor(), self.driver)
+        for open_cursor in lease.cursors.values():
+            open_cursor.settle()  # an unbuffered MySQL result must leave the socket
         self.statements += 1
         if not lease.wrote and not protocol.is_read_only(step["sql"]):
             lease.wrote = True
+        if (
+            self.streaming
+            and step["op"] == protocol.EXECUTE
+            and cursorable(step["sql"])
+            and getattr(connection, "autocommit", False) is not True
+        ):
+            return self._execute_streamed(lease, step)
+        cursor = prepare_cursor(connection.cursor(), self.driver)
         try:
             with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
                 if step["op"] == protocol.EXECUTE_MANY:
@@ -573,7 +586,53 @@ class Executor:
             cursor.close()
             raise
 
-    def _result(self, lease: Lease, cursor: Any) -> dict:
+    def _execute_streamed(self, lease: Lease, step: dict) -> dict:
+        """Run a query through a server-side cursor (see :mod:`server.cursors`)."""
+        connection = lease.dbapi_connection
+        params = step.get("params")
+        params = None if params is None else adapt_params(params)
+        with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
+            if self.driver == "psycopg":
+                portals = lease.portals
+                if portals is None:
+                    portals = lease.portals = Portals()
+                cursor = prepare_cursor(connection.cursor(), self.driver)
+                try:
+                    cursor, rows, name = portals.open(
+                        connection, cursor, step["sql"], params, self.page_size + 1
+                    )
+                except BaseException:
+                    cursor.close()
+                    raise
+
+                def finished(name: str = name) -> None:
+                    portals.finished(connection, name)
+
+                server_cursor = ServerCursor(
+                    cursor, rows, portals.fetcher(cursor, name), on_close=finished
+                )
+            else:
+                import pymysql.cursors
+
+                cursor = connection.cursor(pymysql.cursors.SSCursor)
+                try:
+                    if params is None:
+                        cursor.execute(step["sql"])
+                    else:
+                        cursor.execute(step["sql"], params)
+                except BaseException:
+                    cursor.close()
+                    raise
+                server_cursor = SpillingCursor(cursor, [], self.page_size)
+            try:
+                return self._result(lease, cursor, server_cursor)
+            except BaseException:
+                server_cursor.close()
+                raise
+
+    def _result(
+        self, lease: Lease, cursor: Any, server_cursor: ServerCursor | None = None
+    ) -> dict:
         lastrowid = getattr(cursor, "lastrowid", None)
         result: dict[str, Any] = {
             "rowcount": cursor.rowcount,
@@ -584,11 +643,16 @@ class Executor:
             cursor.close()
             return result
         result["description"] = [_column(column) for column in description]
-        server_cursor = ServerCursor(cursor, [])
+        streamed = server_cursor is not None
+        if server_cursor is None:
+            server_cursor = ServerCursor(cursor, [])
         rows, done = server_cursor.fetch(self.page_size)
         result.update(_page(rows))
+        if streamed:
+            # A cursor knows its row count only once it has read every row.
+            result["rowcount"] = len(rows) if done else -1
         if done:
-            cursor.close()
+            server_cursor.close()
         else:
             cursor_id = secrets.token_urlsafe(8)
             lease.cursors[cursor_id] = server_cursor
@@ -606,10 +670,18 @@ class Executor:
                     txn=lease.id,
                 ),
             )
-        with statement_deadline(
-            lease.dbapi_connection, self.driver, self.statement_timeout_seconds
-        ):
-            rows, done = server_cursor.fetch(min(step["n"], self.page_size))
+        try:
+            with statement_deadline(
+                lease.dbapi_connection, self.driver, self.statement_timeout_seconds
+            ):
+                rows, done = server_cursor.fetch(min(step["n"], self.page_size))
+        except CursorDropped as exc:
+            server_cursor.close()
+            del lease.cursors[step["cursor"]]
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.UNKNOWN_CURSOR],
+                protocol.error_body(protocol.UNKNOWN_CURSOR, str(exc), txn=lease.id),
+            ) from exc
         if done:
             server_cursor.close()
             del lease.cursors[step["cursor"]]

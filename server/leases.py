@@ -76,6 +76,8 @@ class Lease:
         #: (subject, role) of the caller that opened the transaction.
         self.owner = owner
         self.cursors: dict[str, Any] = {}
+        #: PostgreSQL cursors of this lease (:class:`server.cursors.Portals`).
+        self.portals: Any = None
         self.lock = threading.Lock()
         self.created = time.monotonic()
         self.last_used = self.created
