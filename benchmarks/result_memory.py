@@ -44,7 +44,7 @@ def long_select(backend: str, rows: int) -> str:
         return f"SELECT seq, repeat('x', 100) AS pad FROM seq_1_to_{rows}"
     return (
         f"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {rows}) "
-        "SELECT n, repeat('x', 100) AS pad FROM g"
+        "SELECT n, hex(zeroblob(50)) AS pad FROM g"
     )
 
 
