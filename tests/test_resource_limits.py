@@ -213,3 +213,180 @@ def test_every_mysql_url_spelling_caps_the_first_lease_of_a_new_connection(
             assert took < 4.5, (scheme, took)
         status, body, _ = run(server, "SELECT @@max_statement_time")
         assert status == 200 and float(body["results"][1]["rows"][0][0]) == 2.0, body
+
+
+# -- long results come from server-side cursors ---------------------------------------------
+
+
+def test_which_statements_a_cursor_runs() -> None:
+    from server.cursors import cursorable
+
+    for sql in (
+        "SELECT a FROM t",
+        "  /* c */ -- d\n (SELECT 1) UNION (SELECT 2)",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "VALUES (1), (2)",
+        "TABLE t",
+        "select last_update from t",
+    ):
+        assert cursorable(sql), sql
+    for sql in (
+        "INSERT INTO t VALUES (1) RETURNING id",
+        "UPDATE t SET a = 1 RETURNING a",
+        "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT * FROM t FOR NO KEY UPDATE",
+        "SELECT * FROM t LOCK IN SHARE MODE",
+        "SELECT a INTO b FROM t",
+        "SELECT 1; DELETE FROM t",
+        "EXPLAIN SELECT 1",
+        "SHOW TABLES",
+        "",
+    ):
+        assert not cursorable(sql), sql
+
+
+def _long_select(backend: str, rows: int, counter: str | None = None) -> str:
+    value = counter or "0"
+    if backend == "postgresql":
+        return f"SELECT g, {value}, repeat('x', 200) FROM generate_series(1, {rows}) AS g"
+    if backend == "mysql":
+        return f"SELECT seq, {value}, repeat('x', 200) FROM seq_1_to_{rows} ORDER BY seq"
+    return ("WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g "
+            f"WHERE n < {rows}) SELECT n, {value}, hex(zeroblob(100)) FROM g")
+
+
+def test_rows_are_read_from_the_database_a_page_at_a_time(
+    start_server, backend: str, direct_engine: sa.Engine
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite has no sequences; its cursors step lazily anyway")
+    with direct_engine.begin() as conn:
+        conn.exec_driver_sql("DROP SEQUENCE IF EXISTS sp_rows_read")
+        conn.exec_driver_sql("CREATE SEQUENCE sp_rows_read" + (
+            " NOCACHE" if backend == "mysql" else ""))
+    counter = "nextval('sp_rows_read')" if backend == "postgresql" else "NEXTVAL(sp_rows_read)"
+    server = start_server("--page-size", "1000")
+    try:
+        status, body = pipeline(server, [
+            {"op": protocol.BEGIN},
+            {"op": protocol.EXECUTE, "sql": _long_select(backend, 200_000, counter),
+             "params": None},
+        ])
+        assert status == 200, body
+        first = body["results"][1]
+        assert len(first["rows"]) == 1000 and "cursor" in first
+        assert first["rowcount"] == -1  # not known until every row is read
+        with direct_engine.connect() as conn:
+            if backend == "postgresql":
+                made = conn.exec_driver_sql("SELECT last_value FROM sp_rows_read").scalar()
+            else:
+                made = conn.exec_driver_sql("SELECT NEXTVAL(sp_rows_read)").scalar() - 1
+        # PostgreSQL makes exactly the rows fetched (a page and one peeked);
+        # MariaDB a page plus what the socket buffers hold. Buffered: 200,000.
+        assert made <= (1001 if backend == "postgresql" else 50_000), made
+        status, body = pipeline(server, [{"op": protocol.ROLLBACK}], body["txn"])
+        assert status == 200, body
+    finally:
+        with direct_engine.begin() as conn:
+            conn.exec_driver_sql("DROP SEQUENCE IF EXISTS sp_rows_read")
+
+
+def test_server_memory_stays_flat_with_four_million_row_results_open(
+    backend: str, db_url: str
+) -> None:
+    if backend == "sqlite":
+        pytest.skip("measured for the backends whose drivers buffer results")
+    from benchmarks.result_memory import measure
+
+    result = measure(db_url, rows=1_000_000, cursors=4)
+    growth = result["rss_open"][-1] - result["rss_before"]
+    # Buffered, this was 620 MB (PostgreSQL) and 1,080 MB (MariaDB).
+    assert growth < 60 * 1024 * 1024, result
+
+
+def test_other_statements_between_the_pages_of_a_long_result(
+    start_server, backend: str
+) -> None:
+    server = start_server("--page-size", "1000")
+    status, body = pipeline(server, [
+        {"op": protocol.BEGIN},
+        {"op": protocol.EXECUTE, "sql": _long_select(backend, 5500), "params": None},
+        {"op": protocol.EXECUTE, "sql": _long_select(backend, 3500), "params": None},
+    ])
+    assert status == 200, body
+    txn = body["txn"]
+    first, second = body["results"][1], body["results"][2]
+    got = {first["cursor"]: [row[0] for row in first["rows"]],
+           second["cursor"]: [row[0] for row in second["rows"]]}
+    open_cursors = [first["cursor"], second["cursor"]]
+    while open_cursors:
+        for cursor in list(open_cursors):
+            # A statement between two fetches: MySQL spills the open results.
+            status, body = pipeline(server, [
+                {"op": protocol.EXECUTE, "sql": "SELECT 1", "params": None},
+                {"op": protocol.FETCH, "cursor": cursor, "n": 1000},
+            ], txn)
+            assert status == 200, body
+            page = body["results"][1]
+            got[cursor] += [row[0] for row in page["rows"]]
+            if page["done"]:
+                open_cursors.remove(cursor)
+    assert got[first["cursor"]] == list(range(1, 5501))
+    assert got[second["cursor"]] == list(range(1, 3501))
+    status, body = pipeline(server, [{"op": protocol.ROLLBACK}], txn)
+    assert status == 200, body
+
+
+def test_finished_postgresql_cursors_do_not_pile_up(start_server, backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL cursors live until closed or the transaction ends")
+    from server.cursors import MAX_UNCLOSED
+
+    server = start_server()
+    steps = [{"op": protocol.BEGIN}] + [
+        {"op": protocol.EXECUTE, "sql": "SELECT %s::int AS n", "params": [n]} for n in range(200)
+    ]
+    steps.append({"op": protocol.EXECUTE, "sql": "SELECT count(*) FROM pg_cursors",
+                  "params": None})
+    status, body = pipeline(server, steps + [{"op": protocol.ROLLBACK}])
+    assert status == 200, body
+    assert [r["rows"] for r in body["results"][1:4]] == [[[0]], [[1]], [[2]]]
+    assert body["results"][1]["rowcount"] == 1
+    assert body["results"][-2]["rows"][0][0] <= MAX_UNCLOSED + 1
+
+
+def test_statements_a_cursor_cannot_run_still_answer_every_row(
+    start_server, backend: str, direct_engine: sa.Engine
+) -> None:
+    with direct_engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS sp_returning")
+        conn.exec_driver_sql("CREATE TABLE sp_returning (id INTEGER PRIMARY KEY, v INTEGER)")
+    server = start_server("--page-size", "100")
+    try:
+        if backend == "mysql":
+            sql = "SELECT seq FROM seq_1_to_250 FOR UPDATE"  # locking: buffered
+        else:
+            source = ("generate_series(1, 250) AS g" if backend == "postgresql" else
+                      "(WITH RECURSIVE c(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM c "
+                      "WHERE g < 250) SELECT g FROM c)")
+            sql = f"INSERT INTO sp_returning SELECT g, g FROM {source} RETURNING id"
+        status, body = pipeline(server, [
+            {"op": protocol.BEGIN},
+            {"op": protocol.EXECUTE, "sql": sql, "params": None},
+        ])
+        assert status == 200, body
+        txn, first = body["txn"], body["results"][1]
+        ids = [row[0] for row in first["rows"]]
+        while True:
+            status, body = pipeline(server, [
+                {"op": protocol.FETCH, "cursor": first["cursor"], "n": 100}], txn)
+            assert status == 200, body
+            ids += [row[0] for row in body["results"][0]["rows"]]
+            if body["results"][0]["done"]:
+                break
+        assert sorted(ids) == list(range(1, 251))
+        pipeline(server, [{"op": protocol.ROLLBACK}], txn)
+    finally:
+        with direct_engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS sp_returning")
