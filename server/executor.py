@@ -606,7 +606,7 @@ class Executor:
                     raise
 
                 def finished(name: str = name) -> None:
-                    portals.finished(connection, name)
+                    portals.finished(name)
 
                 server_cursor = ServerCursor(
                     cursor, rows, portals.fetcher(cursor, name), on_close=finished
