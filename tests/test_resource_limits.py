@@ -389,3 +389,53 @@ def test_statements_a_cursor_cannot_run_still_answer_every_row(
     finally:
         with direct_engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS sp_returning")
+
+
+# -- slow clients -------------------------------------------------------------------------------
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def test_half_open_connections_are_bounded_and_timed_out(start_server, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the HTTP server does not depend on the backend")
+    import socket
+
+    server = start_server("--socket-timeout", "2", "--max-connections", "32")
+    held = []
+    try:
+        for _ in range(100):  # three times the bound
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: slow\r\nX-Half: ")
+            held.append(sock)
+        time.sleep(0.5)
+        threads = _threads(server.process.pid)
+        started = time.monotonic()
+        health = requests.get(server.url + protocol.HEALTH_PATH, timeout=30)
+        waited = time.monotonic() - started
+        assert health.status_code == 200
+        # Without the bound: one thread per connection (100 more).
+        assert threads <= 32 + 16, threads
+        # 100 held in batches of 32, each dropped after 2 s: four batches at most.
+        assert waited < 4 * 2 + 3, waited
+        # Every one is accepted in its turn and dropped after its 2 s.
+        deadline = time.monotonic() + 15
+        open_ones = list(held)
+        while open_ones and time.monotonic() < deadline:
+            sock = open_ones[0]
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(1) != b"":
+                    break  # an answer to half a request: wrong
+            except TimeoutError:
+                continue
+            except OSError:
+                pass
+            open_ones.pop(0)
+        assert not open_ones, f"{len(open_ones)} half-open connections still held"
+    finally:
+        for sock in held:
+            sock.close()
