@@ -38,6 +38,7 @@ from . import session_guard, statement_guard
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
+from .drivers import family
 from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
@@ -65,7 +66,9 @@ class ProxyServer:
         self.engine = engine
         self.config = config
         self.gate = gate
-        self.outcomes = OutcomeStore(engine, config.outcome_window_seconds)
+        self.outcomes = OutcomeStore(
+            engine, config.outcome_window_seconds, config.outcome_memory_bytes
+        )
         self.operations = OperationHost(
             engine, operation_modules, trusted_clients, self.outcomes
         )
@@ -121,7 +124,7 @@ class ProxyServer:
         charset = None
         with self.engine.connect() as connection:
             dbapi_conn = connection.connection.dbapi_connection
-            if dialect.name == "mysql":
+            if family(dialect.driver) == "mysql":
                 charset = dbapi_conn.character_set_name()
         return protocol.Handshake(
             protocol=protocol.PROTOCOL_VERSION,
@@ -409,6 +412,7 @@ class ProxyServer:
     def close(self) -> None:
         """Roll back open transactions, stop the reaper, dispose the pool."""
         self.registry.shutdown()
+        self.executor.watchdog.stop()
         self.outcomes.stop()
         self.engine.dispose()
 

@@ -37,6 +37,7 @@ from .auth import (
 )
 from .config import ServerConfig
 from .security import DEFAULT_METRICS_ROLES, gate_from_options
+from .serving import MAX_CONNECTIONS, SOCKET_TIMEOUT, bounded_server
 from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, server_ssl_context
 
 
@@ -113,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.max_transactions_per_subject,
         help="open transactions one token subject may hold (default %(default)s)",
     )
+    parser.add_argument(
+        "--socket-timeout",
+        type=float,
+        default=SOCKET_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection that sends nothing this long while a request, its "
+        "headers or body are awaited, or that idles between requests (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="connections served at once (one thread each); more wait to be "
+        "accepted (default %(default)s)",
+    )
     reliability = parser.add_argument_group("reliability and scaling")
     reliability.add_argument(
         "--outcome-window",
@@ -121,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="keep finished requests' outcomes this long for retries to find "
         "(default %(default)s)",
+    )
+    reliability.add_argument(
+        "--outcome-memory-bytes",
+        type=int,
+        default=defaults.outcome_memory_bytes,
+        metavar="BYTES",
+        help="response bytes the in-memory outcome store keeps at most, oldest "
+        "dropped first; committed answers stay in the database (default %(default)s)",
     )
     reliability.add_argument(
         "--drain-seconds",
@@ -345,10 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_transaction_seconds=args.max_transaction_seconds,
             max_transactions_per_subject=args.max_transactions_per_subject,
             outcome_window_seconds=args.outcome_window,
+            outcome_memory_bytes=args.outcome_memory_bytes,
             drain_seconds=args.drain_seconds,
             instance=args.instance or f"{socket.gethostname()}:{args.port}",
             advertise_url=args.advertise_url or "",
         )
+        if args.socket_timeout <= 0 or args.max_connections <= 0:
+            raise ValueError("--socket-timeout and --max-connections must be positive")
         gate = gate_from_options(
             public_key=args.public_key,
             insecure_no_auth=args.insecure_no_auth,
@@ -379,9 +406,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"session-proxy-server: {exc}", file=sys.stderr)
         return 2
 
-    from werkzeug.serving import make_server
-
-    server = make_server(args.host, args.port, app, threaded=True, ssl_context=ssl_context)
+    server = bounded_server(
+        args.host,
+        args.port,
+        app,
+        ssl_context=ssl_context,
+        socket_timeout=args.socket_timeout,
+        max_connections=args.max_connections,
+    )
     scheme = "https" if ssl_context else "http"
 
     log = logging.getLogger("session_proxy.server")

@@ -35,6 +35,9 @@ class ServerConfig:
         subject may hold at once (429 above it).
     :param outcome_window_seconds: how long the outcome of a finished
         request is kept for a retry to find (see :mod:`server.outcomes`).
+    :param outcome_memory_bytes: response bytes the in-memory outcome store
+        keeps at most (oldest dropped first); commits stay answerable from
+        their database record.
     :param drain_seconds: on shutdown, how long requests in flight may take
         to finish before open transactions are rolled back.
     :param instance: this server instance's name, carried (as a tag) in its
@@ -54,6 +57,7 @@ class ServerConfig:
     max_transaction_seconds: float = 900.0
     max_transactions_per_subject: int = 32
     outcome_window_seconds: float = 3600.0
+    outcome_memory_bytes: int = 64 * 1024 * 1024
     drain_seconds: float = 30.0
     instance: str = ""
     advertise_url: str = ""

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from .config import ServerConfig
-from .drivers import check_supported, mysql_statement_timeout, sqlite_state
+from .drivers import check_supported, family, mysql_statement_timeout, sqlite_state
 
 
 def create_engine_for(
@@ -36,7 +36,7 @@ def create_engine_for(
         "pool_timeout": config.lock_wait_seconds,
         "pool_pre_ping": True,
     }
-    backend = url.get_backend_name()
+    backend = family(url.get_driver_name())
     if sqlite_attach and backend != "sqlite":
         raise ValueError("--sqlite-attach applies to SQLite databases only")
     if backend == "sqlite":
@@ -64,6 +64,7 @@ def create_engine_for(
         _attach_on_connect(engine, sqlite_attach)
     if backend == "sqlite":
         _read_sqlite_state_on_connect(engine)
+    # By driver family, not URL spelling: mariadb+pymysql:// is MySQL's too.
     if backend == "mysql":
         _mysql_statement_timeout(engine, config.statement_timeout_seconds)
     return engine
@@ -72,7 +73,7 @@ def create_engine_for(
 def _mysql_statement_timeout(engine: Engine, seconds: float) -> None:
     """Cap statement time on every MySQL/MariaDB connection the pool opens."""
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "connect", insert=True)
     def cap(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:

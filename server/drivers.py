@@ -25,6 +25,17 @@ SUPPORTED_DRIVERS = {
 }
 
 
+#: The backend family each supported driver serves: decisions that differ by
+#: backend are made by driver, never by the URL's spelling (``mariadb://``
+#: and ``mysql://`` are the same family).
+FAMILY = {"pysqlite": "sqlite", "psycopg": "postgresql", "pymysql": "mysql"}
+
+
+def family(driver: str) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql``: the backend family ``driver`` serves."""
+    return FAMILY.get(driver, driver)
+
+
 def check_supported(dialect_name: str, driver: str) -> None:
     """Raise ValueError unless the proxy has a client dialect for this driver."""
     wanted = SUPPORTED_DRIVERS.get(dialect_name)
@@ -176,12 +187,14 @@ def mysql_statement_timeout(dbapi_connection: Any, seconds: float) -> str:
 
 @contextlib.contextmanager
 def statement_deadline(dbapi_connection: Any, driver: str, seconds: float) -> Iterator[None]:
-    """Interrupt a SQLite statement running longer than ``seconds``.
+    """Interrupt SQLite work running longer than ``seconds``.
 
     SQLite calls the progress handler every few thousand virtual-machine
     steps; a true answer aborts the statement with ``OperationalError:
-    interrupted``.  Other drivers rely on the database's own timeout (see
-    :mod:`server.database`), so this does nothing for them.
+    interrupted``.  SQLite produces rows lazily, so the executor wraps
+    every fetch in this too, not only ``execute``.  Other drivers rely on
+    the database's own timeout (see :mod:`server.database`) and on the
+    watchdog (:mod:`server.watchdog`), so this does nothing for them.
     """
     if driver != "pysqlite":
         yield

@@ -23,6 +23,14 @@ from typing import Any
 from session_proxy import protocol
 from session_proxy.codec import dumps, encode_rows, to_wire
 
+from .cursors import (
+    CursorDropped,
+    Portals,
+    ServerCursor,
+    SpillingCursor,
+    cursorable,
+    streams,
+)
 from .drivers import (
     adapt_params,
     dbapi_class_name,
@@ -33,12 +41,25 @@ from .drivers import (
 )
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller
 from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
 
+#: What a driver raises for parameters it cannot bind, before sending anything.
+_PARAMETER_ERRORS = (TypeError, ValueError, KeyError, IndexError, OverflowError)
+
 #: Drivers whose transaction is aborted by any failed statement.
 ABORTING_DRIVERS = frozenset({"psycopg", "psycopg2"})
+
+
+def watchdog_grace(timeout: float) -> float:
+    """How long past the statement timeout the watchdog waits before it cancels.
+
+    The database's own timeout normally stops the statement first (with its
+    own message); the watchdog is for statements that switched it off.
+    """
+    return max(0.5, timeout / 10)
 
 
 @dataclasses.dataclass
@@ -72,27 +93,6 @@ class StepFailed(Exception):
         super().__init__(body["error"]["message"])
         self.status = status
         self.body = body
-
-
-class ServerCursor:
-    """A driver cursor with rows left to send, one row peeked ahead."""
-
-    def __init__(self, cursor: Any, peeked: list[Any]) -> None:
-        self.cursor = cursor
-        self.peeked = peeked
-
-    def fetch(self, n: int) -> tuple[list[Any], bool]:
-        """Up to ``n`` rows and whether the cursor is exhausted."""
-        rows = self.peeked + list(self.cursor.fetchmany(n + 1 - len(self.peeked)))
-        if len(rows) > n:
-            self.peeked = rows[n:]
-            return rows[:n], False
-        self.peeked = []
-        return rows, True
-
-    def close(self) -> None:
-        """Close the driver cursor."""
-        self.cursor.close()
 
 
 class _RowcountCheck:
@@ -180,6 +180,12 @@ class Executor:
         self.dbapi_error = dbapi_error
         self.statement_timeout_seconds = statement_timeout_seconds
         self.statements = 0
+        #: Cancels statements past the statement timeout or transaction limit.
+        self.watchdog = Watchdog()
+        #: Opens a driver connection of its own (MySQL's ``KILL QUERY``).
+        self.kill_connect = self._connect_for_kill
+        #: Read long results through server-side cursors (see :mod:`server.cursors`).
+        self.streaming = streams(driver)
         #: Address of this instance that opening responses name, if any.
         self.base_url: str | None = None
 
@@ -373,6 +379,7 @@ class Executor:
         back (or this rolls it back), so no retry can commit part of it.
         """
         conn = lease.dbapi_connection
+        self._close_cursors(lease)
         unrecorded = False
         if (
             key is not None
@@ -475,6 +482,19 @@ class Executor:
             return False
         return True
 
+    def _close_cursors(self, lease: Lease) -> None:
+        """Close the lease's open results before its transaction ends.
+
+        Their rows cannot be fetched after it anyway; an unbuffered MySQL
+        result must be off the socket before the next command.
+        """
+        for cursor in lease.cursors.values():
+            try:
+                cursor.close()
+            except self.dbapi_error:
+                pass  # the transaction ends next, which closes it too
+        lease.cursors.clear()
+
     def _end_failed(self, lease: Lease) -> None:
         """Roll back and end a transaction (one whose commit failed, or a rollback).
 
@@ -489,9 +509,9 @@ class Executor:
     def _run_step(self, lease: Lease, index: int, step: dict) -> dict:
         op = step["op"]
         if op in (protocol.EXECUTE, protocol.EXECUTE_MANY):
-            return self._guard(index, lease, self._execute, lease, step)
+            return self._watched(index, lease, self._execute, lease, step)
         if op == protocol.FETCH:
-            return self._guard(index, lease, self._fetch, lease, step)
+            return self._watched(index, lease, self._fetch, lease, step)
         if op == protocol.CLOSE:
             cursor = lease.cursors.pop(step["cursor"], None)
             if cursor is not None:
@@ -501,9 +521,81 @@ class Executor:
             # Any rollback ends the lease, whatever the database says: a
             # connection the database closed (pg_terminate_backend, KILL)
             # has no transaction left, and is discarded, not pooled again.
+            self._close_cursors(lease)
             self._end_failed(lease)
             return {}
         return {}  # begin: applied when the lease was opened
+
+    def _connect_for_kill(self) -> Any:
+        dialect = self.registry.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.registry.engine.url)
+        return dialect.connect(*cargs, **cparams)
+
+    def _watched(self, index: int, lease: Lease, fn: Any, *args: Any) -> Any:
+        """Run ``fn`` under the watchdog; a call it stopped fails and ends the lease.
+
+        The deadline is the statement timeout (plus grace) or the end of the
+        longest transaction allowed, whichever comes first.  A call that ran
+        for the whole statement timeout fails too, whatever the driver
+        answered: MariaDB stops ``BENCHMARK()`` at ``max_statement_time`` and
+        returns 0 with only a warning.
+        """
+        started = time.monotonic()
+        timeout = self.statement_timeout_seconds
+        deadline, reason = started + timeout + watchdog_grace(timeout), STATEMENT
+        limit = self.registry.max_transaction_seconds
+        if limit is not None and lease.created + limit < deadline:
+            deadline, reason = lease.created + limit, TRANSACTION
+        cancel = canceller(lease.dbapi_connection, self.driver, self.kill_connect)
+        watch = self.watchdog.arm(deadline, reason, cancel)
+        try:
+            result = self._guard(index, lease, fn, *args)
+        except StepFailed:
+            self.watchdog.disarm(watch)
+            if watch.fired:
+                self._stopped(index, lease, watch)
+            raise
+        self.watchdog.disarm(watch)
+        if watch.fired or time.monotonic() - started >= timeout:
+            watch.fired = watch.fired or STATEMENT
+            self._stopped(index, lease, watch)
+        return result
+
+    def _stopped(self, index: int, lease: Lease, watch: Watch) -> None:
+        """End the lease of a call the watchdog stopped; raise its failure.
+
+        The connection is dropped, not pooled: a cancel sent just as the
+        call ended could otherwise hit the next lease's first statement.
+        """
+        if watch.fired == TRANSACTION:
+            self.registry.expire(lease, "open too long", invalidate=True)
+            message = (
+                f"statement cancelled: the transaction was open longer than the limit "
+                f"of {self.registry.max_transaction_seconds:g} s; the server rolled it "
+                "back and released its locks"
+            )
+            code = protocol.TRANSACTION_EXPIRED
+            raise StepFailed(
+                protocol.ERROR_STATUS[code],
+                protocol.error_body(code, message, step=index, timeout=TRANSACTION),
+            )
+        self.registry.expire(lease, "statement timeout", invalidate=True)
+        message = (
+            f"statement cancelled: it ran past the server's statement timeout of "
+            f"{self.statement_timeout_seconds:g} s; the server rolled the transaction "
+            "back and released its locks"
+        )
+        raise StepFailed(
+            protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+            protocol.error_body(
+                protocol.DATABASE_ERROR,
+                message,
+                dbapi_class="OperationalError",
+                args=[message],
+                step=index,
+                timeout=STATEMENT,
+            ),
+        )
 
     def _guard(self, index: int, lease: Lease | None, fn: Any, *args: Any) -> Any:
         try:
@@ -542,31 +634,89 @@ class Executor:
 
     def _execute(self, lease: Lease, step: dict) -> dict:
         connection = lease.dbapi_connection
-        cursor = prepare_cursor(connection.cursor(), self.driver)
+        for open_cursor in lease.cursors.values():
+            open_cursor.settle()  # an unbuffered MySQL result must leave the socket
         self.statements += 1
         if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
+        if (
+            self.streaming
+            and step["op"] == protocol.EXECUTE
+            and cursorable(step["sql"])
+            and getattr(connection, "autocommit", False) is not True
+        ):
+            return self._execute_streamed(lease, step)
+        cursor = prepare_cursor(connection.cursor(), self.driver)
         try:
             with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
-                if step["op"] == protocol.EXECUTE_MANY:
-                    cursor.executemany(
-                        step["sql"], [adapt_params(params) for params in step["seq_of_params"]]
-                    )
-                elif step.get("params") is None:
-                    cursor.execute(step["sql"])
-                else:
-                    cursor.execute(step["sql"], adapt_params(step["params"]))
-        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
-            # Not a database error: the driver refused the parameters (a
-            # value it cannot bind, a missing name) before sending anything.
-            cursor.close()
-            raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
+                try:
+                    if step["op"] == protocol.EXECUTE_MANY:
+                        cursor.executemany(
+                            step["sql"],
+                            [adapt_params(params) for params in step["seq_of_params"]],
+                        )
+                    elif step.get("params") is None:
+                        cursor.execute(step["sql"])
+                    else:
+                        cursor.execute(step["sql"], adapt_params(step["params"]))
+                except _PARAMETER_ERRORS as exc:
+                    # Not a database error: the driver refused the parameters (a
+                    # value it cannot bind, a missing name) before sending anything.
+                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
+                # SQLite makes rows as they are fetched: the first page is
+                # work of this statement, under the same deadline.
+                return self._result(lease, cursor)
         except BaseException:
             cursor.close()
             raise
-        return self._result(lease, cursor)
 
-    def _result(self, lease: Lease, cursor: Any) -> dict:
+    def _execute_streamed(self, lease: Lease, step: dict) -> dict:
+        """Run a query through a server-side cursor (see :mod:`server.cursors`)."""
+        connection = lease.dbapi_connection
+        params = step.get("params")
+        params = None if params is None else adapt_params(params)
+        with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
+            if self.driver == "psycopg":
+                portals = lease.portals
+                if portals is None:
+                    portals = lease.portals = Portals()
+                cursor = prepare_cursor(connection.cursor(), self.driver)
+                try:
+                    cursor, rows, name = portals.open(
+                        connection, cursor, step["sql"], params, self.page_size + 1
+                    )
+                except BaseException:
+                    cursor.close()
+                    raise
+
+                def finished(name: str = name) -> None:
+                    portals.finished(name)
+
+                server_cursor = ServerCursor(
+                    cursor, rows, portals.fetcher(cursor, name), on_close=finished
+                )
+            else:
+                import pymysql.cursors
+
+                cursor = connection.cursor(pymysql.cursors.SSCursor)
+                try:
+                    if params is None:
+                        cursor.execute(step["sql"])
+                    else:
+                        cursor.execute(step["sql"], params)
+                except BaseException:
+                    cursor.close()
+                    raise
+                server_cursor = SpillingCursor(cursor, [], self.page_size)
+            try:
+                return self._result(lease, cursor, server_cursor)
+            except BaseException:
+                server_cursor.close()
+                raise
+
+    def _result(
+        self, lease: Lease, cursor: Any, server_cursor: ServerCursor | None = None
+    ) -> dict:
         lastrowid = getattr(cursor, "lastrowid", None)
         result: dict[str, Any] = {
             "rowcount": cursor.rowcount,
@@ -577,11 +727,16 @@ class Executor:
             cursor.close()
             return result
         result["description"] = [_column(column) for column in description]
-        server_cursor = ServerCursor(cursor, [])
+        streamed = server_cursor is not None
+        if server_cursor is None:
+            server_cursor = ServerCursor(cursor, [])
         rows, done = server_cursor.fetch(self.page_size)
         result.update(_page(rows))
+        if streamed:
+            # A cursor knows its row count only once it has read every row.
+            result["rowcount"] = len(rows) if done else -1
         if done:
-            cursor.close()
+            server_cursor.close()
         else:
             cursor_id = secrets.token_urlsafe(8)
             lease.cursors[cursor_id] = server_cursor
@@ -599,7 +754,18 @@ class Executor:
                     txn=lease.id,
                 ),
             )
-        rows, done = server_cursor.fetch(min(step["n"], self.page_size))
+        try:
+            with statement_deadline(
+                lease.dbapi_connection, self.driver, self.statement_timeout_seconds
+            ):
+                rows, done = server_cursor.fetch(min(step["n"], self.page_size))
+        except CursorDropped as exc:
+            server_cursor.close()
+            del lease.cursors[step["cursor"]]
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.UNKNOWN_CURSOR],
+                protocol.error_body(protocol.UNKNOWN_CURSOR, str(exc), txn=lease.id),
+            ) from exc
         if done:
             server_cursor.close()
             del lease.cursors[step["cursor"]]

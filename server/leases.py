@@ -76,6 +76,8 @@ class Lease:
         #: (subject, role) of the caller that opened the transaction.
         self.owner = owner
         self.cursors: dict[str, Any] = {}
+        #: PostgreSQL cursors of this lease (:class:`server.cursors.Portals`).
+        self.portals: Any = None
         self.lock = threading.Lock()
         self.created = time.monotonic()
         self.last_used = self.created
@@ -310,6 +312,11 @@ class LeaseRegistry:
     def _expired_error(self, lease_id: str, why: str) -> LeaseError:
         if why == "open too long":
             limit = f"was open longer than the limit of {self.max_transaction_seconds:g} s"
+        elif why == "statement timeout":
+            limit = (
+                f"ran a statement past the statement timeout of "
+                f"{self.statement_timeout_seconds:g} s"
+            )
         else:
             limit = f"expired after {self.lease_seconds:g} s idle"
         return LeaseError(
@@ -351,14 +358,25 @@ class LeaseRegistry:
         limit = self.max_transaction_seconds
         return limit is not None and now - lease.created > limit
 
-    def _expire(self, lease: Lease, why: str) -> None:
+    def expire(self, lease: Lease, why: str, invalidate: bool = False) -> None:
+        """Roll back and forget a lease whose lock the caller holds.
+
+        With ``invalidate`` the connection is closed rather than pooled
+        again (the watchdog may have sent it a cancel that arrives late).
+        """
+        self._expire(lease, why, invalidate)
+
+    def _expire(self, lease: Lease, why: str, invalidate: bool = False) -> None:
         """Roll back and forget a lease whose lock the caller holds."""
         with self._lock:
             self._expired[lease.id] = (time.monotonic() + self.expired_memory_seconds, why)
-        try:
-            lease.dbapi_connection.rollback()
-        except Exception:  # noqa: BLE001
+        if invalidate:
             lease.connection.invalidate()
+        else:
+            try:
+                lease.dbapi_connection.rollback()
+            except Exception:  # noqa: BLE001
+                lease.connection.invalidate()
         self._discard(lease)
         self.expired_count += 1
         log.info("lease %s... expired (%s) and was rolled back", lease.id[:8], why)

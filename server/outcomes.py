@@ -53,6 +53,8 @@ SCHEMA = "session_proxy"
 
 #: Outcomes kept in memory at most, oldest dropped first.
 MEMORY_LIMIT = 50_000
+#: Bytes of response bodies kept in memory at most, oldest dropped first.
+MEMORY_BYTES = 64 * 1024 * 1024
 
 
 #: Columns added since the first version of the table; an older table gets
@@ -225,9 +227,14 @@ class OutcomeStore:
 
     :param engine: the server's engine; the table is created if missing.
     :param window_seconds: how long an outcome is kept.
+    :param memory_bytes: response bytes the memory keeps at most; the oldest
+        go first, and an answer larger than this is not kept in memory at
+        all.  A commit's record in the database answers its retry anyway.
     """
 
-    def __init__(self, engine: Engine, window_seconds: float) -> None:
+    def __init__(
+        self, engine: Engine, window_seconds: float, memory_bytes: int = MEMORY_BYTES
+    ) -> None:
         self.engine = engine
         # Lookups and purges must not wait for the leases' pool, which can
         # be full of open transactions: they get connections of their own.
@@ -242,6 +249,9 @@ class OutcomeStore:
         self._insert = self.table.insert().compile(dialect=dialect)
         self._insert_sql = str(self._insert)
         self._memory: OrderedDict[tuple[str, str], tuple[float, Outcome]] = OrderedDict()
+        self.memory_bytes = memory_bytes
+        #: Bytes of the response bodies in :attr:`_memory` right now.
+        self.held_bytes = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.replays = 0
@@ -279,10 +289,20 @@ class OutcomeStore:
         """Keep ``outcome`` in this instance's memory for the window."""
         now = time.monotonic()
         with self._lock:
+            old = self._memory.pop((subject, key), None)
+            if old is not None:
+                self.held_bytes -= len(old[1].body)
+            if len(outcome.body) > self.memory_bytes:
+                return
             self._memory[(subject, key)] = (now + self.window_seconds, outcome)
-            self._memory.move_to_end((subject, key))
-            while len(self._memory) > MEMORY_LIMIT:
-                self._memory.popitem(last=False)
+            self.held_bytes += len(outcome.body)
+            while len(self._memory) > MEMORY_LIMIT or self.held_bytes > self.memory_bytes:
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        """Drop the oldest remembered outcome; the caller holds the lock."""
+        _, (_, outcome) = self._memory.popitem(last=False)
+        self.held_bytes -= len(outcome.body)
 
     # -- looking up -----------------------------------------------------------------
 
@@ -329,7 +349,7 @@ class OutcomeStore:
         now = time.monotonic()
         with self._lock:
             while self._memory and next(iter(self._memory.values()))[0] < now:
-                self._memory.popitem(last=False)
+                self._forget_oldest()
         table = self.table
         # Only this scope's rows: another database's proxy purges its own.
         old = sa.and_(

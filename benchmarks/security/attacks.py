@@ -855,7 +855,7 @@ def _escape_expect(backend: str, config: str) -> Expect:
     if config == "proxy":
         if backend == "sqlite":  # the interrupt is not a setting SQL can change
             return Expect(True, 422, "interrupted")
-        return harm(200, "past the statement timeout")
+        return Expect(True, 422, "statement timeout")  # the watchdog cancels it
     return Expect(True, 403, "not in the allowlist for role 'worker'")
 
 
@@ -1349,6 +1349,325 @@ GUARD_ATTACKS: list[Attack] = [
            _transaction_expect(400, "nest deeper than")),
 ]
 ATTACKS.extend(GUARD_ATTACKS)
+
+
+# -- issue 14, item 4: resources stay bounded whatever a client sends ----------------------------
+
+
+def _rss(lab: SecurityLab, config: str) -> int:
+    """Resident set size of ``config``'s server process, in bytes."""
+    with open(f"/proc/{lab.servers[config].process.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _threads(lab: SecurityLab, config: str) -> int:
+    with open(f"/proc/{lab.servers[config].process.pid}/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+_MILLION_ROWS = {
+    "postgresql": "SELECT g, repeat('x', 100) FROM generate_series(1, 1000000) AS g",
+    "mysql": "SELECT seq, repeat('x', 100) FROM seq_1_to_1000000",
+    "sqlite": "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g "
+              "WHERE n < 1000000) SELECT n, hex(zeroblob(50)) FROM g",
+}
+
+
+def _long_results(lab: SecurityLab, config: str) -> Observation:
+    """Open two million-row results, read one page of each, and hold them."""
+    before = _rss(lab, config)
+    held: list[str] = []
+    response = None
+    try:
+        for _ in range(2):
+            response = lab.pipeline(config, [
+                {"op": "begin"},
+                {"op": "execute", "sql": _MILLION_ROWS[lab.backend], "params": None},
+            ], token=lab.tokens.worker)
+            if response.status_code != 200:
+                lab.roll_back_left_open(config, response, lab.tokens.worker)
+                return observe(response)
+            held.append(response.json()["txn"])
+        grew = _rss(lab, config) - before
+    finally:
+        for txn in held:
+            lab.pipeline(config, [{"op": "rollback"}], token=lab.tokens.worker, txn=txn)
+    observation = observe(response)
+    observation.message = f"server memory grew {grew / 2**20:.0f} MB"
+    if grew > 64 * 2**20:
+        observation.harm = f"the server held {grew / 2**20:.0f} MB for two open results"
+    return observation
+
+
+def _outcome_memory(lab: SecurityLab, config: str) -> Observation:
+    """Commit 80 requests whose answers are 1 MB each, each with an idempotency key."""
+    sql = {
+        "postgresql": "SELECT repeat('x', 1000000)",
+        "mysql": "SELECT repeat('x', 1000000)",
+        "sqlite": "SELECT hex(zeroblob(500000))",
+    }[lab.backend]
+    before = _rss(lab, config)
+    response = None
+    for n in range(80):
+        response = lab.post(
+            config, protocol.PIPELINE_PATH,
+            protocol.pipeline_request(None, [
+                {"op": "begin"}, {"op": "execute", "sql": sql, "params": None},
+                {"op": "commit"}]),
+            token=lab.tokens.worker,
+            headers={protocol.IDEMPOTENCY_KEY_HEADER: f"outcome-memory-{n:04d}-{time.time_ns()}"},
+        )
+        if response.status_code != 200:
+            lab.roll_back_left_open(config, response, lab.tokens.worker)
+            return observe(response)
+    grew = _rss(lab, config) - before
+    observation = observe(response)
+    observation.message = f"remembered 80 MB of answers; server memory grew {grew / 2**20:.0f} MB"
+    if grew > 48 * 2**20:  # the lab caps the memory at 16 MiB
+        observation.harm = f"kept {grew / 2**20:.0f} MB of answers in memory"
+    return observation
+
+
+_LAZY_ROWS = {
+    # The first row comes at once; the rest only while the rows are fetched.
+    "postgresql": "SELECT pg_sleep(0.01) FROM generate_series(1, 1000)",
+    "mysql": "SELECT SLEEP(0.01) FROM seq_1_to_1000",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+              "WHERE x < 3000000000) SELECT x FROM c WHERE x = 1 OR x = 2999999999",
+}
+
+_INTERRUPTED_VALUE = {
+    "postgresql": "SELECT count(*) FROM generate_series(1, 2000000000)",
+    "mysql": "SELECT BENCHMARK(1000000000, MD5('x'))",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+              "WHERE x < 3000000000) SELECT count(*) FROM c",
+}
+
+
+def _timed_statement(sqls: dict[str, str]) -> Callable[[SecurityLab, str], Observation]:
+    """Run one long statement; harm when it answers 200 or runs long past the limit."""
+
+    def run(lab: SecurityLab, config: str) -> Observation:
+        started = time.monotonic()
+        response = lab.sql(config, sqls[lab.backend], token=lab.tokens.worker)
+        took = time.monotonic() - started
+        limit = float(LIMITS["--statement-timeout"])
+        harm = None
+        if response.status_code == 200:
+            harm = f"answered 200 after {took:.1f} s against a {limit:g} s timeout"
+        elif took > limit + 3:
+            harm = f"ran {took:.1f} s against a {limit:g} s timeout"
+        return observe(response, harm)
+
+    return run
+
+
+def _first_lease_timeouts(lab: SecurityLab, config: str) -> Observation:
+    """Four slow statements at once, each the first lease of a new pooled connection.
+
+    On MySQL the server is started with the ``mariadb+pymysql://`` spelling
+    of the lab's URL, which once skipped the connect-time timeout.
+    """
+    from ..server_process import ServerProcess
+
+    slow = {"postgresql": "SELECT pg_sleep(4)", "mysql": "SELECT SLEEP(4)",
+            "sqlite": _INTERRUPTED_VALUE["sqlite"]}[lab.backend]
+    extra: ServerProcess | None = None
+    url = lab.url(config)
+    if lab.backend == "mysql" and config == "proxy":
+        limits = [item for pair in LIMITS.items() for item in pair]
+        spelled = "mariadb+pymysql" + lab.db_url[lab.db_url.index("://"):]
+        extra = ServerProcess(spelled, *limits)
+        url = extra.url
+    results: list[tuple[requests.Response, float]] = []
+
+    def one(token: str) -> None:
+        started = time.monotonic()
+        response = requests.post(
+            url + protocol.PIPELINE_PATH,
+            data=protocol_dumps([{"op": "begin"}, {"op": "execute", "sql": slow, "params": None},
+                                 {"op": "rollback"}]),
+            headers={"Authorization": f"Bearer {token}",
+                     "Content-Type": protocol.JSON_CONTENT_TYPE},
+            timeout=TIMEOUT,
+        )
+        results.append((response, time.monotonic() - started))
+        if response.status_code != 200:
+            txn = (response.json().get("error") or {}).get("txn")
+            if isinstance(txn, str):
+                requests.post(url + protocol.PIPELINE_PATH,
+                              data=protocol_dumps([{"op": "rollback"}], txn),
+                              headers={"Authorization": f"Bearer {token}",
+                                       "Content-Type": protocol.JSON_CONTENT_TYPE},
+                              timeout=TIMEOUT)
+
+    try:
+        # Two subjects, two each: the per-subject limit of the lab is two.
+        tokens = [lab.tokens.worker, lab.tokens.worker, lab.tokens.worker2, lab.tokens.worker2]
+        threads = [threading.Thread(target=one, args=(token,)) for token in tokens]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+    finally:
+        if extra is not None:
+            extra.stop()
+    limit = float(LIMITS["--statement-timeout"])
+    worst = max(took for _, took in results)
+    answered = [r for r, _ in results if r.status_code == 200]
+    harm = None
+    if answered or worst > limit + 2:
+        harm = f"{len(answered)} of 4 answered 200; the slowest ran {worst:.1f} s"
+    return observe(results[0][0], harm)
+
+
+def protocol_dumps(steps: list[dict], txn: str | None = None) -> bytes:
+    from session_proxy.codec import dumps
+
+    return dumps(protocol.pipeline_request(txn, steps))
+
+
+_NO_TIMEOUT = {
+    "postgresql": ("SET LOCAL statement_timeout = 0", "SELECT pg_sleep(12)"),
+    "mysql": ("SET SESSION max_statement_time = 0", "SELECT SLEEP(12)"),
+    "sqlite": ("SELECT 1", _INTERRUPTED_VALUE["sqlite"]),
+}
+
+
+def _statement_past_transaction_limit(lab: SecurityLab, config: str) -> Observation:
+    """Keep a transaction busy until just before its limit, then run a long statement."""
+    response = _open(lab, config, lab.tokens.worker)
+    if response.status_code != 200:
+        return observe(response)
+    txn = response.json()["txn"]
+    limit = float(LIMITS["--max-transaction-seconds"])
+    opened = time.monotonic()
+    sql, params = lab.benign
+    while time.monotonic() - opened < limit - 0.8:
+        time.sleep(0.3)  # inside the idle lease
+        lab.pipeline(config, [{"op": "execute", "sql": sql, "params": params}],
+                     token=lab.tokens.worker, txn=txn)
+    disable, slow = _NO_TIMEOUT[lab.backend]
+    started = time.monotonic()
+    response = lab.pipeline(config, [
+        {"op": "execute", "sql": disable, "params": None},
+        {"op": "execute", "sql": slow, "params": None},
+    ], token=lab.tokens.worker, txn=txn)
+    took = time.monotonic() - started
+    lab.roll_back_left_open(config, response, lab.tokens.worker)
+    lab.pipeline(config, [{"op": "rollback"}], token=lab.tokens.worker, txn=txn)
+    total = time.monotonic() - opened
+    harm = None
+    if response.status_code == 200 or total > limit + 2:
+        harm = f"a statement ran {took:.1f} s, the transaction {total:.1f} s (limit {limit:g} s)"
+    return observe(response, harm)
+
+
+def _half_open_connections(lab: SecurityLab, config: str) -> Observation:
+    """200 connections that send part of a request and stop; health must still answer."""
+    import socket
+
+    server = lab.servers[config]
+    bound = int(LIMITS["--max-connections"])
+    timeout = float(LIMITS["--socket-timeout"])
+    held: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(b"POST /v1/pipeline HTTP/1.1\r\nHost: attacker\r\nContent-Le")
+            held.append(sock)
+        time.sleep(0.5)
+        threads = _threads(lab, config)
+        started = time.monotonic()
+        try:
+            health = requests.get(server.url + protocol.HEALTH_PATH, timeout=3 * timeout)
+            waited, status = time.monotonic() - started, health.status_code
+        except requests.RequestException:
+            waited, status = time.monotonic() - started, 0
+        time.sleep(timeout + 1)
+        dropped = 0
+        for sock in held:
+            sock.settimeout(0.5)
+            try:
+                if sock.recv(1) == b"":
+                    dropped += 1
+            except TimeoutError:
+                pass
+            except OSError:
+                dropped += 1
+    finally:
+        for sock in held:
+            sock.close()
+    harm = []
+    if status != 200 or waited > 2 * timeout + 2:
+        harm.append(f"health did not answer within {waited:.1f} s")
+    if threads > bound + 16:
+        harm.append(f"the server grew {threads} threads")
+    if dropped < min(200, bound):
+        harm.append(f"only {dropped} of 200 half-open connections were closed")
+    return Observation(status, None,
+                       f"health answered in {waited:.1f} s; {threads} threads; "
+                       f"{dropped} of 200 half-open connections closed",
+                       "; ".join(harm) or None)
+
+
+def _resource_expect(proxy_text: dict[str, str]) -> Callable[[str, str], Expect]:
+    """Stopped everywhere: by the limit on the proxy, by the policy elsewhere."""
+
+    def expect(backend: str, config: str) -> Expect:
+        if config == "proxy":
+            text = proxy_text.get(backend, proxy_text.get("*", ""))
+            return Expect(True, 200 if text.startswith("server memory") or text.startswith(
+                "remembered") else 422, text)
+        return Expect(True, 403, "not in the allowlist for role 'worker'")
+
+    return expect
+
+
+def _transaction_limit_expect(backend: str, config: str) -> Expect:
+    if config == "logical":
+        return Expect(True, 403, "not in the allowlist for role 'worker'")
+    if config == "proxy+policy":
+        return Expect(True, 403, "not in the allowlist for role 'worker'")
+    return Expect(True, 410, "longer than the limit")
+
+
+RESOURCE_ATTACKS: list[Attack] = [
+    Attack("two million-row results held open", "resources",
+           "make the server buffer long results it has not sent", _long_results,
+           _resource_expect({"*": "server memory grew"})),
+    Attack("outcome memory flood", "resources",
+           "make the server remember 80 MB of committed answers", _outcome_memory,
+           _resource_expect({"*": "remembered 80 MB"})),
+    Attack("rows produced past the timeout", "resources",
+           "a statement whose rows are made while they are fetched", _timed_statement(_LAZY_ROWS),
+           _resource_expect({"postgresql": "statement timeout", "mysql": "max_statement_time",
+                             "sqlite": "interrupted"})),
+    Attack("interrupted statement answers a value", "resources",
+           "a statement the timeout stops that still returns a value (MariaDB BENCHMARK)",
+           _timed_statement(_INTERRUPTED_VALUE),
+           _resource_expect({"postgresql": "statement timeout", "mysql": "statement timeout",
+                             "sqlite": "interrupted"})),
+    Attack("first lease on new connections", "resources",
+           "four slow statements, each on a fresh pooled connection (MySQL: mariadb:// URL)",
+           _first_lease_timeouts,
+           _resource_expect({"postgresql": "statement timeout", "mysql": "max_statement_time",
+                             "sqlite": "interrupted"})),
+    Attack("statement running past the transaction limit", "resources",
+           "switch the statement timeout off and sleep as the transaction limit passes",
+           _statement_past_transaction_limit, _transaction_limit_expect),
+    Attack("half-open connections", "resources",
+           "hold 200 connections that sent half a request", _half_open_connections,
+           lambda backend, config: Expect(True, 200, "health answered")),
+]
+
+ATTACKS.extend(RESOURCE_ATTACKS)
 
 
 def run_attack(lab: SecurityLab, attack: Attack, config: str) -> Outcome:

@@ -56,6 +56,10 @@ LIMITS = {
     "--statement-timeout": "1",
     "--max-body-bytes": str(1024 * 1024),
     "--token-leeway": "0",
+    # issue 14, item 4: resource limits
+    "--socket-timeout": "5",
+    "--max-connections": "128",
+    "--outcome-memory-bytes": str(16 * 1024 * 1024),
 }
 
 TIMEOUT = 30

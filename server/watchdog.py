@@ -1,0 +1,143 @@
+"""Cancels database work that runs past its deadline, from another thread.
+
+The database's own statement timeout (PostgreSQL ``statement_timeout``,
+MariaDB ``max_statement_time``, MySQL ``max_execution_time``) is a session
+setting a client can switch off, and it knows nothing of the longest
+transaction allowed.  The watchdog is the server's own enforcement: the
+executor *arms* it around every driver call that runs a statement or
+fetches rows, with a deadline (the statement timeout plus a little grace,
+or the transaction's end, whichever is first), and *disarms* it when the
+call returns.  One thread sleeps until the nearest deadline and then
+cancels that connection's running statement with the backend's cancel:
+
+- PostgreSQL (psycopg): ``connection.cancel()``, a cancel request on a
+  connection of its own;
+- MySQL and MariaDB (pymysql): ``KILL QUERY <thread id>`` sent on a short
+  connection of its own;
+- SQLite: ``connection.interrupt()``.
+
+A :class:`Watch` that fired remembers why, so the executor turns whatever
+the driver then returns (an error, or a value: an interrupted MariaDB
+``BENCHMARK()`` answers 0) into a clear failure.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .drivers import family
+
+log = logging.getLogger("session_proxy.server")
+
+#: What a watch stops: the statement, or the whole transaction.
+STATEMENT = "statement"
+TRANSACTION = "transaction"
+
+
+class Watch:
+    """One armed deadline on one driver connection."""
+
+    __slots__ = ("deadline", "reason", "cancel", "fired", "done")
+
+    def __init__(self, deadline: float, reason: str, cancel: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.reason = reason
+        self.cancel = cancel
+        #: The reason it fired (STATEMENT or TRANSACTION), or None.
+        self.fired: str | None = None
+        self.done = False
+
+
+def canceller(
+    dbapi_connection: Any, driver: str, kill_connect: Callable[[], Any]
+) -> Callable[[], None]:
+    """A function that cancels what ``dbapi_connection`` is running now.
+
+    ``kill_connect`` opens a new driver connection to the same server; it is
+    used on MySQL, where a query is stopped by ``KILL QUERY`` from another
+    session.
+    """
+    kind = family(driver)
+    if kind == "postgresql":
+        return dbapi_connection.cancel
+    if kind == "sqlite":
+        return dbapi_connection.interrupt
+    if kind == "mysql":
+        thread_id = int(dbapi_connection.thread_id())
+
+        def kill() -> None:
+            other = kill_connect()
+            try:
+                cursor = other.cursor()
+                cursor.execute(f"KILL QUERY {thread_id}")
+                cursor.close()
+            finally:
+                other.close()
+
+        return kill
+    return lambda: None
+
+
+class Watchdog:
+    """One daemon thread cancelling the calls whose deadline passed."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Watch]] = []
+        self._counter = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        #: Calls cancelled so far, by reason.
+        self.fired = {STATEMENT: 0, TRANSACTION: 0}
+
+    def arm(self, deadline: float, reason: str, cancel: Callable[[], None]) -> Watch:
+        """Cancel with ``cancel`` at ``deadline`` (monotonic) unless disarmed first."""
+        watch = Watch(deadline, reason, cancel)
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (deadline, next(self._counter), watch))
+            self._cond.notify()
+        return watch
+
+    def disarm(self, watch: Watch) -> None:
+        """The call returned; a watch that fired keeps :attr:`Watch.fired`."""
+        with self._cond:
+            watch.done = True
+
+    def stop(self) -> None:
+        """Stop the thread."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop:
+                    while self._heap and self._heap[0][2].done:
+                        heapq.heappop(self._heap)
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                if self._stop:
+                    return
+                _, _, watch = heapq.heappop(self._heap)
+                watch.fired = watch.reason
+                self.fired[watch.reason] += 1
+            try:
+                watch.cancel()
+            except Exception:  # noqa: BLE001 - the call may have just ended
+                log.warning("could not cancel a statement past its %s deadline", watch.reason,
+                            exc_info=True)
