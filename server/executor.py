@@ -674,7 +674,10 @@ class Executor:
         """Run a query through a server-side cursor (see :mod:`server.cursors`)."""
         connection = lease.dbapi_connection
         params = step.get("params")
-        params = None if params is None else adapt_params(params)
+        try:
+            params = None if params is None else adapt_params(params)
+        except _PARAMETER_ERRORS as exc:
+            raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
         with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
             if self.driver == "psycopg":
                 portals = lease.portals
@@ -685,6 +688,9 @@ class Executor:
                     cursor, rows, name = portals.open(
                         connection, cursor, step["sql"], params, self.page_size + 1
                     )
+                except _PARAMETER_ERRORS as exc:
+                    cursor.close()
+                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
                 except BaseException:
                     cursor.close()
                     raise
@@ -704,6 +710,9 @@ class Executor:
                         cursor.execute(step["sql"])
                     else:
                         cursor.execute(step["sql"], params)
+                except _PARAMETER_ERRORS as exc:
+                    cursor.close()
+                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
                 except BaseException:
                     cursor.close()
                     raise

@@ -353,11 +353,17 @@ def test_mysql_records_are_scoped_to_the_served_database(backend, db_url, starte
         table = stores[0].table
         with engines[0].begin() as conn:
             conn.execute(table.update().where(table.c.idem_key == key).values(created=1.0))
-        assert stores[0].purge() == 1
-        with engines[0].connect() as conn:
-            left = conn.execute(sa.select(table.c.scope).where(table.c.idem_key == key)).all()
-        assert left == [(stores[1].scope,)]
-        assert stores[1].purge() == 1
+        def left() -> list[tuple[str]]:
+            with engines[0].connect() as conn:
+                return conn.execute(
+                    sa.select(table.c.scope).where(table.c.idem_key == key)
+                ).all()
+
+        # Other rows of an older run may be aged out too: count ours only.
+        assert stores[0].purge() >= 1
+        assert left() == [(stores[1].scope,)]
+        assert stores[1].purge() >= 1
+        assert left() == []
     finally:
         for store, engine in zip(stores, engines, strict=True):
             store.stop()

@@ -189,7 +189,9 @@ def test_postgresql_session_state_does_not_leak(
             "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
             " AND pid = pg_backend_pid()), "
             "(SELECT count(*) FROM pg_listening_channels()), "
-            "(SELECT count(*) FROM pg_cursors), "
+            # WITH HOLD cursors only: the victim's own queries run through
+            # non-holdable server-side cursors (server.cursors).
+            "(SELECT count(*) FROM pg_cursors WHERE is_holdable), "
             "(SELECT count(*) FROM pg_prepared_statements)"
         ).one()
         assert state == ("7s", "", "off", "read committed", 0, 0, 0, 0, 0, 0)

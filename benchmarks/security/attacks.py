@@ -56,12 +56,18 @@ class Expect:
     """What the project claims: stopped or not, the status, a message fragment.
 
     For a stopped attack ``text`` is part of the error message; for one that
-    gets through it is part of the harm description.
+    gets through it is part of the harm description.  ``or_text`` is another
+    fragment that is as good, where two checks may each stop it first.
     """
 
     stopped: bool
     status: int
     text: str
+    or_text: str | None = None
+
+    def says(self, message: str) -> bool:
+        """Whether ``message`` carries the expected fragment."""
+        return self.text in message or (self.or_text is not None and self.or_text in message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +167,22 @@ def policy_stops(
         return Expect(True, 403, policy_text)
 
     return expect
+
+
+def role_first(expect: Callable[[str, str], Expect]) -> Callable[[str, str], Expect]:
+    """As ``expect``, except that the logical configuration may refuse by role first.
+
+    Its worker role may run no statement, so a statement longer than the
+    start-up queries is refused by the role check before any guard reads it.
+    """
+
+    def expect_role_first(backend: str, config: str) -> Expect:
+        claimed = expect(backend, config)
+        if config != "logical":
+            return claimed
+        return dataclasses.replace(claimed, or_text="may run no statement")
+
+    return expect_role_first
 
 
 def harm(status: int, text: str) -> Expect:
@@ -986,7 +1008,7 @@ ATTACKS: list[Attack] = [
            _read_catalog, policy_stops(harm(200, "database's own catalog"),
                                        "not in the allowlist")),
     Attack("server file access", "statements", "read or create files on the database host",
-           _file_access, _file_access_expect),
+           _file_access, role_first(_file_access_expect)),
     Attack("change a session setting", "statements", "alter the connection's session state",
            _session_setting, policy_stops(harm(200, "session setting"),
                                           "not in the allowlist")),
@@ -1245,7 +1267,8 @@ def _lock_expect(backend: str, config: str) -> Expect:
 ISOLATION_ATTACKS: list[Attack] = [
     Attack("prepared-statement hijack", "isolation between leases",
            "PREPARE psycopg's own statement name so another worker's reads run it",
-           _prepared_hijack, everywhere(403, "client-named prepared statements")),
+           _prepared_hijack,
+           role_first(everywhere(403, "client-named prepared statements"))),
     Attack("temporary table shadowing a table", "isolation between leases",
            "leave a temporary copy of variable that another worker reads instead",
            _temp_shadow, _left_for_next(lambda backend: 200)),
@@ -1264,7 +1287,7 @@ ISOLATION_ATTACKS: list[Attack] = [
            _lock_left, _lock_expect),
     Attack("outcome table without a policy", "isolation between leases",
            "read, change or delete other subjects' recorded answers",
-           _outcome_table, everywhere(403, "outcome table")),
+           _outcome_table, role_first(everywhere(403, "outcome table"))),
 ]
 
 
@@ -1363,6 +1386,19 @@ def _rss(lab: SecurityLab, config: str) -> int:
     return 0
 
 
+def _metric(lab: SecurityLab, config: str, name: str) -> float:
+    """One unlabelled value of ``config``'s ``/v1/metrics``, read with the admin token."""
+    response = requests.get(
+        f"{lab.servers[config].url}/v1/metrics",
+        headers={"Authorization": f"Bearer {lab.tokens.admin}"}, timeout=TIMEOUT,
+    )
+    response.raise_for_status()
+    for line in response.text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in the metrics")
+
+
 def _threads(lab: SecurityLab, config: str) -> int:
     with open(f"/proc/{lab.servers[config].process.pid}/status") as status:
         for line in status:
@@ -1412,7 +1448,6 @@ def _outcome_memory(lab: SecurityLab, config: str) -> Observation:
         "mysql": "SELECT repeat('x', 1000000)",
         "sqlite": "SELECT hex(zeroblob(500000))",
     }[lab.backend]
-    before = _rss(lab, config)
     response = None
     for n in range(80):
         response = lab.post(
@@ -1426,11 +1461,15 @@ def _outcome_memory(lab: SecurityLab, config: str) -> Observation:
         if response.status_code != 200:
             lab.roll_back_left_open(config, response, lab.tokens.worker)
             return observe(response)
-    grew = _rss(lab, config) - before
+    # What the store says it holds (a count of bytes), not the process's RSS,
+    # which the allocator's free lists blur by tens of MB either way.
+    held = _metric(lab, config, "session_proxy_outcome_memory_bytes")
     observation = observe(response)
-    observation.message = f"remembered 80 MB of answers; server memory grew {grew / 2**20:.0f} MB"
-    if grew > 48 * 2**20:  # the lab caps the memory at 16 MiB
-        observation.harm = f"kept {grew / 2**20:.0f} MB of answers in memory"
+    observation.message = (
+        f"remembered 80 MB of answers; the outcome store holds {held / 2**20:.0f} MB"
+    )
+    if held > 16 * 2**20:  # the lab caps the memory at 16 MiB
+        observation.harm = f"kept {held / 2**20:.0f} MB of answers in memory"
     return observation
 
 

@@ -55,7 +55,7 @@ def test_attack(lab: SecurityLab, attack: Attack, config: str) -> None:
     if expect.stopped:
         assert outcome.harm is None, outcome
         assert not outcome.changed_database, outcome
-        assert expect.text in outcome.message, outcome
+        assert expect.says(outcome.message), outcome
     else:
         assert outcome.harm is not None and expect.text in outcome.harm, outcome
     # Whatever happened, the next attack starts from the seeded data set.
