@@ -40,8 +40,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .report import Heading, Paragraph, hide_passwords, render_markdown
-from .report_security import security_section
+from .report import Heading, Paragraph, hide_passwords, render_markdown, write_report
+from .report.sections.reliability import reliability_section
+from .report.sections.security import security_section
 from .runner import BenchConfig, Benchmark
 from .scenarios import SCENARIOS
 from .security.attacks import security_results
@@ -212,8 +213,6 @@ def summary_table(results: dict[str, Any]) -> str:
 
 
 def _write_report(results: dict[str, Any], out: Path) -> None:
-    from .report import write_report
-
     markdown, html = write_report(results, out)
     print(f"report: {markdown} and {html}")
 
@@ -330,8 +329,6 @@ def load_summary(result: dict[str, Any]) -> str:
 
 def _write_reliability(result: dict[str, Any], out: Path) -> Path:
     """``out/reliability.md``: the reliability section of one load result."""
-    from .report_reliability import reliability_section
-
     env = result.get("environment", {})
     blocks = [Heading(1, f"session-proxy load run on {env.get('backend', 'a database')}"),
               Paragraph(f"Run from {result.get('started', 'not recorded')} to "

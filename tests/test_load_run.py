@@ -56,7 +56,7 @@ def test_small_load_run_checks_real_rows(load_db_url: str, tmp_path: Path) -> No
     from benchmarks.cli import load_summary
     from benchmarks.load.runner import LoadConfig, run_load
     from benchmarks.report import render_markdown
-    from benchmarks.report_reliability import reliability_section
+    from benchmarks.report.sections.reliability import reliability_section
 
     config = LoadConfig(db_url=load_db_url, clients=4, seconds=3.0, drop_rate=0.05, seed=1234,
                         accounts=20, initial_balance=500, lease_seconds=2.0)

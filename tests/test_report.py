@@ -435,7 +435,7 @@ def _security(outcomes: dict[tuple[str, str], tuple[int, str | None]]) -> dict:
 
 def test_security_section_counts_and_contradictions() -> None:
     from benchmarks.report import render_markdown
-    from benchmarks.report_security import security_section
+    from benchmarks.report.sections.security import security_section
 
     outcomes = {
         ("drop", "proxy"): (200, "dropped log"),
@@ -455,6 +455,6 @@ def test_security_section_counts_and_contradictions() -> None:
 
 def test_security_section_without_a_suite_run() -> None:
     from benchmarks.report import render_markdown
-    from benchmarks.report_security import security_section
+    from benchmarks.report.sections.security import security_section
 
     assert "was not run" in render_markdown(security_section({"security": None}))

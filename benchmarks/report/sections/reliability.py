@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import NOT_MEASURED, Block, Bullets, Heading, Paragraph, Table, fmt, plural
+from ..document import Block, Bullets, Heading, Paragraph, Table
+from ..formatting import NOT_MEASURED, fmt, plural
 
 LABELS = {
     "transfer.proxy": "transfer, ORM through the proxy",

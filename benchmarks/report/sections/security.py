@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from .report import Block, Bullets, Heading, Paragraph, Table
+from ..document import Block, Bullets, Heading, Paragraph, Table
 
 CONFIG_LABELS = {
     "proxy": "proxy, no policy",

@@ -7,20 +7,10 @@ one-row SELECT through the proxy, interleaved), the probes of
 
 from __future__ import annotations
 
-from typing import Any
-
-from .report import (
-    Block,
-    Heading,
-    Measurements,
-    Paragraph,
-    Table,
-    fmt_ms,
-    fmt_ratio,
-    fmt_rtt,
-    p50_latency,
-)
-from .stats import select
+from ...stats import select
+from ..document import Block, Heading, Paragraph, Table
+from ..formatting import fmt_ms, fmt_ratio, fmt_rtt
+from ..measurements import Measurements, p50_latency
 
 ECHO_LIMIT = 1.2
 ROWS_LIMIT = 2.0
@@ -35,9 +25,9 @@ def _verdict(value: float | None, limit: float) -> str:
     return "met" if value <= limit else "**missed**"
 
 
-def targets_section(m: Measurements, results: dict[str, Any]) -> list[Block]:
+def targets_section(m: Measurements) -> list[Block]:
     """Heading, table and notes of the targets section."""
-    probes = results.get("probes") or []
+    probes = m.results.get("probes") or []
     rows: list[list[str]] = []
     for rtt in sorted({f["rtt_ms"] for f in m.floors}):
         echo = p50_latency(select(m.floors, floor="http_echo", rtt_ms=rtt))

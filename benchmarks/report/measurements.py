@@ -1,0 +1,106 @@
+"""The results document as the sections read it: samples grouped into summarised cells.
+
+:class:`Measurements` wraps the dict the runner wrote (see
+:mod:`benchmarks.runner`) once, rounds RTTs so cells line up, and answers
+the sections' questions (the p50 of one cell, the scales measured for an
+operation, one throughput run) with ``None`` for anything not measured.
+It computes with :mod:`benchmarks.stats` and produces numbers only; turning
+them into text is the sections' job.  The security and reliability sections
+read their own entries of the results dict directly and do not need it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..stats import group, median, nearest, select, summarize
+from .terms import MODES, REFERENCE_SCALE, SCALED_OPERATIONS
+
+CELL_KEYS = ("operation", "mode", "rtt_ms", "tasks_per_dag")
+
+
+class Measurements:
+    """The results document, grouped into cells with their summaries."""
+
+    def __init__(self, results: dict[str, Any]) -> None:
+        self.results = results
+        self.config: dict[str, Any] = results.get("config") or {}
+        self.environment: dict[str, Any] = results.get("environment") or {}
+        self.samples = [
+            dict(s, rtt_ms=round(float(s["rtt_ms"]), 6))
+            for s in results.get("samples") or []
+            if s.get("latency_s") is not None and s.get("rtt_ms") is not None
+        ]
+        self.floors = [dict(f, rtt_ms=round(float(f["rtt_ms"]), 6))
+                       for f in results.get("floors") or [] if f.get("latency_s") is not None]
+        self.throughput = [dict(t, rtt_ms=round(float(t["rtt_ms"]), 6))
+                           for t in results.get("throughput") or []]
+        self.cells = {key: summarize(cell) for key, cell in group(self.samples, CELL_KEYS).items()}
+        seen = [s["operation"] for s in self.samples]
+        self.operations = list(dict.fromkeys([*self.config.get("operations", []), *seen]))
+        self.measured = list(dict.fromkeys(seen))
+        configured = [round(r * 1000, 6) for r in self.config.get("rtts", [])]
+        self.rtts = sorted({*configured, *(s["rtt_ms"] for s in self.samples)})
+        self.backend = self.environment.get("backend")
+
+    def scales(self, operation: str) -> list[int]:
+        """Tasks-per-DAG values measured for ``operation``."""
+        return sorted({s["tasks_per_dag"] for s in self.samples if s["operation"] == operation})
+
+    def reference_scale(self, operation: str) -> int | None:
+        """The measured scale closest to :data:`~benchmarks.report.terms.REFERENCE_SCALE`."""
+        scales = self.scales(operation)
+        return int(nearest(scales, REFERENCE_SCALE)) if scales else None
+
+    def stat(self, operation: str, mode: str, rtt: float, scale: int | None) -> dict | None:
+        """The summary of one cell, or None when it was not measured."""
+        return self.cells.get((operation, mode, rtt, scale))
+
+    def value(self, field: str, operation: str, mode: str, rtt: float,
+              scale: int | None) -> float | None:
+        """One summary field of one cell, or None."""
+        summary = self.stat(operation, mode, rtt, scale)
+        return None if summary is None else summary.get(field)
+
+    def p50(self, operation: str, mode: str, rtt: float, scale: int | None) -> float | None:
+        """The p50 latency in seconds of one cell."""
+        return self.value("p50", operation, mode, rtt, scale)
+
+    def modes_of(self, operation: str) -> list[str]:
+        """The modes ``operation`` was measured in."""
+        return [m for m in MODES if any(key[0] == operation and key[1] == m for key in self.cells)]
+
+    def label(self, operation: str, scale: int | None) -> str:
+        """``mini_scheduler (100 tasks/DAG)`` for scaled operations, else the name."""
+        scaled = operation in SCALED_OPERATIONS or len(self.scales(operation)) > 1
+        if scale is not None and scaled:
+            return f"{operation} ({scale} tasks/DAG)"
+        return operation
+
+    @property
+    def throughput_rtts(self) -> list[float]:
+        """RTTs of the throughput runs."""
+        return sorted({t["rtt_ms"] for t in self.throughput})
+
+    @property
+    def client_counts(self) -> list[int]:
+        """Concurrent client counts of the throughput runs."""
+        return sorted({t["clients"] for t in self.throughput})
+
+    def throughput_run(self, mode: str, rtt: float, clients: int) -> dict | None:
+        """One throughput run, or None."""
+        runs = select(self.throughput, mode=mode, rtt_ms=rtt, clients=clients)
+        return runs[0] if runs else None
+
+
+def p50_latency(rows: list[dict]) -> float | None:
+    """The median ``latency_s`` of measured rows, or None when there are none."""
+    values = [r["latency_s"] for r in rows if r.get("latency_s") is not None]
+    return median(values) if values else None
+
+
+def http_bytes(summary: dict | None) -> float | None:
+    """Mean request plus response bytes of one cell's summary, or None."""
+    if summary is None:
+        return None
+    return (summary["request_bytes"] or 0) + (summary["response_bytes"] or 0)
