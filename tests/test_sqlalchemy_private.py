@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.session import SessionTransactionState
 
 from session_proxy import ProxySession
 from session_proxy import _sqlalchemy_private as private
@@ -28,7 +29,7 @@ def test_the_private_names_behave_as_relied_on() -> None:
         assert list(private.transaction_chain(session)) == [outer]
         assert {c.engine for c in private.sqlalchemy_connections(outer)} == {engine}
         assert not private.reopen_if_prepared(outer)  # ACTIVE, not PREPARED
-        outer.prepare()
+        outer._state = SessionTransactionState.PREPARED  # where a commit's flush leaves it
         assert private.reopen_if_prepared(outer) and outer.is_active
         private.roll_back_as_failed_flush(outer)
         assert not outer.is_active  # as after a failed flush: rollback() is required
