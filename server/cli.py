@@ -35,7 +35,7 @@ from .auth import (
     load_private_key,
     parse_ttl,
 )
-from .config import ServerConfig
+from .config import ServerConfig, add_arguments
 from .security import DEFAULT_METRICS_ROLES, gate_from_options
 from .serving import MAX_CONNECTIONS, SOCKET_TIMEOUT, bounded_server
 from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, server_ssl_context
@@ -43,7 +43,6 @@ from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, serv
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    defaults = ServerConfig()
     parser = argparse.ArgumentParser(
         prog="session-proxy-server",
         description="Serve a database to session-proxy clients over HTTP.",
@@ -56,30 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind (default %(default)s)")
-    parser.add_argument(
-        "--lease-seconds",
-        type=float,
-        default=defaults.lease_seconds,
-        help="roll back a transaction idle this long (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-transactions",
-        type=int,
-        default=defaults.max_transactions,
-        help="open transactions at most; more get 503 (default %(default)s)",
-    )
-    parser.add_argument(
-        "--page-size",
-        type=int,
-        default=defaults.page_size,
-        help="rows per response page (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-body-bytes",
-        type=int,
-        default=defaults.max_body_bytes,
-        help="largest request body accepted (default %(default)s)",
-    )
+    # One flag per ServerConfig field, declared with the field.
+    add_arguments(parser)
     parser.add_argument(
         "--operations",
         action="append",
@@ -96,25 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="attach the SQLite file PATH as schema NAME on every connection (repeatable)",
     )
     parser.add_argument(
-        "--statement-timeout",
-        type=float,
-        default=defaults.statement_timeout_seconds,
-        metavar="SECONDS",
-        help="cancel a statement running longer (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-transaction-seconds",
-        type=float,
-        default=defaults.max_transaction_seconds,
-        help="roll back a transaction open longer, busy or not (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-transactions-per-subject",
-        type=int,
-        default=defaults.max_transactions_per_subject,
-        help="open transactions one token subject may hold (default %(default)s)",
-    )
-    parser.add_argument(
         "--socket-timeout",
         type=float,
         default=SOCKET_TIMEOUT,
@@ -128,41 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=MAX_CONNECTIONS,
         help="connections served at once (one thread each); more wait to be "
         "accepted (default %(default)s)",
-    )
-    reliability = parser.add_argument_group("reliability and scaling")
-    reliability.add_argument(
-        "--outcome-window",
-        type=float,
-        default=defaults.outcome_window_seconds,
-        metavar="SECONDS",
-        help="keep finished requests' outcomes this long for retries to find "
-        "(default %(default)s)",
-    )
-    reliability.add_argument(
-        "--outcome-memory-bytes",
-        type=int,
-        default=defaults.outcome_memory_bytes,
-        metavar="BYTES",
-        help="response bytes the in-memory outcome store keeps at most, oldest "
-        "dropped first; committed answers stay in the database (default %(default)s)",
-    )
-    reliability.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=defaults.drain_seconds,
-        help="on SIGTERM, let work in flight finish this long before rolling "
-        "back what is still open (default %(default)s)",
-    )
-    reliability.add_argument(
-        "--instance",
-        help="this instance's name, unique among instances behind one address "
-        "(default HOSTNAME:PORT)",
-    )
-    reliability.add_argument(
-        "--advertise-url",
-        metavar="URL",
-        help="the address clients reach this instance at directly; a transaction's "
-        "follow-up requests go there (needed behind a load balancer)",
     )
     security = parser.add_argument_group("security")
     security.add_argument(
@@ -360,19 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Werkzeug's access log follows the chosen level too.
     logging.getLogger("werkzeug").setLevel(level)
     try:
-        config = ServerConfig(
-            lease_seconds=args.lease_seconds,
-            max_transactions=args.max_transactions,
-            page_size=args.page_size,
-            max_body_bytes=args.max_body_bytes,
-            statement_timeout_seconds=args.statement_timeout,
-            max_transaction_seconds=args.max_transaction_seconds,
-            max_transactions_per_subject=args.max_transactions_per_subject,
-            outcome_window_seconds=args.outcome_window,
-            outcome_memory_bytes=args.outcome_memory_bytes,
-            drain_seconds=args.drain_seconds,
-            instance=args.instance or f"{socket.gethostname()}:{args.port}",
-            advertise_url=args.advertise_url or "",
+        config = ServerConfig.from_args(
+            args, instance=args.instance or f"{socket.gethostname()}:{args.port}"
         )
         if args.socket_timeout <= 0 or args.max_connections <= 0:
             raise ValueError("--socket-timeout and --max-connections must be positive")

@@ -1,13 +1,47 @@
-"""Server settings, from keyword arguments, the CLI or the environment."""
+"""Server settings, from keyword arguments, the CLI or the environment.
+
+:class:`ServerConfig` declares each setting once, as a dataclass field whose
+metadata (an :class:`Option`) gives its command-line flag, help text and
+group.  The CLI (:func:`add_arguments`, :meth:`ServerConfig.from_args`) and
+the environment loader (:meth:`ServerConfig.from_env`, used by
+:mod:`server.wsgi` under gunicorn) both walk the fields, so a new field gets
+its ``--flag`` and its ``SESSION_PROXY_<FIELD>`` variable by being declared.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 
 ENV_PREFIX = "SESSION_PROXY_"
+
+#: The argparse group of the reliability settings.
+RELIABILITY = "reliability and scaling"
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How one :class:`ServerConfig` field appears on the command line.
+
+    :param help: the ``--help`` text (``%(default)s`` is the field's default).
+    :param flag: the flag, when it is not ``--`` plus the field name with dashes.
+    :param metavar: the value's name in ``--help``.
+    :param group: the ``--help`` group (empty: the main list).
+    """
+
+    help: str
+    flag: str = ""
+    metavar: str | None = None
+    group: str = ""
+
+
+def _option(default: Any, help: str, **option: Any) -> Any:
+    """A :class:`ServerConfig` field with its command-line :class:`Option`."""
+    return dataclasses.field(default=default, metadata={"option": Option(help, **option)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,20 +81,73 @@ class ServerConfig:
         directly; responses that open a transaction name it as ``base_url``.
     """
 
-    lease_seconds: float = 60.0
-    max_transactions: int = 64
-    page_size: int = 5000
-    max_body_bytes: int = 32 * 1024 * 1024
-    expired_memory_seconds: float = 600.0
-    lock_wait_seconds: float = 30.0
-    statement_timeout_seconds: float = 300.0
-    max_transaction_seconds: float = 900.0
-    max_transactions_per_subject: int = 32
-    outcome_window_seconds: float = 3600.0
-    outcome_memory_bytes: int = 64 * 1024 * 1024
-    drain_seconds: float = 30.0
-    instance: str = ""
-    advertise_url: str = ""
+    lease_seconds: float = _option(
+        60.0, "roll back a transaction idle this long (default %(default)s)"
+    )
+    max_transactions: int = _option(
+        64, "open transactions at most; more get 503 (default %(default)s)"
+    )
+    page_size: int = _option(5000, "rows per response page (default %(default)s)")
+    max_body_bytes: int = _option(
+        32 * 1024 * 1024, "largest request body accepted (default %(default)s)"
+    )
+    expired_memory_seconds: float = _option(
+        600.0,
+        "remember an expired transaction this long, so its client hears "
+        "'expired' rather than 'unknown' (default %(default)s)",
+        metavar="SECONDS",
+    )
+    lock_wait_seconds: float = _option(
+        30.0,
+        "wait this long for another request on the same transaction to finish; "
+        "409 after that (default %(default)s)",
+        metavar="SECONDS",
+    )
+    statement_timeout_seconds: float = _option(
+        300.0,
+        "cancel a statement running longer (default %(default)s)",
+        flag="--statement-timeout",
+        metavar="SECONDS",
+    )
+    max_transaction_seconds: float = _option(
+        900.0, "roll back a transaction open longer, busy or not (default %(default)s)"
+    )
+    max_transactions_per_subject: int = _option(
+        32, "open transactions one token subject may hold (default %(default)s)"
+    )
+    outcome_window_seconds: float = _option(
+        3600.0,
+        "keep finished requests' outcomes this long for retries to find (default %(default)s)",
+        flag="--outcome-window",
+        metavar="SECONDS",
+        group=RELIABILITY,
+    )
+    outcome_memory_bytes: int = _option(
+        64 * 1024 * 1024,
+        "response bytes the in-memory outcome store keeps at most, oldest "
+        "dropped first; committed answers stay in the database (default %(default)s)",
+        metavar="BYTES",
+        group=RELIABILITY,
+    )
+    drain_seconds: float = _option(
+        30.0,
+        "on SIGTERM, let work in flight finish this long before rolling "
+        "back what is still open (default %(default)s)",
+        group=RELIABILITY,
+    )
+    instance: str = _option(
+        "",
+        "this instance's name, unique among instances behind one address "
+        "(default HOSTNAME:PORT; under gunicorn HOSTNAME)",
+        group=RELIABILITY,
+    )
+    advertise_url: str = _option(
+        "",
+        "the address clients reach this instance at directly; a transaction's "
+        "follow-up requests go there (needed behind a load balancer)",
+        metavar="URL",
+        group=RELIABILITY,
+    )
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -80,23 +167,72 @@ class ServerConfig:
         return self.instance or socket.gethostname()
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ServerConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
         """Read ``SESSION_PROXY_<FIELD>`` variables (e.g. ``SESSION_PROXY_PAGE_SIZE``)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
+            raw = environ.get(env_variable(field))
             if raw is None:
                 continue
-            if field.type in ("str", str):
-                values[field.name] = raw
-                continue
-            kind = int if field.type in ("int", int) else float
             try:
-                values[field.name] = kind(raw)
+                values[field.name] = value_parser(field)(raw)
             except ValueError:
                 raise ValueError(
-                    f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid "
-                    f"{kind.__name__}"
+                    f"{env_variable(field)}={raw!r} is not a valid {field.type}"
                 ) from None
         return cls(**values)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: Any) -> ServerConfig:
+        """The config of a namespace parsed with :func:`add_arguments`' flags."""
+        values = {field.name: getattr(args, field.name) for field in dataclasses.fields(cls)}
+        values.update(overrides)
+        return cls(**values)
+
+
+def option_of(field: dataclasses.Field) -> Option:
+    """The command-line :class:`Option` of a :class:`ServerConfig` field."""
+    return field.metadata["option"]
+
+
+def flag(field: dataclasses.Field) -> str:
+    """A field's command-line flag, e.g. ``--lease-seconds``."""
+    return option_of(field).flag or "--" + field.name.replace("_", "-")
+
+
+def env_variable(field: dataclasses.Field) -> str:
+    """A field's environment variable, e.g. ``SESSION_PROXY_LEASE_SECONDS``."""
+    return ENV_PREFIX + field.name.upper()
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+
+
+def value_parser(field: dataclasses.Field) -> Callable[[str], Any]:
+    """What turns a flag's or a variable's text into the field's value."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    return _PARSERS[kind]
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, groups: Mapping[str, Any] | None = None
+) -> None:
+    """Add a flag for every :class:`ServerConfig` field to ``parser``.
+
+    ``groups`` maps an :attr:`Option.group` name to the argparse group its
+    flags go in (by default one is made per name).
+    """
+    made: dict[str, Any] = {"": parser, **(groups or {})}
+    for field in dataclasses.fields(ServerConfig):
+        option = option_of(field)
+        if option.group not in made:
+            made[option.group] = parser.add_argument_group(option.group)
+        made[option.group].add_argument(
+            flag(field),
+            dest=field.name,
+            type=value_parser(field),
+            default=field.default,
+            metavar=option.metavar,
+            help=option.help,
+        )

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from . import protocol, values
+from .config import ClientConfig
 from .retry import RetryPolicy
 from .stats import ProxyStats
 from .transport import HTTPTransport
@@ -61,9 +62,13 @@ _OPERATIONS: dict[str, Operation] = {}
 class RemoteClient:
     """Sends logical calls to one server; ``stats`` counts them.
 
+    :param url: the server (``http://host:port``), or a
+        :class:`~session_proxy.config.ClientConfig` holding it and the
+        settings below (the keywords, when given, override the config's).
     :param token: bearer token for the server.
-    :param verify: verify the server's TLS certificate (``True``), with a CA
-        bundle (a path), or not at all (``False``).
+    :param timeout: seconds to wait for each response (default 30).
+    :param verify: verify the server's TLS certificate (``True``, the
+        default), with a CA bundle (a path), or not at all (``False``).
     :param pickle_values: send arguments the codec cannot represent as dill
         pickles, and accept pickled results.  The server must run with
         ``--trusted-clients``, which lets every client run code on it.
@@ -73,16 +78,17 @@ class RemoteClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | ClientConfig,
         token: str | None = None,
-        timeout: float = 30.0,
-        verify: bool | str = True,
+        timeout: float | None = None,
+        verify: bool | str | None = None,
         pickle_values: bool = False,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.transport = HTTPTransport(
+        self.config = ClientConfig.coerce(
             url, token=token, timeout=timeout, verify=verify, retry=retry
         )
+        self.transport = HTTPTransport(self.config)
         self.pickle_values = pickle_values
 
     @property
@@ -116,7 +122,8 @@ _mode = _Mode()
 def _current_mode() -> _Mode:
     global _mode
     if _mode.client is None and _mode.session_factory is None and os.environ.get(ENV_URL):
-        _mode = _Mode(client=RemoteClient(os.environ[ENV_URL], os.environ.get(ENV_TOKEN)))
+        config = ClientConfig(os.environ[ENV_URL]).with_env_token(ENV_TOKEN)
+        _mode = _Mode(client=RemoteClient(config))
     return _mode
 
 
@@ -127,11 +134,23 @@ def configure_local(session_factory: Callable[[], Any]) -> None:
 
 
 def configure_remote(
-    url: str, *, token: str | None = None, timeout: float = 30.0, verify: bool | str = True
+    url: str | ClientConfig,
+    *,
+    token: str | None = None,
+    timeout: float | None = None,
+    verify: bool | str | None = None,
+    retry: RetryPolicy | None = None,
+    pickle_values: bool = False,
 ) -> RemoteClient:
-    """Send every operation call to the server at ``url``; return the client."""
+    """Send every operation call to the server at ``url``; return the client.
+
+    The arguments are :class:`RemoteClient`'s.
+    """
     global _mode
-    client = RemoteClient(url, token=token, timeout=timeout, verify=verify)
+    client = RemoteClient(
+        url, token=token, timeout=timeout, verify=verify, retry=retry,
+        pickle_values=pickle_values,
+    )
     _mode = _Mode(client=client)
     return client
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.session import SessionTransactionState
 
+from . import _sqlalchemy_private as private
 from . import dbapi as shim
 from .pipeline import FLUSHING, sqlalchemy_errors
 from .stats import StatsSnapshot
@@ -46,13 +46,27 @@ class ProxySession(Session):
     """
 
     def __init__(self, *args: Any, defer_flush_errors: bool = False, **kwargs: Any) -> None:
+        # The engines this session may use, recorded from the public ways of
+        # naming them (SQLAlchemy keeps its own map private).
+        self._proxy_binds: dict[int, Any] = {}
         super().__init__(*args, **kwargs)
+        for bind in (kwargs.get("binds") or {}).values():
+            self._proxy_binds[id(bind)] = bind
         self.defer_flush_errors = defer_flush_errors
         self._proxy_flush_rides = False
+        self._proxy_committing = False
+
+    def bind_mapper(self, mapper: Any, bind: Any) -> None:
+        super().bind_mapper(mapper, bind)
+        self._proxy_binds[id(bind)] = bind
+
+    def bind_table(self, table: Any, bind: Any) -> None:
+        super().bind_table(table, bind)
+        self._proxy_binds[id(bind)] = bind
 
     def _proxy_transports(self) -> list[Any]:
         binds = [self.bind] if self.bind is not None else []
-        binds.extend(self._Session__binds.values() if hasattr(self, "_Session__binds") else ())
+        binds.extend(self._proxy_binds.values())
         seen: dict[int, Any] = {}
         for bind in binds:
             engine = getattr(bind, "engine", bind)
@@ -71,14 +85,14 @@ class ProxySession(Session):
 
     # -- pipelined flushes ---------------------------------------------------
 
-    def _flush(self, objects: Any = None) -> None:
+    def flush(self, objects: Any = None) -> None:
         token = FLUSHING.set(self)
         try:
-            super()._flush(objects)
+            super().flush(objects)
         finally:
             FLUSHING.reset(token)
 
-    def _autoflush(self) -> None:
+    def _autoflush(self) -> None:  # private: see session_proxy._sqlalchemy_private
         # The statement that triggered the autoflush carries its writes.
         rides, self._proxy_flush_rides = self._proxy_flush_rides, True
         try:
@@ -91,19 +105,15 @@ class ProxySession(Session):
         try:
             super().commit()
         except Exception as exc:
-            transaction = self._transaction
-            if (
-                getattr(exc, "proxy_deferred", False)
-                and transaction is not None
-                and transaction._state is SessionTransactionState.PREPARED
+            # A flush inside commit() that failed, only later than usual: back
+            # to where that flush ran, then fail it.
+            if getattr(exc, "proxy_deferred", False) and private.reopen_if_prepared(
+                private.open_transaction(self)
             ):
-                # The flush inside commit() failed, only later than usual:
-                # back to where that flush ran, then fail it.
-                transaction._state = SessionTransactionState.ACTIVE
                 self._fail_like_flush(exc)
             raise
 
-    def _execute_internal(self, *args: Any, **kwargs: Any) -> Any:
+    def _execute_internal(self, *args: Any, **kwargs: Any) -> Any:  # private: see there
         try:
             return super()._execute_internal(*args, **kwargs)
         except Exception as exc:
@@ -119,28 +129,25 @@ class ProxySession(Session):
 
     def _fail_like_flush(self, exc: BaseException) -> None:
         """Put the session where a failed flush leaves it (called in ``except``)."""
-        transaction = self._transaction
+        transaction = private.open_transaction(self)
         if (
             not getattr(exc, "proxy_deferred", False)
-            or self._flushing
+            or private.is_flushing(self)
             or transaction is None
             or not transaction.is_active
         ):
             return
-        # What Session._flush does when the unit of work raises.
-        transaction._begin().rollback(_capture_exception=True)
+        private.roll_back_as_failed_flush(transaction)
 
     def _proxy_connections(self) -> list[shim.Connection]:
-        transaction = self._transaction
         found: dict[int, shim.Connection] = {}
-        while transaction is not None:
-            for connection, *_ in transaction._connections.values():
+        for transaction in private.transaction_chain(self):
+            for connection in private.sqlalchemy_connections(transaction):
                 dbapi_connection = getattr(
                     getattr(connection, "connection", None), "dbapi_connection", None
                 )
                 if isinstance(dbapi_connection, shim.Connection):
                     found[id(dbapi_connection)] = dbapi_connection
-            transaction = transaction._parent
         return list(found.values())
 
 
@@ -168,14 +175,24 @@ def _send_queue_unless_it_rides(session: ProxySession, flush_context: Any) -> No
 def _flushing_for_commit(session: ProxySession) -> bool:
     """Whether this flush is the one a transaction's commit runs first.
 
-    ``Session.commit()`` and leaving ``with session.begin():`` both flush
-    from the transaction's ``_prepare_impl()``, the step that moves it to
-    PREPARED before its connections commit.
+    ``Session.commit()`` and leaving ``with session.begin():`` both fire
+    ``before_commit`` and then flush, before the connections commit.
     """
-    transaction = session._transaction
-    while transaction is not None:
-        running = getattr(transaction, "_current_fn", None)
-        if getattr(running, "__name__", None) == "_prepare_impl":
-            return True
-        transaction = transaction._parent
-    return False
+    return session._proxy_committing
+
+
+@event.listens_for(ProxySession, "before_commit")
+def _commit_begins(session: ProxySession) -> None:
+    session._proxy_committing = True
+
+
+@event.listens_for(ProxySession, "after_commit")
+def _commit_ends(session: ProxySession) -> None:
+    session._proxy_committing = False
+
+
+@event.listens_for(ProxySession, "after_transaction_end")
+def _transaction_ends(session: ProxySession, transaction: Any) -> None:
+    # Not the inner transaction each flush opens and closes.
+    if transaction.parent is None or transaction.nested:
+        session._proxy_committing = False

@@ -29,7 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as SASession
 from sqlalchemy.orm import scoped_session, sessionmaker
 
+from .config import ClientConfig
 from .engine import create_engine
+from .retry import RetryPolicy
 from .session import ProxySession
 
 __all__ = [
@@ -55,17 +57,20 @@ _ORIGINALS = "__session_proxy_originals__"
 
 
 def configure_orm(
-    url: str,
+    url: str | ClientConfig,
     *,
     proxy: bool | None = None,
     token: str | None = None,
-    verify: bool | str = True,
+    verify: bool | str | None = None,
+    timeout: float | None = None,
+    retry: RetryPolicy | None = None,
     **session_options: Any,
 ) -> scoped_session:
     """Create this module's ``engine`` and scoped ``Session``.
 
-    ``url`` is a session-proxy server (``http://host:port``, ``proxy`` is then
-    implied; ``token`` and ``verify`` go to
+    ``url`` is a session-proxy server (``http://host:port`` or a
+    :class:`~session_proxy.config.ClientConfig`; ``proxy`` is then implied,
+    and ``token``, ``verify``, ``timeout`` and ``retry`` go to
     :func:`session_proxy.create_engine`) or a SQLAlchemy URL for a direct
     engine.  ``session_options`` go to :class:`~sqlalchemy.orm.sessionmaker`
     (Airflow uses ``autoflush=False, expire_on_commit=False``).
@@ -73,12 +78,15 @@ def configure_orm(
     global engine, Session
     if Session is not None:
         Session.remove()
-    use_proxy = url.startswith(("http://", "https://")) if proxy is None else proxy
-    engine = (
-        create_engine(url, token=token, verify=verify) if use_proxy else sa.create_engine(url)
-    )
-    if use_proxy:
+    if proxy is None:
+        proxy = isinstance(url, ClientConfig) or url.startswith(("http://", "https://"))
+    if proxy:
+        engine = create_engine(url, token=token, verify=verify, timeout=timeout, retry=retry)
         session_options.setdefault("class_", ProxySession)
+    elif isinstance(url, ClientConfig):
+        raise ValueError("a ClientConfig names a session-proxy server: proxy=False contradicts it")
+    else:
+        engine = sa.create_engine(url)
     Session = scoped_session(sessionmaker(bind=engine, **session_options))
     return Session
 
@@ -150,14 +158,16 @@ def _proxy_class(app_class: type) -> type:
 
 def install(
     settings: ModuleType,
-    server_url: str,
+    server_url: str | ClientConfig,
     *,
     token: str | None = None,
-    timeout: float = 30.0,
-    verify: bool | str = True,
+    timeout: float | None = None,
+    verify: bool | str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> sa.Engine:
     """Point ``settings.engine``/``settings.Session`` at a session-proxy server.
 
+    ``server_url`` and the keywords are :func:`session_proxy.create_engine`'s.
     The new ``Session`` is a scoped session of :class:`ProxySession` (mixed
     with the application's own Session subclass, if it has one) with the same
     sessionmaker options the application configured.  Returns the proxy
@@ -173,7 +183,9 @@ def install(
     options = dict(factory.kw)
     options.pop("bind", None)
     options["class_"] = _proxy_class(factory.class_.__bases__[0])
-    proxy_engine = create_engine(server_url, token=token, timeout=timeout, verify=verify)
+    proxy_engine = create_engine(
+        server_url, token=token, timeout=timeout, verify=verify, retry=retry
+    )
     if not hasattr(settings, _ORIGINALS):
         setattr(settings, _ORIGINALS, (getattr(settings, "engine", None), registry))
     settings.engine = proxy_engine

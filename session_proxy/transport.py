@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from . import errors, protocol
 from .codec import dumps, from_wire, loads
+from .config import ClientConfig
 from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
 
@@ -37,24 +38,29 @@ SERVER_TIME_HEADER = protocol.SERVER_TIME_HEADER
 class HTTPTransport:
     """Sends protocol requests to one server and counts them.
 
-    :param base_url: ``http://host:port`` or ``https://host:port``.
+    :param base_url: a :class:`~session_proxy.config.ClientConfig`, or the
+        server's ``http://host:port`` / ``https://host:port`` with the
+        settings below (which, when given, override those of a config).
     :param token: bearer token sent as ``Authorization`` on every request.
-    :param timeout: seconds to wait for connect and for each response.
+    :param timeout: seconds to wait for connect and for each response (default 30).
     :param verify: TLS verification: ``True``, ``False`` or a CA bundle path.
     :param retry: when to send a request again (default :class:`RetryPolicy`).
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | ClientConfig,
         token: str | None = None,
-        timeout: float = 30.0,
-        verify: bool | str = True,
+        timeout: float | None = None,
+        verify: bool | str | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.config = ClientConfig.coerce(
+            base_url, token=token, timeout=timeout, verify=verify, retry=retry
+        )
+        self.base_url = self.config.url
+        self.timeout = self.config.timeout
+        self.retry = self.config.retry
         self.stats = ProxyStats()
         self._http = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=HTTP_POOL_SIZE)
@@ -62,15 +68,15 @@ class HTTPTransport:
         self._http.mount("https://", adapter)
         # No proxy/netrc/CA lookups from the environment on every request.
         self._http.trust_env = False
-        self._http.verify = verify
+        self._http.verify = self.config.verify
         self._http.headers.update(
             {
                 "Content-Type": protocol.JSON_CONTENT_TYPE,
                 protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
             }
         )
-        if token:
-            self._http.headers["Authorization"] = f"Bearer {token}"
+        if self.config.token:
+            self._http.headers["Authorization"] = f"Bearer {self.config.token}"
         self._handshake: protocol.Handshake | None = None
         self._handshake_lock = threading.Lock()
 

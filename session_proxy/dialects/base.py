@@ -15,19 +15,27 @@ statement execution, which may queue a statement instead of sending it
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from sqlalchemy import util
 from sqlalchemy.engine import URL
 
 from .. import dbapi as shim
 from .. import pipeline
+from ..config import DEFAULT_PORT as DEFAULT_PORT
+from ..config import DEFAULT_TIMEOUT, ClientConfig
 from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable
 from ..retry import RetryPolicy
 from ..transport import HTTPTransport
 
-DEFAULT_PORT = 8765
+#: The ``create_engine`` keywords a proxy dialect takes for itself.
+PROXY_ARGUMENTS = (
+    "proxy_config",
+    "proxy_token",
+    "proxy_timeout",
+    "proxy_verify",
+    "proxy_pipeline_dml",
+    "proxy_retry",
+)
 
 
 class ProxyDialectMixin:
@@ -51,10 +59,11 @@ class ProxyDialectMixin:
     def __init__(
         self,
         proxy_token: str | None = None,
-        proxy_timeout: float = 30.0,
-        proxy_verify: bool | str = True,
+        proxy_timeout: float | None = None,
+        proxy_verify: bool | str | None = None,
         proxy_pipeline_dml: bool = False,
         proxy_retry: RetryPolicy | None = None,
+        proxy_config: ClientConfig | None = None,
         **kwargs: Any,
     ) -> None:
         # The explicit names let create_engine() route these keywords here.
@@ -62,40 +71,71 @@ class ProxyDialectMixin:
         kwargs.setdefault("paramstyle", self.default_paramstyle)
         super().__init__(**kwargs)  # type: ignore[call-arg]
         self._set_proxy_arguments(
-            proxy_token, proxy_timeout, proxy_verify, proxy_pipeline_dml, proxy_retry
+            proxy_token, proxy_timeout, proxy_verify, proxy_pipeline_dml, proxy_retry,
+            proxy_config,
         )
 
     @staticmethod
     def _pop_proxy_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-        names = (
-            "proxy_token", "proxy_timeout", "proxy_verify", "proxy_pipeline_dml", "proxy_retry"
-        )
-        return {name: kwargs.pop(name) for name in names if name in kwargs}
+        return {name: kwargs.pop(name) for name in PROXY_ARGUMENTS if name in kwargs}
 
     def _set_proxy_arguments(
         self,
         proxy_token: str | None = None,
-        proxy_timeout: float = 30.0,
-        proxy_verify: bool | str = True,
+        proxy_timeout: float | None = None,
+        proxy_verify: bool | str | None = None,
         proxy_pipeline_dml: bool = False,
         proxy_retry: RetryPolicy | None = None,
+        proxy_config: ClientConfig | None = None,
     ) -> None:
         """The proxy's own ``create_engine`` arguments.
 
-        :param proxy_token: bearer token sent to the server.
-        :param proxy_timeout: seconds to wait for each response.
-        :param proxy_verify: TLS verification: ``True``, ``False`` or a CA bundle.
+        :param proxy_config: the client settings
+            (:class:`~session_proxy.config.ClientConfig`); its ``url`` is
+            replaced by the engine URL's host, port and ``tls``.
+        :param proxy_token: bearer token sent to the server (overrides the config's).
+        :param proxy_timeout: seconds to wait for each response (overrides the config's).
+        :param proxy_verify: TLS verification: ``True``, ``False`` or a CA
+            bundle (overrides the config's).
+        :param proxy_retry: when to send a request again
+            (:class:`~session_proxy.retry.RetryPolicy`; overrides the config's).
         :param proxy_pipeline_dml: queue Core INSERT/UPDATE/DELETE statements
             without RETURNING to ride with the next request (see
             :mod:`session_proxy.pipeline`).
-        :param proxy_retry: when to send a request again
-            (:class:`~session_proxy.retry.RetryPolicy`; default retries).
+
+        The engine URL's options (``timeout``, ``retries``, ``ca``) win over
+        all of these; :meth:`create_connect_args` settles them into
+        :attr:`proxy_config`.
         """
-        self.proxy_retry = proxy_retry or RetryPolicy()
-        self.proxy_token = proxy_token
-        self.proxy_timeout = float(proxy_timeout)
-        self.proxy_verify = proxy_verify
+        if proxy_config is not None and not isinstance(proxy_config, ClientConfig):
+            raise TypeError(
+                f"proxy_config must be a ClientConfig, got {type(proxy_config).__name__}"
+            )
+        self._proxy_base = proxy_config
+        self._proxy_overrides = {
+            "token": proxy_token,
+            "timeout": proxy_timeout,
+            "verify": proxy_verify,
+            "retry": proxy_retry,
+        }
+        self.proxy_config: ClientConfig | None = None
         self.proxy_pipeline_dml = bool(proxy_pipeline_dml)
+
+    def _proxy_setting(self, name: str) -> Any:
+        """A setting as it stands: settled by the URL once connected, else as given."""
+        if self.proxy_config is not None:
+            return getattr(self.proxy_config, name)
+        if self._proxy_overrides[name] is not None:
+            return self._proxy_overrides[name]
+        if self._proxy_base is not None:
+            return getattr(self._proxy_base, name)
+        defaults = {"token": None, "timeout": DEFAULT_TIMEOUT, "verify": True}
+        return RetryPolicy() if name == "retry" else defaults[name]
+
+    proxy_token = property(lambda self: self._proxy_setting("token"), doc="The bearer token.")
+    proxy_timeout = property(lambda self: self._proxy_setting("timeout"), doc="Response timeout.")
+    proxy_verify = property(lambda self: self._proxy_setting("verify"), doc="TLS verification.")
+    proxy_retry = property(lambda self: self._proxy_setting("retry"), doc="The retry policy.")
 
     @classmethod
     def import_dbapi(cls) -> Any:
@@ -123,41 +163,14 @@ class ProxyDialectMixin:
     def create_connect_args(self, url: URL) -> Any:
         """The transport for ``url``.
 
-        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N]``:
-        the password slot carries the bearer token (when ``proxy_token`` is
-        not given), ``tls`` switches to HTTPS, ``ca`` names the CA bundle to
-        verify the server with, ``timeout`` is seconds per response,
-        ``retries`` the attempts per request (1: never retry).
+        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N]``
+        (see :meth:`ClientConfig.from_dialect_url
+        <session_proxy.config.ClientConfig.from_dialect_url>`).
         """
-        query = dict(url.query)
-        tls = util.asbool(query.pop("tls", False))
-        if "retries" in query:
-            self.proxy_retry = dataclasses.replace(
-                self.proxy_retry, attempts=int(query.pop("retries"))
-            )
-        if "timeout" in query:
-            self.proxy_timeout = float(query.pop("timeout"))
-        if "ca" in query:
-            self.proxy_verify = str(query.pop("ca"))
-            tls = True
-        if query:
-            raise ValueError(
-                f"unknown session-proxy URL options {sorted(query)}; "
-                "supported: tls, ca, timeout, retries"
-            )
-        if self.proxy_token is None and url.password:
-            self.proxy_token = str(url.password)
-        host = url.host or "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        base_url = f"{'https' if tls else 'http'}://{host}:{url.port or DEFAULT_PORT}"
-        self.transport = HTTPTransport(
-            base_url,
-            token=self.proxy_token,
-            timeout=self.proxy_timeout,
-            verify=self.proxy_verify,
-            retry=self.proxy_retry,
+        self.proxy_config = ClientConfig.from_dialect_url(
+            url, self._proxy_base, **self._proxy_overrides
         )
+        self.transport = HTTPTransport(self.proxy_config)
         return [], {"transport": self.transport, "backend": self.name}
 
     def _check_server_driver(self) -> None:
