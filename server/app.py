@@ -34,7 +34,6 @@ from session_proxy import protocol
 from session_proxy.codec import dumps, from_wire, loads
 from session_proxy.protocol import SERVER_TIME_HEADER
 
-from . import session_guard, statement_guard
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -45,9 +44,11 @@ from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
 from .options import ConnectionOptions
 from .outcomes import OutcomeStore, request_digest
-from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
-from .session_guard import IsolationViolation
+from .sql import session_guard
+from .sql import text_guard as statement_guard
+from .sql.policy import PolicyViolation
+from .sql.session_guard import IsolationViolation
 
 log = logging.getLogger("session_proxy.server")
 

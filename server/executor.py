@@ -41,8 +41,8 @@ from .drivers import (
 )
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller
-from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
 

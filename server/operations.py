@@ -30,7 +30,7 @@ from session_proxy.codec import dumps
 from session_proxy.logical import Operation, operations
 
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
-from .writes import may_write
+from .sql.writes import may_write
 
 
 class OperationFailed(Exception):

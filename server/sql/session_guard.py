@@ -26,7 +26,7 @@ reset cannot undo or that reach data that belongs to no client:
   restores (:data:`RESET_PRAGMAS`) and the table-argument queries
   (``table_info(t)`` ...).
 
-The guard reads the same tokens as the policy (:func:`server.policy._lex`)
+The guard reads the same tokens as the policy (:func:`server.sql.lexer.lex`)
 and errs towards refusing: a refused statement changed nothing.
 """
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .policy import _lex, _split_statements, _Token
+from .lexer import Token, lex, split_statements
 
 __all__ = ["RESET_PRAGMAS", "IsolationViolation", "check_sql"]
 
@@ -121,7 +121,7 @@ def _unescape(match: re.Match[str], bases: tuple[int, ...]) -> str:
     return match.group()
 
 
-def _readings(token: _Token) -> list[str]:
+def _readings(token: Token) -> list[str]:
     """What a token may mean as text, lower-cased: as written and unescaped."""
     text = token[1].lower()
     readings = [text]
@@ -137,7 +137,7 @@ def _readings(token: _Token) -> list[str]:
     return readings
 
 
-def _names_protected(token: _Token) -> bool:
+def _names_protected(token: Token) -> bool:
     kind = token[0]
     if kind in ("w", "q"):
         return any(reading in PROTECTED_NAMES for reading in _readings(token))
@@ -146,11 +146,11 @@ def _names_protected(token: _Token) -> bool:
     return False
 
 
-def _name(token: _Token) -> str:
+def _name(token: Token) -> str:
     return token[1].lower() if token[0] in ("w", "q") else ""
 
 
-def _check_statement(tokens: tuple[_Token, ...]) -> None:
+def _check_statement(tokens: tuple[Token, ...]) -> None:
     words = [token[2] for token in tokens]
     first = words[0]
     for index, token in enumerate(tokens):
@@ -221,7 +221,7 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
         _check_pragma(tokens)
 
 
-def _check_pragma(tokens: tuple[_Token, ...]) -> None:
+def _check_pragma(tokens: tuple[Token, ...]) -> None:
     index = 1
     if index + 1 < len(tokens) and tokens[index + 1][0] == ".":
         index += 2  # schema.name
@@ -256,9 +256,9 @@ def _check_uncached(sql: str, dialect: str | None) -> tuple[str, str] | None:
             "checks; refused",
             "hidden_code",
         )
-    tokens, _ambiguity = _lex(sql, dialect)
+    tokens, _ambiguity = lex(sql, dialect)
     try:
-        for statement in _split_statements(tokens):
+        for statement in split_statements(tokens):
             _check_statement(statement)
     except IsolationViolation as exc:
         return exc.message, exc.reason
