@@ -1,4 +1,4 @@
-"""Unit tests of the SQL firewall (server/policy.py); no database needed."""
+"""Unit tests of the SQL firewall (server/sql: fingerprint, classify, policy); no database."""
 
 from __future__ import annotations
 
