@@ -41,7 +41,7 @@ from .drivers import (
 )
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
-from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller
+from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller, terminator
 from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
@@ -547,7 +547,8 @@ class Executor:
         if limit is not None and lease.created + limit < deadline:
             deadline, reason = lease.created + limit, TRANSACTION
         cancel = canceller(lease.dbapi_connection, self.driver, self.kill_connect)
-        watch = self.watchdog.arm(deadline, reason, cancel)
+        terminate = terminator(lease.dbapi_connection, self.driver, self.kill_connect)
+        watch = self.watchdog.arm(deadline, reason, cancel, terminate)
         try:
             result = self._guard(index, lease, fn, *args)
         except StepFailed:

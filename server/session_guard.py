@@ -24,7 +24,15 @@ reset cannot undo or that reach data that belongs to no client:
 - **SQLite**: ``ATTACH`` and ``DETACH`` (also server-side file access), and
   ``PRAGMA`` assignments except to the connection-wide pragmas the reset
   restores (:data:`RESET_PRAGMAS`) and the table-argument queries
-  (``table_info(t)`` ...).
+  (``table_info(t)`` ...); ``VACUUM ... INTO 'file'`` (writes a copy of the
+  database anywhere the server may write); the ``sqlite_stmt`` and
+  ``sqlite_dbpage`` virtual tables (the text of statements other clients
+  left in the connection's statement cache, the raw pages of every table);
+- **MySQL/MariaDB**: ``USE db`` (COM_RESET_CONNECTION keeps the default
+  database, so the next client's unqualified names would resolve in the
+  database this client chose) and ``XA`` transactions (``XA PREPARE`` keeps
+  a transaction and its row locks past the lease, past the connection, and
+  lets anyone commit it later).
 
 The guard reads the same tokens as the policy (:func:`server.policy._lex`)
 and errs towards refusing: a refused statement changed nothing.
@@ -80,6 +88,10 @@ _DYNAMIC_SQL_FUNCTIONS = frozenset(
 )
 
 _PREPARED_WORDS = frozenset({"PREPARE", "EXECUTE", "DEALLOCATE"})
+#: Words after ``XA`` that make an XA transaction statement (MySQL/MariaDB).
+_XA_WORDS = frozenset({"START", "BEGIN", "END", "PREPARE", "COMMIT", "ROLLBACK", "RECOVER"})
+#: Virtual tables that show what other clients left on the connection (SQLite).
+_SESSION_TABLES = frozenset({"sqlite_stmt", "sqlite_dbpage"})
 _GLOBAL_SCOPES = frozenset({"GLOBAL", "PERSIST", "PERSIST_ONLY"})
 
 # Escapes a quoted token may hide a name behind: PostgreSQL E'' strings
@@ -100,7 +112,8 @@ class IsolationViolation(Exception):
     """A statement the server refuses whatever the policy.
 
     ``reason`` is a short stable word (``outcome_table``, ``prepared_statement``,
-    ``server_default``, ``attach``, ``pragma``, ``dynamic_sql``), ``message``
+    ``server_default``, ``attach``, ``pragma``, ``dynamic_sql``,
+    ``default_database``, ``session_table``), ``message``
     says which statement and why; ``step`` is set by :func:`check_steps`.
     """
 
@@ -170,6 +183,22 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
                     "schemas, which the server cannot check; refused",
                     "dynamic_sql",
                 )
+        if _name(token) in _SESSION_TABLES:
+            raise IsolationViolation(
+                f"{_name(token)} shows statements or pages other clients left on the "
+                "pooled connection; refused",
+                "session_table",
+            )
+        if (
+            token[2] == "XA"
+            and following is not None
+            and following[2] in _XA_WORDS
+        ):
+            raise IsolationViolation(
+                "XA transactions are refused: XA PREPARE keeps a transaction and its "
+                "locks past the lease, where another client could commit it",
+                "prepared_statement",
+            )
         if token[2] == "UESCAPE":
             raise IsolationViolation(
                 "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
@@ -210,6 +239,17 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
         raise IsolationViolation(
             "LOAD 'library' stays loaded in the session after its lease; refused",
             "server_default",
+        )
+    if first == "USE":
+        raise IsolationViolation(
+            "USE is refused: the default database outlives the lease (the reset "
+            "keeps it), so the next client's tables would be this client's choice",
+            "default_database",
+        )
+    if first == "VACUUM" and "INTO" in words:
+        raise IsolationViolation(
+            "VACUUM ... INTO writes a copy of the database to a file on the server; refused",
+            "attach",
         )
     if first in ("ATTACH", "DETACH"):
         raise IsolationViolation(
