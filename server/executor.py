@@ -32,9 +32,11 @@ from .cursors import (
     streams,
 )
 from .drivers import (
+    WRITE_PROBES,
     adapt_params,
     dbapi_class_name,
     error_details,
+    family,
     prepare_cursor,
     statement_deadline,
     transaction_failed,
@@ -406,16 +408,18 @@ class Executor:
         """Whether the transaction may have written, so its commit is recorded.
 
         By its statements' text (:func:`server.writes.may_write`); where the
-        text looked read-only, PostgreSQL is asked too, since a view or a
-        row-level security policy can call a writing function that no text
-        shows: a transaction that wrote or locked a row has a transaction id.
+        text looked read-only, the database is asked too
+        (:data:`server.drivers.WRITE_PROBES`), since a view or a row-level
+        security policy can call a writing function that no text shows.
         """
-        if lease.wrote or self.driver not in ABORTING_DRIVERS:
+        probe = WRITE_PROBES.get(family(self.driver))
+        if lease.wrote or probe is None:
             return lease.wrote
+        sql, wrote = probe
         cursor = lease.dbapi_connection.cursor()
         try:
-            cursor.execute("SELECT txid_current_if_assigned()")
-            lease.wrote = cursor.fetchone()[0] is not None
+            cursor.execute(sql)
+            lease.wrote = wrote(list(cursor.fetchall()))
         except self.dbapi_error:
             return True  # unsure: record, and let a failed insert fail the commit
         finally:
