@@ -148,3 +148,48 @@ def test_attribute_notation_reads_nothing_through_a_real_server(tmp_path: Path) 
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {SECRET_TABLE}")
             conn.exec_driver_sql("DROP TABLE IF EXISTS task14a")
         engine.dispose()
+
+
+# U&"..." identifiers: the lexer used to keep the escapes, so the table rules
+# compared "conn\0065ction" with "connection" and let it through.
+UNICODE_ESCAPED = [
+    'SELECT pw FROM U&"t\\0031\\0034_attr_secret"',
+    'SELECT pw FROM u&"\\+00007414_attr_secret"',
+    'SELECT id FROM task14a UNION ALL SELECT 1 FROM U&"t14_attr_secre\\0074" WHERE pw > \'\'',
+]
+
+
+@pytest.mark.parametrize("sql", UNICODE_ESCAPED)
+@pytest.mark.parametrize("role", ["allow", "deny"])
+def test_unicode_escaped_names_meet_the_table_rules(role: str, sql: str) -> None:
+    assert SECRET_TABLE in classify(sql, "postgresql").tables_read
+    with pytest.raises(PolicyViolation) as caught:
+        _policy().check_statement(role, sql, "postgresql")
+    assert caught.value.reason == "table_access", caught.value.message
+
+
+def test_unicode_escaped_names_through_a_real_server(tmp_path: Path) -> None:
+    url = backend_url("postgresql", tmp_path / "unused.db")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {SECRET_TABLE}")
+            conn.exec_driver_sql("DROP TABLE IF EXISTS task14a")
+            conn.exec_driver_sql(f"CREATE TABLE {SECRET_TABLE} (pw TEXT)")
+            conn.exec_driver_sql(f"INSERT INTO {SECRET_TABLE} VALUES ('hunter2secret')")
+            conn.exec_driver_sql("CREATE TABLE task14a (id INTEGER)")
+            for sql in UNICODE_ESCAPED[:2]:  # the premise: it is the table
+                assert conn.exec_driver_sql(sql).scalar() == "hunter2secret", sql
+        path = tmp_path / "policy.json"
+        path.write_text(json.dumps({"version": 1, "roles": ROLES}))
+        with ServerProcess(url, "--policy", str(path)) as proc:
+            for sql in UNICODE_ESCAPED:
+                for role in ("allow", "deny"):
+                    response = _post(proc, role, sql)
+                    assert response.status_code == 403, (role, sql, response.text)
+                    assert "hunter2secret" not in response.text
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {SECRET_TABLE}")
+            conn.exec_driver_sql("DROP TABLE IF EXISTS task14a")
+        engine.dispose()
