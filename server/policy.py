@@ -152,6 +152,16 @@ _CLAUSE_END = frozenset(
     """.split()
 )
 
+# SQL value functions called without parentheses; in FROM (``FROM
+# current_user AS s``) they are a function's range variable, not a table.
+_VALUE_FUNCTIONS = frozenset(
+    """
+    current_catalog current_date current_role current_schema current_time
+    current_timestamp current_user localtime localtimestamp session_user
+    system_user user
+    """.split()
+)
+
 # A "(" followed by one of these (after more "(") opens a subquery.
 _SUBQUERY_START = frozenset({"SELECT", "WITH", "VALUES", "TABLE"})
 
@@ -309,6 +319,31 @@ _STRING_PREFIXES = {
 }
 _PG_COMMENT_RE = re.compile(r"/\*|\*/")
 _SAFE_PERCENT_RE = re.compile(r"%%|%s|%\(\w+\)s")
+
+
+_UNICODE_ESCAPE_RE = re.compile(r"\\(?:\\|\+([0-9a-fA-F]{6})|([0-9a-fA-F]{4}))")
+
+
+def _unicode_unescape(body: str) -> str:
+    """The text of a PostgreSQL ``U&"..."`` body (default escape character ``\\``).
+
+    ``\\XXXX`` and ``\\+XXXXXX`` are code points, ``\\\\`` is a backslash;
+    anything else is left as written (PostgreSQL refuses it).  ``UESCAPE``
+    (another escape character) is refused by the session guard.
+    """
+    if "\\" not in body:
+        return body
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2)
+        if code is None:
+            return "\\"
+        try:
+            return chr(int(code, 16))
+        except (ValueError, OverflowError):
+            return match.group()
+
+    return _UNICODE_ESCAPE_RE.sub(one, body)
 
 
 class NestingTooDeep(ValueError):
@@ -528,7 +563,11 @@ class _Lexer:
                 if dialect is None:
                     self.note("U&'...' is U & '...' on SQLite and MySQL")
                 end = self.quoted(i, i + 2, quote, backslash=False, exact=False)
-                out(("l" if quote == "'" else "q", sql[i + 3 : end - 1], None))
+                body = sql[i + 3 : end - 1]
+                if quote == '"':
+                    # The name PostgreSQL reads: U&"conn\0065ction" is connection.
+                    body = _unicode_unescape(body.replace('""', '"'))
+                out(("l" if quote == "'" else "q", body, None))
                 i = end
                 continue
             if c == '"':
@@ -958,6 +997,12 @@ class _Scanner:
         self.nested_kinds: list[str] = []
         self.locks = False
         self.select_into = False
+        # PostgreSQL attribute notation: ``x.f`` and ``(expr).f`` call f(x) when
+        # no column f exists, so ``s.ts_stat`` over ``FROM lower('...') AS s``
+        # runs ts_stat('...').  Qualified references (first parts, last part)
+        # are kept and judged once every range variable is known.
+        self.qualified_refs: list[tuple[str, str]] = []
+        self.range_functions = False
         self.close, self.enclosing = self._match_parens()
         self.frames = [_Frame()]
 
@@ -1093,6 +1138,7 @@ class _Scanner:
             if self.tok(j)[0] == "(" and expect == "read":
                 self.functions.add(name)  # table function: json_each(?)
                 self.call_parens.add(j)
+                self.range_functions = True
                 return j, None, True
             self.record(name, access, i)
             k = j + 1 if self.tok(j)[2] == "AS" else j
@@ -1226,9 +1272,42 @@ class _Scanner:
                 if self.tok(j)[0] == "(" and self._is_call(i, upper):
                     self.functions.add(name)
                     self.call_parens.add(j)
+                    if frame.access is not None:  # a call in a FROM list
+                        self.range_functions = True
+                elif j > i + 1:
+                    prefix, _, last = name.rpartition(".")
+                    self.qualified_refs.append((prefix, last))
                 i = j
                 continue
+            elif kind == "." and self.tok(i - 1)[0] == ")" and self.tok(i + 1)[0] in ("w", "q"):
+                # (expr).f: a field of a composite value, or the call f(expr).
+                self.functions.add(self.tokens[i + 1][1].lower())
             i += 1
+        self._attribute_calls()
+
+    def _attribute_calls(self) -> None:
+        """Record ``x.f`` as a possible call of ``f`` when ``x`` is no table's name.
+
+        With a function in FROM (``FROM lower(?) AS s``), ``s`` is a value,
+        not a row of a table, and ``s.f`` calls ``f(s)`` on PostgreSQL.  A
+        prefix that names a table, a table's alias or a CTE is a column
+        reference (a call on a whole table row is only possible for functions
+        taking that row type).  Over-reports: a subquery's alias counts as
+        unknown here.
+        """
+        reads = [read for read, _ in self.reads]
+        if not self.range_functions and _VALUE_FUNCTIONS.isdisjoint(reads):
+            return
+        known = {
+            alias for alias, names in self.aliases.items() if not names <= _VALUE_FUNCTIONS
+        } | {cte for cte, _, _ in self.ctes}
+        for name in [*reads, *self.writes]:
+            if name not in _VALUE_FUNCTIONS:
+                known.add(name)
+                known.add(name.rpartition(".")[2])
+        for prefix, last in self.qualified_refs:
+            if prefix not in known and prefix.rpartition(".")[2] not in known:
+                self.functions.add(last)
 
     def _is_call(self, index: int, upper: str | None) -> bool:
         if index in self.not_calls or upper in _NOT_A_CALL:
@@ -1273,7 +1352,9 @@ class _Scanner:
         return frozenset(written)
 
 
-def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
+def _classify_uncached(
+    sql: str, dialect: str | None = None, tables: bool = True
+) -> StatementInfo:
     tokens, ambiguity = _lex(sql, dialect)
     statements = _split_statements(tokens)
     if not statements:
@@ -1301,7 +1382,7 @@ def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
         locks = locks or scanner.locks
     kind = next(k for k in _KIND_SEVERITY if k in kinds)
     doubt = None
-    if kind in ("select", "insert", "update", "delete"):
+    if tables and kind in ("select", "insert", "update", "delete"):
         # The second opinion: sqlglot's syntax tree (see server.sql_tables).
         second = parser_tables(tokens)
         reads |= second.read
@@ -1320,20 +1401,23 @@ def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _classify_cached(sql: str, dialect: str | None) -> StatementInfo:
-    return _classify_uncached(sql, dialect)
+def _classify_cached(sql: str, dialect: str | None, tables: bool) -> StatementInfo:
+    return _classify_uncached(sql, dialect, tables)
 
 
-def classify(sql: str, dialect: str | None = None) -> StatementInfo:
+def classify(sql: str, dialect: str | None = None, tables: bool = True) -> StatementInfo:
     """Kind, tables, functions, locking and dialect ambiguity of ``sql``.
 
     Table detection errs on the side of reporting too much: a word that may
     be a table in some dialect is reported as one.  ``dialect`` reads the
-    text as that backend does (see :func:`_lex`).
+    text as that backend does (see :func:`_lex`).  ``tables`` False skips
+    the second table extractor (sqlglot, the costly part): the table lists
+    are then the hand scanner's alone and :attr:`StatementInfo.table_doubt`
+    is None, for callers that judge no table rule.
     """
     if len(sql) > _CACHE_MAX_SQL:
-        return _classify_uncached(sql, dialect)
-    return _classify_cached(sql, dialect)
+        return _classify_uncached(sql, dialect, tables)
+    return _classify_cached(sql, dialect, tables)
 
 
 # ---------------------------------------------------------------------------
@@ -1616,7 +1700,9 @@ class Policy:
         rules = self._role(role, fp)
         if rules.allow_all or fp in _STARTUP_FINGERPRINTS:
             return
-        info = classify(sql, dialect)
+        # Without the second table extractor: only table rules need it, and
+        # a role that has none must not make the server pay for it.
+        info = classify(sql, dialect, tables=False)
         if info.ambiguity is not None:
             raise PolicyViolation(
                 f"statement reads differently across SQL dialects ({info.ambiguity}); "
@@ -1645,6 +1731,7 @@ class Policy:
             or info.kind not in ("select", "insert", "update", "delete")
         ):
             raise not_listed
+        info = classify(sql, dialect)
         if info.table_doubt is not None:
             raise PolicyViolation(
                 f"cannot tell every table the statement touches ({info.table_doubt}); "

@@ -174,8 +174,11 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
                 "it holds other clients' answers",
                 "outcome_table",
             )
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if following is not None and following[0] == "(":
+        # Not only before "(": PostgreSQL's attribute notation calls a
+        # function without parentheses (('SELECT ...'::text).ts_stat, or
+        # s.ts_stat over FROM lower('SELECT ...') AS s), so the name
+        # anywhere, as a word or quoted, is refused.
+        if token[0] in ("w", "q"):
             name = _name(token)
             if name in _DYNAMIC_SQL_FUNCTIONS or name.startswith("dblink"):
                 raise IsolationViolation(
