@@ -28,6 +28,11 @@ reset cannot undo or that reach data that belongs to no client:
   database anywhere the server may write); the ``sqlite_stmt`` and
   ``sqlite_dbpage`` virtual tables (the text of statements other clients
   left in the connection's statement cache, the raw pages of every table);
+- **dynamic SQL in procedural code**: a ``DO`` block or a ``CREATE
+  FUNCTION|PROCEDURE|TRIGGER|EVENT`` whose code or body holds ``EXECUTE``
+  (PL/pgSQL ``EXECUTE``, MySQL ``EXECUTE IMMEDIATE``): statements built from
+  strings at run time reach tables no reading of the text can see, the
+  outcome table included;
 - **MySQL/MariaDB**: ``USE db`` (COM_RESET_CONNECTION keeps the default
   database, so the next client's unqualified names would resolve in the
   database this client chose) and ``XA`` transactions (``XA PREPARE`` keeps
@@ -88,6 +93,8 @@ _DYNAMIC_SQL_FUNCTIONS = frozenset(
 )
 
 _PREPARED_WORDS = frozenset({"PREPARE", "EXECUTE", "DEALLOCATE"})
+#: EXECUTE as a word inside a quoted body (a DO block, a function's $$...$$).
+_EXECUTE_WORD = re.compile(r"(?<![\w$])execute(?![\w$])", re.IGNORECASE)
 #: Words after ``XA`` that make an XA transaction statement (MySQL/MariaDB).
 _XA_WORDS = frozenset({"START", "BEGIN", "END", "PREPARE", "COMMIT", "ROLLBACK", "RECOVER"})
 #: Virtual tables that show what other clients left on the connection (SQLite).
@@ -192,6 +199,7 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
                 "pooled connection; refused",
                 "session_table",
             )
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
         if (
             token[2] == "XA"
             and following is not None
@@ -213,6 +221,7 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
                 "prepared_statement",
             )
     second = words[1] if len(words) > 1 else None
+    _check_procedural(tokens, words)
     if "SET" in words and any(word in _GLOBAL_SCOPES for word in words):
         raise IsolationViolation(
             "SET GLOBAL / PERSIST (or @@global.) changes what every later session "
@@ -262,6 +271,45 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
         )
     if first == "PRAGMA":
         _check_pragma(tokens)
+
+
+def _runs_dynamic_sql(tokens: tuple[_Token, ...]) -> bool:
+    """Whether code or a quoted body holds ``EXECUTE`` (dynamic SQL) as a word."""
+    for index, (kind, text, upper) in enumerate(tokens):
+        if kind == "l" and _EXECUTE_WORD.search(text):
+            return True
+        if upper == "EXECUTE":
+            following = tokens[index + 1][2] if index + 1 < len(tokens) else None
+            # CREATE TRIGGER ... EXECUTE FUNCTION|PROCEDURE name(): the
+            # trigger's action, a named function, not SQL built from text.
+            if following not in ("FUNCTION", "PROCEDURE"):
+                return True
+    return False
+
+
+def _check_procedural(tokens: tuple[_Token, ...], words: list[str | None]) -> None:
+    """Refuse procedural code that builds SQL from text at run time.
+
+    PL/pgSQL ``EXECUTE`` (in a ``DO`` block or a function body) and MySQL's
+    ``EXECUTE IMMEDIATE`` (in a stored program) run statements assembled
+    from strings, so no reading of the text can tell which tables they
+    reach: ``EXECUTE 'SELECT ... FROM ' || 'session_' || 'proxy...'`` read
+    the outcome table without naming it.  Procedural code without dynamic
+    SQL is allowed; its statements are in the text the guard reads.
+    """
+    first = words[0]
+    procedural = first == "DO" or (
+        first == "CREATE" and any(
+            word in ("FUNCTION", "PROCEDURE", "TRIGGER", "EVENT") for word in words[1:6]
+        )
+    )
+    if procedural and _runs_dynamic_sql(tokens):
+        raise IsolationViolation(
+            f"{first} with EXECUTE (dynamic SQL built from text at run time) is refused: "
+            "the server cannot tell which tables such code reaches, the proxy's own "
+            "records included",
+            "dynamic_sql",
+        )
 
 
 def _check_pragma(tokens: tuple[_Token, ...]) -> None:
