@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from session_proxy.codec import JSONParam
@@ -34,6 +34,26 @@ FAMILY = {"pysqlite": "sqlite", "psycopg": "postgresql", "pymysql": "mysql"}
 def family(driver: str) -> str:
     """``sqlite``, ``postgresql`` or ``mysql``: the backend family ``driver`` serves."""
     return FAMILY.get(driver, driver)
+
+
+#: A query answering whether the open transaction wrote, however its text
+#: looked (a view or policy can call a writing function), and how to read
+#: its rows.  PostgreSQL: a transaction that wrote or locked a row has a
+#: transaction id.  MySQL/MariaDB: the session's handler write counters,
+#: which COM_RESET_CONNECTION sets back to zero between leases (internal
+#: temporary tables count apart, as Handler_tmp_*; a user temporary table
+#: counts as a write, which only records one outcome too many).
+WRITE_PROBES: dict[str, tuple[str, Callable[[list[Any]], bool]]] = {
+    "postgresql": (
+        "SELECT txid_current_if_assigned()",
+        lambda rows: rows[0][0] is not None,
+    ),
+    "mysql": (
+        "SHOW SESSION STATUS WHERE Variable_name IN "
+        "('Handler_write', 'Handler_update', 'Handler_delete')",
+        lambda rows: any(int(value) for _name, value in rows),
+    ),
+}
 
 
 def check_supported(dialect_name: str, driver: str) -> None:

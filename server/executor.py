@@ -32,9 +32,11 @@ from .cursors import (
     streams,
 )
 from .drivers import (
+    WRITE_PROBES,
     adapt_params,
     dbapi_class_name,
     error_details,
+    family,
     prepare_cursor,
     statement_deadline,
     transaction_failed,
@@ -42,7 +44,7 @@ from .drivers import (
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
 from .sql.writes import may_write
-from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller
+from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller, terminator
 
 log = logging.getLogger("session_proxy.server")
 
@@ -405,17 +407,19 @@ class Executor:
     def _wrote(self, lease: Lease) -> bool:
         """Whether the transaction may have written, so its commit is recorded.
 
-        By its statements' text (:func:`server.writes.may_write`); where the
-        text looked read-only, PostgreSQL is asked too, since a view or a
-        row-level security policy can call a writing function that no text
-        shows: a transaction that wrote or locked a row has a transaction id.
+        By its statements' text (:func:`server.sql.writes.may_write`); where the
+        text looked read-only, the database is asked too
+        (:data:`server.drivers.WRITE_PROBES`), since a view or a row-level
+        security policy can call a writing function that no text shows.
         """
-        if lease.wrote or self.driver not in ABORTING_DRIVERS:
+        probe = WRITE_PROBES.get(family(self.driver))
+        if lease.wrote or probe is None:
             return lease.wrote
+        sql, wrote = probe
         cursor = lease.dbapi_connection.cursor()
         try:
-            cursor.execute("SELECT txid_current_if_assigned()")
-            lease.wrote = cursor.fetchone()[0] is not None
+            cursor.execute(sql)
+            lease.wrote = wrote(list(cursor.fetchall()))
         except self.dbapi_error:
             return True  # unsure: record, and let a failed insert fail the commit
         finally:
@@ -547,7 +551,8 @@ class Executor:
         if limit is not None and lease.created + limit < deadline:
             deadline, reason = lease.created + limit, TRANSACTION
         cancel = canceller(lease.dbapi_connection, self.driver, self.kill_connect)
-        watch = self.watchdog.arm(deadline, reason, cancel)
+        terminate = terminator(lease.dbapi_connection, self.driver, self.kill_connect)
+        watch = self.watchdog.arm(deadline, reason, cancel, terminate)
         try:
             result = self._guard(index, lease, fn, *args)
         except StepFailed:

@@ -97,7 +97,9 @@ def statement_kind(tokens: tuple[Token, ...]) -> str:
     return "other"
 
 
-def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
+def _classify_uncached(
+    sql: str, dialect: str | None = None, tables: bool = True
+) -> StatementInfo:
     tokens, ambiguity = lex(sql, dialect)
     statements = split_statements(tokens)
     if not statements:
@@ -125,7 +127,7 @@ def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
         locks = locks or scanner.locks
     kind = next(k for k in KIND_SEVERITY if k in kinds)
     doubt = None
-    if kind in ("select", "insert", "update", "delete"):
+    if tables and kind in ("select", "insert", "update", "delete"):
         # The second opinion: sqlglot's syntax tree (see server.sql.tables).
         second = parser_tables(tokens)
         reads |= second.read
@@ -144,18 +146,22 @@ def _classify_uncached(sql: str, dialect: str | None = None) -> StatementInfo:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def _classify_cached(sql: str, dialect: str | None) -> StatementInfo:
-    return _classify_uncached(sql, dialect)
+def _classify_cached(sql: str, dialect: str | None, tables: bool) -> StatementInfo:
+    return _classify_uncached(sql, dialect, tables)
 
 
-def classify(sql: str, dialect: str | None = None) -> StatementInfo:
+def classify(sql: str, dialect: str | None = None, tables: bool = True) -> StatementInfo:
     """Kind, tables, functions, locking and dialect ambiguity of ``sql``.
 
     Table detection errs on the side of reporting too much: a word that may
     be a table in some dialect is reported as one.  ``dialect`` reads the
-    text as that backend does (see :func:`server.sql.lexer.lex`).
+    text as that backend does (see :func:`server.sql.lexer.lex`).  ``tables``
+    False skips the second table extractor (sqlglot, the costly part): the
+    table lists are then the hand scanner's alone and
+    :attr:`StatementInfo.table_doubt` is None, for callers that judge no
+    table rule.
     """
     if len(sql) > _CACHE_MAX_SQL:
-        return _classify_uncached(sql, dialect)
-    return _classify_cached(sql, dialect)
+        return _classify_uncached(sql, dialect, tables)
+    return _classify_cached(sql, dialect, tables)
 

@@ -22,6 +22,7 @@ __all__ = [
     "SUBQUERY_START",
     "TABLE_MODIFIERS",
     "TRANSACTION_WORDS",
+    "VALUE_FUNCTIONS",
 ]
 
 # Upper-cased in fingerprints and followed by a space before "(".
@@ -78,6 +79,16 @@ CLAUSE_END = frozenset(
     """
     WHERE GROUP HAVING ORDER LIMIT OFFSET FETCH UNION INTERSECT EXCEPT WINDOW
     RETURNING SET FOR SELECT VALUES INTO PROCEDURE
+    """.split()
+)
+
+# SQL value functions called without parentheses; in FROM (``FROM
+# current_user AS s``) they are a function's range variable, not a table.
+VALUE_FUNCTIONS = frozenset(
+    """
+    current_catalog current_date current_role current_schema current_time
+    current_timestamp current_user localtime localtimestamp session_user
+    system_user user
     """.split()
 )
 

@@ -119,6 +119,31 @@ _QUOTES = "'\"`["
 _PARAMETER_STARTS = "$?%:_"
 
 
+_UNICODE_ESCAPE_RE = re.compile(r"\\(?:\\|\+([0-9a-fA-F]{6})|([0-9a-fA-F]{4}))")
+
+
+def _unicode_unescape(body: str) -> str:
+    """The text of a PostgreSQL ``U&"..."`` body (default escape character ``\\``).
+
+    ``\\XXXX`` and ``\\+XXXXXX`` are code points, ``\\\\`` is a backslash;
+    anything else is left as written (PostgreSQL refuses it).  ``UESCAPE``
+    (another escape character) is refused by the session guard.
+    """
+    if "\\" not in body:
+        return body
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1) or match.group(2)
+        if code is None:
+            return "\\"
+        try:
+            return chr(int(code, 16))
+        except (ValueError, OverflowError):
+            return match.group()
+
+    return _UNICODE_ESCAPE_RE.sub(one, body)
+
+
 class NestingTooDeep(ValueError):
     """A statement nests parentheses deeper than :data:`MAX_NESTING`."""
 
@@ -359,7 +384,11 @@ class _Lexer:
             if dialect is None:
                 self.note("U&'...' is U & '...' on SQLite and MySQL")
             end = self.quoted(i, i + 2, quote, backslash=False, exact=False)
-            out(("l" if quote == "'" else "q", sql[i + 3 : end - 1], None))
+            body = sql[i + 3 : end - 1]
+            if quote == '"':
+                # The name PostgreSQL reads: U&"conn\0065ction" is connection.
+                body = _unicode_unescape(body.replace('""', '"'))
+            out(("l" if quote == "'" else "q", body, None))
             return end
         return -1
 

@@ -361,7 +361,9 @@ class Policy:
         rules = self._role(role, fp)
         if rules.allow_all or fp in _STARTUP_FINGERPRINTS:
             return
-        info = classify(sql, dialect)
+        # Without the second table extractor: only table rules need it, and
+        # a role that has none must not make the server pay for it.
+        info = classify(sql, dialect, tables=False)
         if info.ambiguity is not None:
             raise PolicyViolation(
                 f"statement reads differently across SQL dialects ({info.ambiguity}); "
@@ -390,6 +392,7 @@ class Policy:
             or info.kind not in ("select", "insert", "update", "delete")
         ):
             raise not_listed
+        info = classify(sql, dialect)
         if info.table_doubt is not None:
             raise PolicyViolation(
                 f"cannot tell every table the statement touches ({info.table_doubt}); "

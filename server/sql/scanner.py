@@ -26,6 +26,7 @@ from .keywords import (
     NOT_A_CALL,
     SUBQUERY_START,
     TABLE_MODIFIERS,
+    VALUE_FUNCTIONS,
 )
 from .lexer import Token
 
@@ -62,6 +63,12 @@ class Scanner:
         self.nested_kinds: list[str] = []
         self.locks = False
         self.select_into = False
+        # PostgreSQL attribute notation: ``x.f`` and ``(expr).f`` call f(x) when
+        # no column f exists, so ``s.ts_stat`` over ``FROM lower('...') AS s``
+        # runs ts_stat('...').  Qualified references (first parts, last part)
+        # are kept and judged once every range variable is known.
+        self.qualified_refs: list[tuple[str, str]] = []
+        self.range_functions = False
         self.close, self.enclosing = self._match_parens()
         self.frames = [_Frame()]
 
@@ -197,6 +204,7 @@ class Scanner:
             if self.tok(j)[0] == "(" and expect == "read":
                 self.functions.add(name)  # table function: json_each(?)
                 self.call_parens.add(j)
+                self.range_functions = True
                 return j, None, True
             self.record(name, access, i)
             k = j + 1 if self.tok(j)[2] == "AS" else j
@@ -252,19 +260,60 @@ class Scanner:
                 rule = _WORD_RULES.get(upper) if kind == "w" else None
                 step = None if rule is None else rule(self, i, upper, frame, expect)
                 if step is None:
-                    i = self.name(i, upper)
+                    i = self.name(i, upper, frame)
                 else:
                     i, expect = step
                 continue
+            elif kind == ".":
+                self.attribute(i)
             i += 1
+        self._attribute_calls()
 
-    def name(self, i: int, upper: str | None) -> int:
-        """A (dotted) name at ``i``, recorded as a function when called; the index after it."""
+    def name(self, i: int, upper: str | None, frame: _Frame) -> int:
+        """A (dotted) name at ``i``, recorded as a function when called; the index after it.
+
+        A dotted name not called is kept in :attr:`qualified_refs` for
+        :meth:`_attribute_calls`.
+        """
         name, j = self.qualified(i)
         if self.tok(j)[0] == "(" and self._is_call(i, upper):
             self.functions.add(name)
             self.call_parens.add(j)
+            if frame.access is not None:  # a call in a FROM list
+                self.range_functions = True
+        elif j > i + 1:
+            prefix, _, last = name.rpartition(".")
+            self.qualified_refs.append((prefix, last))
         return j
+
+    def attribute(self, i: int) -> None:
+        """A "." at ``i``: ``(expr).f`` is a field of a composite value, or the call f(expr)."""
+        if self.tok(i - 1)[0] == ")" and self.tok(i + 1)[0] in ("w", "q"):
+            self.functions.add(self.tokens[i + 1][1].lower())
+
+    def _attribute_calls(self) -> None:
+        """Record ``x.f`` as a possible call of ``f`` when ``x`` is no table's name.
+
+        With a function in FROM (``FROM lower(?) AS s``), ``s`` is a value,
+        not a row of a table, and ``s.f`` calls ``f(s)`` on PostgreSQL.  A
+        prefix that names a table, a table's alias or a CTE is a column
+        reference (a call on a whole table row is only possible for functions
+        taking that row type).  Over-reports: a subquery's alias counts as
+        unknown here.
+        """
+        reads = [read for read, _ in self.reads]
+        if not self.range_functions and VALUE_FUNCTIONS.isdisjoint(reads):
+            return
+        known = {
+            alias for alias, names in self.aliases.items() if not names <= VALUE_FUNCTIONS
+        } | {cte for cte, _, _ in self.ctes}
+        for name in [*reads, *self.writes]:
+            if name not in VALUE_FUNCTIONS:
+                known.add(name)
+                known.add(name.rpartition(".")[2])
+        for prefix, last in self.qualified_refs:
+            if prefix not in known and prefix.rpartition(".")[2] not in known:
+                self.functions.add(last)
 
     # Word rules: (index, upper, frame, expect) -> (next index, expect) or None.
 
