@@ -20,8 +20,8 @@ import secrets
 import time
 from typing import Any
 
-from session_proxy import protocol
-from session_proxy.codec import dumps, encode_rows, to_wire
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps, encode_rows, to_wire
 
 from .cursors import (
     CursorDropped,

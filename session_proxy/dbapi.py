@@ -33,8 +33,6 @@ import datetime
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import protocol
-from .codec import decode_rows, from_wire, to_wire
 from .errors import (
     DatabaseError,
     DataError,
@@ -51,6 +49,8 @@ from .errors import (
     Warning,
 )
 from .transport import HTTPTransport
+from .wire import protocol
+from .wire.codec import decode_rows, from_wire, to_wire
 
 __all__ = [
     "BINARY",
@@ -176,7 +176,7 @@ class Queued:
     :param step: the protocol step.
     :param cursor: the cursor whose statement this is, to receive its result.
     :param check_key: steps with equal keys queued one after another form one
-        rowcount check group on the server (see :mod:`session_proxy.protocol`).
+        rowcount check group on the server (see :mod:`session_proxy.wire.protocol`).
     :param on_failure: builds the exception to raise when this step fails,
         from the one the server reported (e.g. a ``StaleDataError``).
     :param on_result: called with the step's result once it has run.
@@ -336,7 +336,7 @@ class Connection:
             # Rolling back what the server already rolled back succeeds.
         except Error as exc:
             # A failed commit the server kept open must still be rolled back.
-            if getattr(exc, "server_txn", None) is None:
+            if exc.txn is None:
                 self._end_transaction()
             raise
         self._end_transaction()
@@ -411,7 +411,7 @@ class Connection:
         except Error as exc:
             # A database error leaves the lease open (the server says which);
             # a rejected request leaves things as they were.
-            txn = getattr(exc, "server_txn", None)
+            txn = exc.txn
             if txn is not None:
                 self._txn = txn
             self._failed_request(exc, queued, start)
@@ -440,7 +440,7 @@ class Connection:
 
     def _failed_request(self, exc: Error, queued: list[Queued], start: int) -> None:
         """Attribute a failure to the queued step it happened in, if any."""
-        index = getattr(exc, "step_index", None)
+        index = exc.step
         statements = [q for q in queued if q.cursor is not None]
         for entry in statements:
             entry.cursor._pending = False  # type: ignore[union-attr]
@@ -454,7 +454,7 @@ class Connection:
         else:
             return
         if failed is not None and failed.on_failure is not None:
-            exc.replacement = failed.on_failure(exc)  # type: ignore[attr-defined]
+            exc.replacement = failed.on_failure(exc)
         self._aborted = exc
 
 

@@ -23,11 +23,13 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import errors, protocol
-from .codec import dumps, from_wire, loads
+from . import errors
 from .config import ClientConfig
 from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
+from .wire import protocol
+from .wire.codec import dumps, from_wire, loads
+from .wire.messages import Handshake
 
 #: Pooled HTTP connections per host: enough for one per pooled DB connection.
 HTTP_POOL_SIZE = 64
@@ -77,10 +79,10 @@ class HTTPTransport:
         )
         if self.config.token:
             self._http.headers["Authorization"] = f"Bearer {self.config.token}"
-        self._handshake: protocol.Handshake | None = None
+        self._handshake: Handshake | None = None
         self._handshake_lock = threading.Lock()
 
-    def handshake(self) -> protocol.Handshake:
+    def handshake(self) -> Handshake:
         """The server's handshake, fetched on first use and cached."""
         if self._handshake is None:
             with self._handshake_lock:
@@ -88,7 +90,7 @@ class HTTPTransport:
                     self._handshake = self._fetch_handshake()
         return self._handshake
 
-    def _fetch_handshake(self) -> protocol.Handshake:
+    def _fetch_handshake(self) -> Handshake:
         url = self.base_url + protocol.HEALTH_PATH
         response = self._get_with_retries(url)
         body = self._decode(response, url)
@@ -101,7 +103,7 @@ class HTTPTransport:
                 "message": "this session-proxy server requires a token: pass token=... "
                 "(made by 'session-proxy-server token issue')",
             }}, response, url)
-        handshake = protocol.Handshake.from_json(body)
+        handshake = Handshake.from_json(body)
         if handshake.protocol != protocol.PROTOCOL_VERSION:
             raise errors.ProtocolMismatch(
                 f"server at {self.base_url} speaks protocol {handshake.protocol}, "
@@ -310,11 +312,10 @@ class HTTPTransport:
         error = body.get("error")
         request_id = response.headers.get(protocol.REQUEST_ID_HEADER)
         if not isinstance(error, dict):
-            exc: Exception = errors.ProtocolMismatch(
+            exc: errors.WireError = errors.ProtocolMismatch(
                 f"{url} answered HTTP {response.status_code} without an error object"
             )
-            exc.request_id = request_id  # type: ignore[attr-defined]
-            return exc
+            return exc.annotate(status=response.status_code, request_id=request_id)
         code = error.get("code")
         message = str(error.get("message", ""))
         txn = error.get("txn")
@@ -352,13 +353,11 @@ class HTTPTransport:
             exc = errors.RequestRejected(
                 f"{code}: {message} (HTTP {response.status_code}){where}"
             )
-        exc.request_id = request_id  # type: ignore[attr-defined]
-        exc.status = response.status_code  # type: ignore[attr-defined]
-        # The lease the server kept open despite the error, if any.
-        exc.server_txn = txn if isinstance(txn, str) else None  # type: ignore[attr-defined]
-        step = error.get("step")
-        exc.step_index = step if type(step) is int else None  # type: ignore[attr-defined]
-        return exc
+        # txn: the lease the server kept open despite the error, if any.
+        return exc.annotate(
+            status=response.status_code, txn=txn, step=error.get("step"),
+            request_id=request_id,
+        )
 
 
 def _error_code(body: dict[str, Any]) -> str | None:
