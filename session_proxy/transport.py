@@ -29,7 +29,7 @@ from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
 from .wire import protocol
 from .wire.codec import dumps, from_wire, loads
-from .wire.messages import Handshake
+from .wire.messages import Execute, ExecuteMany, Handshake, Step, encode_steps
 
 #: Pooled HTTP connections per host: enough for one per pooled DB connection.
 HTTP_POOL_SIZE = 64
@@ -133,7 +133,7 @@ class HTTPTransport:
             )
 
     def pipeline(
-        self, txn: str | None, steps: list[dict], base_url: str | None = None
+        self, txn: str | None, steps: list[Step], base_url: str | None = None
     ) -> dict[str, Any]:
         """Send one pipeline request; return the decoded response body.
 
@@ -141,10 +141,10 @@ class HTTPTransport:
         named one.  Raises the PEP 249 error of a failed database step, or a
         :class:`~session_proxy.errors.ProxyError` for anything else.
         """
-        payload = dumps(protocol.pipeline_request(txn, steps))
+        payload = dumps(protocol.pipeline_request(txn, encode_steps(steps)))
         url = (base_url or self.base_url).rstrip("/") + protocol.PIPELINE_PATH
         statements = sum(
-            1 for step in steps if step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY)
+            1 for step in steps if isinstance(step, (Execute, ExecuteMany))
         )
         response, body = self.exchange(url, payload, statements)
         if response.status_code != 200:
