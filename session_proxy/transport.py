@@ -29,7 +29,7 @@ from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
 from .wire import protocol
 from .wire.codec import dumps, from_wire, loads
-from .wire.messages import Execute, ExecuteMany, Handshake, Step, encode_steps
+from .wire.messages import ErrorBody, Execute, ExecuteMany, Handshake, Step, encode_steps
 
 #: Pooled HTTP connections per host: enough for one per pooled DB connection.
 HTTP_POOL_SIZE = 64
@@ -170,15 +170,15 @@ class HTTPTransport:
         response, body = self.exchange(url, payload, 0)
         if response.status_code == 200:
             return values.from_wire(body.get("result"))
-        error = body.get("error")
-        if isinstance(error, dict):
+        error = ErrorBody.from_json(body)
+        if error is not None:
             where = f" [operation {name} at {self.base_url}]"
-            if error.get("code") == protocol.OPERATION_ERROR:
-                raise values.decode_exception(error.get("exception") or {}, where)
-            if error.get("code") == protocol.UNKNOWN_OPERATION:
-                raise errors.UnknownOperation(str(error.get("message")) + where)
-            if error.get("code") == protocol.BAD_ARGUMENTS:
-                raise errors.OperationRejected(str(error.get("message")) + where)
+            if error.code == protocol.OPERATION_ERROR:
+                raise values.decode_exception(error.extra.get("exception") or {}, where)
+            if error.code == protocol.UNKNOWN_OPERATION:
+                raise errors.UnknownOperation(error.message + where)
+            if error.code == protocol.BAD_ARGUMENTS:
+                raise errors.OperationRejected(error.message + where)
         raise self._error_from(body, response, url)
 
     def exchange(
@@ -309,23 +309,21 @@ class HTTPTransport:
     def _error_from(
         body: dict[str, Any], response: requests.Response, url: str
     ) -> Exception:
-        error = body.get("error")
+        error = ErrorBody.from_json(body)
         request_id = response.headers.get(protocol.REQUEST_ID_HEADER)
-        if not isinstance(error, dict):
+        if error is None:
             exc: errors.WireError = errors.ProtocolMismatch(
                 f"{url} answered HTTP {response.status_code} without an error object"
             )
             return exc.annotate(status=response.status_code, request_id=request_id)
-        code = error.get("code")
-        message = str(error.get("message", ""))
-        txn = error.get("txn")
+        code, message, extra = error.code, error.message, error.extra
         where = f" [{url}, request {request_id}]" if request_id else f" [{url}]"
         if code == protocol.DATABASE_ERROR:
             try:
-                args = tuple(from_wire(error.get("args", [])))
+                args = tuple(from_wire(extra.get("args", [])))
             except ValueError:
                 args = (message,)
-            exc = errors.database_error(error, args)
+            exc = errors.database_error({"message": message, **extra}, args)
         elif code == protocol.TRANSACTION_EXPIRED:
             exc = errors.TransactionExpired(message + where)
         elif code in (protocol.UNKNOWN_TRANSACTION, protocol.WRONG_INSTANCE):
@@ -334,7 +332,7 @@ class HTTPTransport:
             exc = errors.AuthenticationFailed(message + where)
         elif code in (protocol.POLICY_VIOLATION, protocol.ISOLATION_VIOLATION):
             exc = errors.AccessDenied(
-                message + where, str(error.get("fingerprint", "")), str(error.get("reason", ""))
+                message + where, str(extra.get("fingerprint", "")), str(extra.get("reason", ""))
             )
         elif code in (
             protocol.TOO_MANY_TRANSACTIONS, protocol.SUBJECT_LIMIT, protocol.SHUTTING_DOWN
@@ -345,7 +343,7 @@ class HTTPTransport:
             )
         elif code == protocol.ROWCOUNT_MISMATCH:
             exc = errors.RowcountMismatch(
-                message + where, int(error.get("expected", -1)), int(error.get("actual", -1))
+                message + where, int(extra.get("expected", -1)), int(extra.get("actual", -1))
             )
         elif code == protocol.UNSUPPORTED_PROTOCOL:
             exc = errors.ProtocolMismatch(message + where)
@@ -355,7 +353,7 @@ class HTTPTransport:
             )
         # txn: the lease the server kept open despite the error, if any.
         return exc.annotate(
-            status=response.status_code, txn=txn, step=error.get("step"),
+            status=response.status_code, txn=error.txn, step=error.step,
             request_id=request_id,
         )
 

@@ -3,7 +3,7 @@
 One class per step of a ``/v1/pipeline`` request (:class:`Begin`,
 :class:`Execute`, :class:`ExecuteMany`, :class:`Fetch`, :class:`Close`,
 :class:`Commit`, :class:`Rollback`), the :class:`StepResult` of one step, the
-:class:`ErrorBody` of an error answer and the :class:`Handshake` of
+:class:`ErrorBody` of an error answer (defined in :mod:`.protocol`) and the :class:`Handshake` of
 ``GET /v1/health``.  Each has one encoder (``to_json``: the JSON object sent,
 key for key what travels on the wire) and one decoder (``from_json``).  Step
 field names, such as ``expect_rowcount`` and ``check_group``, are spelled here
@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from . import protocol
 from .errors import ProtocolError
+from .protocol import ErrorBody, omit_none
 
 __all__ = [
     "STEP_FIELDS",
@@ -42,11 +43,6 @@ __all__ = [
     "decode_step",
     "encode_steps",
 ]
-
-
-def _omit_none(body: dict[str, Any], **optional: Any) -> dict[str, Any]:
-    body.update({key: value for key, value in optional.items() if value is not None})
-    return body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +87,7 @@ class Execute:
 
     def to_json(self) -> dict[str, Any]:
         body = {"op": self.op, "sql": self.sql, "params": self.params}
-        return _omit_none(
+        return omit_none(
             body, expect_rowcount=self.expect_rowcount, check_group=self.check_group
         )
 
@@ -115,7 +111,7 @@ class ExecuteMany:
 
     def to_json(self) -> dict[str, Any]:
         body = {"op": self.op, "sql": self.sql, "seq_of_params": self.seq_of_params}
-        return _omit_none(
+        return omit_none(
             body, expect_rowcount=self.expect_rowcount, check_group=self.check_group
         )
 
@@ -225,46 +221,6 @@ class StepResult:
     def from_json(cls, body: Mapping[str, Any]) -> StepResult:
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in body.items() if key in names})
-
-
-@dataclasses.dataclass(frozen=True)
-class ErrorBody:
-    """The ``{"error": {...}}`` object of an error answer.
-
-    ``extra`` holds the code-specific fields (``dbapi_class``, ``args``,
-    ``sqlstate``, ``fingerprint``, ``expected``, ...); fields that are None
-    are not sent.
-    """
-
-    code: str
-    message: str
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def status(self) -> int:
-        """The HTTP status this error is sent with."""
-        return protocol.ERROR_STATUS.get(self.code, 500)
-
-    @property
-    def txn(self) -> Any:
-        return self.extra.get("txn")
-
-    @property
-    def step(self) -> Any:
-        return self.extra.get("step")
-
-    def to_json(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        return {"error": _omit_none(error, **self.extra)}
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> ErrorBody | None:
-        """The error of an answer body, or None when it has no error object."""
-        error = body.get("error")
-        if not isinstance(error, dict):
-            return None
-        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
-        return cls(str(error.get("code") or ""), str(error.get("message", "")), extra)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -93,7 +93,9 @@ where the driver gives one, and ``step``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -225,11 +227,55 @@ def same_backend(first: str, second: str) -> bool:
     return family.get(first, first) == family.get(second, second)
 
 
+def omit_none(body: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    """``body`` plus the ``optional`` fields that are not None."""
+    body.update({key: value for key, value in optional.items() if value is not None})
+    return body
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorBody:
+    """The ``{"error": {...}}`` object of an error answer.
+
+    ``extra`` holds the code-specific fields (``dbapi_class``, ``args``,
+    ``sqlstate``, ``fingerprint``, ``expected``, ...); fields that are None
+    are not sent.
+    """
+
+    code: str
+    message: str
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        """The HTTP status this error is sent with."""
+        return ERROR_STATUS.get(self.code, 500)
+
+    @property
+    def txn(self) -> Any:
+        return self.extra.get("txn")
+
+    @property
+    def step(self) -> Any:
+        return self.extra.get("step")
+
+    def to_json(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        return {"error": omit_none(error, **self.extra)}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ErrorBody | None:
+        """The error of an answer body, or None when it has no error object."""
+        error = body.get("error")
+        if not isinstance(error, dict):
+            return None
+        extra = {k: v for k, v in error.items() if k not in ("code", "message")}
+        return cls(str(error.get("code") or ""), str(error.get("message", "")), extra)
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    """The JSON body of an error response."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    error.update({key: value for key, value in extra.items() if value is not None})
-    return {"error": error}
+    """The JSON body of an error response (:meth:`ErrorBody.to_json`)."""
+    return ErrorBody(code, message, extra).to_json()
 
 
 def operation_request(args: Any, kwargs: Any) -> dict[str, Any]:
