@@ -30,7 +30,7 @@ from benchmarks.server_process import issue
 from server import policy as policy_module
 from server.policy import MAX_NESTING, _fingerprint_uncached, _lex
 from server.statement_guard import UnsafeStatement, check_params, check_sql
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from ..conftest import ServerProcess
 
