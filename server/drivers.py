@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from session_proxy.codec import JSONParam
-from session_proxy.protocol import DBAPI_ERROR_CLASSES
+from session_proxy.wire.codec import JSONParam
+from session_proxy.wire.protocol import DBAPI_ERROR_CLASSES
 
 from .sql.session_guard import RESET_PRAGMAS
 

@@ -20,8 +20,9 @@ import secrets
 import time
 from typing import Any
 
-from session_proxy import protocol
-from session_proxy.codec import dumps, encode_rows, to_wire
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps, encode_rows, to_wire
+from session_proxy.wire.messages import Expectation
 
 from .cursors import (
     CursorDropped,
@@ -112,15 +113,17 @@ class _RowcountCheck:
         self.last_index = -1
 
     def before(self, step: dict, lease: Lease) -> None:
-        if self.group is not None and step.get("check_group") != self.group:
+        expectation = Expectation.of(step)
+        group = expectation.check_group if expectation is not None else None
+        if self.group is not None and group != self.group:
             self.finish(lease)
 
     def after(self, index: int, step: dict, result: dict) -> None:
-        group = step.get("check_group")
-        if group is None:
+        expectation = Expectation.of(step)
+        if expectation is None:
             return
-        self.group = group
-        self.expected += step["expect_rowcount"]
+        self.group = expectation.check_group
+        self.expected += expectation.expect_rowcount
         self.actual += result.get("rowcount", 0)
         self.last_index = index
 

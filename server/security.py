@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from .auth import (
     DEFAULT_AUDIENCE,
@@ -102,7 +102,7 @@ class Gate:
             try:
                 self.policy.check_caller(claims.role, step["sql"])
             except PolicyViolation as exc:
-                exc.step = index  # type: ignore[attr-defined]
+                exc.step = index
                 raise
 
     def check_statements(
@@ -123,7 +123,7 @@ class Gate:
                 try:
                     self.policy.check_statement(claims.role, step["sql"], dialect)
                 except PolicyViolation as exc:
-                    exc.step = index  # type: ignore[attr-defined]
+                    exc.step = index
                     raise
 
     @property

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from benchmarks.relay import Relay
 from benchmarks.server_process import ServerProcess, issue
 from server.outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 TABLE = "sp_outcome_shapes"
 TIMEOUT = 30

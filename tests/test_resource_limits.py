@@ -20,8 +20,8 @@ import requests
 import sqlalchemy as sa
 
 from server.outcomes import Outcome, OutcomeStore
-from session_proxy import protocol
-from session_proxy.codec import dumps
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps
 
 from .conftest import ServerProcess
 

@@ -33,7 +33,7 @@ import requests
 import sqlalchemy as sa
 
 from server.auth import generate_keypair, issue_token, load_private_key
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from .lab import CONFIGS, LIMITS, TIMEOUT, SecurityLab
 
@@ -1643,7 +1643,7 @@ def _first_lease_timeouts(lab: SecurityLab, config: str) -> Observation:
 
 
 def protocol_dumps(steps: list[dict], txn: str | None = None) -> bytes:
-    from session_proxy.codec import dumps
+    from session_proxy.wire.codec import dumps
 
     return dumps(protocol.pipeline_request(txn, steps))
 

@@ -103,6 +103,9 @@ class PolicyViolation(Exception):
         ``function``, ``operation``.
     """
 
+    #: The index of the refused step (set by server.security for statements).
+    step: int | None = None
+
     def __init__(self, message: str, fingerprint: str, reason: str) -> None:
         super().__init__(message)
         self.message = message

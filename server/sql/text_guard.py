@@ -45,7 +45,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from session_proxy import protocol
+from session_proxy.wire import protocol
+from session_proxy.wire.errors import ProtocolError
 
 from .lexer import NestingTooDeep, lex
 
@@ -71,7 +72,7 @@ _CHARSET_WORDS = frozenset({"NAMES", "CHARSET", "CHARACTER", "CLIENT_ENCODING"})
 _CHARSET_PREFIXES = ("CHARACTER_SET_", "COLLATION_")
 
 
-class UnsafeStatement(protocol.ProtocolError):
+class UnsafeStatement(ProtocolError):
     """A step's text would not run as the server read it; ``step`` is its index."""
 
     def __init__(self, message: str, step: int) -> None:

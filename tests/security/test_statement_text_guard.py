@@ -30,7 +30,7 @@ from benchmarks.server_process import issue
 from server.sql import fingerprint as fingerprint_module
 from server.sql.lexer import MAX_NESTING, lex
 from server.sql.text_guard import UnsafeStatement, check_params, check_sql
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from ..conftest import ServerProcess
 
