@@ -35,7 +35,7 @@ from session_proxy.wire.errors import ProtocolError
 from session_proxy.wire.messages import Handshake
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
-from . import requests_validation, session_guard, statement_guard
+from . import requests_validation
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -46,9 +46,11 @@ from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
 from .options import ConnectionOptions
 from .outcomes import OutcomeStore, request_digest
-from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
-from .session_guard import IsolationViolation
+from .sql import session_guard
+from .sql import text_guard as statement_guard
+from .sql.policy import PolicyViolation
+from .sql.session_guard import IsolationViolation
 
 log = logging.getLogger("session_proxy.server")
 

@@ -15,7 +15,7 @@ from typing import Any
 from session_proxy.wire.codec import JSONParam
 from session_proxy.wire.protocol import DBAPI_ERROR_CLASSES
 
-from .session_guard import RESET_PRAGMAS
+from .sql.session_guard import RESET_PRAGMAS
 
 SUPPORTED_DRIVERS = {
     "sqlite": "pysqlite",

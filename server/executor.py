@@ -44,8 +44,8 @@ from .drivers import (
 )
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller, terminator
-from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
 
@@ -410,7 +410,7 @@ class Executor:
     def _wrote(self, lease: Lease) -> bool:
         """Whether the transaction may have written, so its commit is recorded.
 
-        By its statements' text (:func:`server.writes.may_write`); where the
+        By its statements' text (:func:`server.sql.writes.may_write`); where the
         text looked read-only, the database is asked too
         (:data:`server.drivers.WRITE_PROBES`), since a view or a row-level
         security policy can call a writing function that no text shows.

@@ -33,7 +33,7 @@ from session_proxy.wire.errors import ProtocolError
 
 from . import requests_validation
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
-from .writes import may_write
+from .sql.writes import may_write
 
 
 class OperationFailed(Exception):

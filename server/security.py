@@ -1,6 +1,6 @@
 """Who may call the server, and what they may run.
 
-:class:`Gate` puts :mod:`server.auth` and :mod:`server.policy` in front of
+:class:`Gate` puts :mod:`server.auth` and :mod:`server.sql.policy` in front of
 every endpoint (health answers without a token too, but then says only
 whether the server is up):
 
@@ -9,7 +9,7 @@ whether the server is up):
   (the app answers 401 with its reason).  Without a verifier (the CLI's
   ``--insecure-no-auth``) every caller is :data:`ANONYMOUS`.
 - :meth:`Gate.check_statements` and :meth:`Gate.check_operation` apply the
-  caller's role's policy, raising :class:`~server.policy.PolicyViolation`
+  caller's role's policy, raising :class:`~server.sql.policy.PolicyViolation`
   (403 naming the statement's fingerprint).  With a recorder
   (``--policy-record FILE``) they also learn what each role runs; the policy
   file is rewritten whenever something new is learned, so it is complete
@@ -40,7 +40,8 @@ from .auth import (
     TokenVerifier,
     load_public_key,
 )
-from .policy import Policy, PolicyRecorder, PolicyViolation
+from .sql.policy import Policy, PolicyViolation
+from .sql.recorder import PolicyRecorder
 
 __all__ = ["ANONYMOUS", "Gate", "gate_from_options"]
 

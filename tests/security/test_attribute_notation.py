@@ -23,9 +23,10 @@ import requests
 import sqlalchemy as sa
 
 from benchmarks.server_process import issue
-from server import policy as policy_module
-from server.policy import Policy, PolicyViolation, classify
-from server.session_guard import IsolationViolation, check_sql
+from server.sql import classify as classify_module
+from server.sql.classify import classify
+from server.sql.policy import Policy, PolicyViolation
+from server.sql.session_guard import IsolationViolation, check_sql
 
 from ..conftest import ServerProcess, backend_url
 
@@ -94,7 +95,7 @@ def test_role_without_table_rules_never_runs_the_second_parser(
     def parser_tables(_tokens: object) -> None:
         raise AssertionError("the second table extractor ran for a role without table rules")
 
-    monkeypatch.setattr(policy_module, "parser_tables", parser_tables)
+    monkeypatch.setattr(classify_module, "parser_tables", parser_tables)
     sql = "SELECT 2 FROM task14a WHERE " + " AND ".join(["a"] * 3000)
     with pytest.raises(PolicyViolation) as caught:
         _policy().check_statement("recorded", sql, "postgresql")

@@ -1,4 +1,4 @@
-"""The statements refused whatever the policy (server.session_guard), without a server.
+"""The statements refused whatever the policy (server.sql.session_guard), without a server.
 
 Property-based: however the outcome table or its schema is spelled (case,
 quoting, escapes, qualification, position), the statement is refused; the
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.policy import STARTUP_STATEMENTS
-from server.session_guard import RESET_PRAGMAS, IsolationViolation, check_sql
+from server.sql.policy import STARTUP_STATEMENTS
+from server.sql.session_guard import RESET_PRAGMAS, IsolationViolation, check_sql
 
 TABLE = "session_proxy_outcomes"
 SCHEMA = "session_proxy"

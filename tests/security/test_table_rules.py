@@ -2,7 +2,7 @@
 
 Examples for issue 14, item 2: the ``TABLE x`` shorthand, set operations,
 LATERAL, CTE scope, schema-, database-qualified and quoted names on each
-backend, how a qualified name meets a rule (:func:`server.sql_tables.rule_access`),
+backend, how a qualified name meets a rule (:func:`server.sql.tables.rule_access`),
 and statements the extractors cannot read, which are refused (fail closed).
 The generated, PostgreSQL-checked proof is in
 ``test_table_extraction_oracle.py``.
@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from server.policy import Policy, PolicyViolation, _lex, _Scanner, _split_statements, classify
-from server.sql_tables import MAX_DEPTH, rule_access
+from server.sql.classify import classify
+from server.sql.lexer import lex, split_statements
+from server.sql.policy import Policy, PolicyViolation
+from server.sql.scanner import Scanner
+from server.sql.tables import MAX_DEPTH, rule_access
 from tests.conftest import backend_url
 
 ALLOW = {"tables": {"task": "read", "xcom": "read", "*": "none"}}
@@ -228,10 +231,10 @@ def test_qualified_spellings_reach_the_table_and_are_refused(
 
 def _scanner_calls(sql: str) -> int:
     """Python calls made while the hand scanner reads ``sql`` and lists its tables."""
-    (statement,) = _split_statements(_lex(sql, "postgresql")[0])
+    (statement,) = split_statements(lex(sql, "postgresql")[0])
     profile = cProfile.Profile()
     profile.enable()
-    scanner = _Scanner(statement)
+    scanner = Scanner(statement)
     scanner.run()
     scanner.tables_read()
     profile.disable()

@@ -39,7 +39,7 @@ reset cannot undo or that reach data that belongs to no client:
   a transaction and its row locks past the lease, past the connection, and
   lets anyone commit it later).
 
-The guard reads the same tokens as the policy (:func:`server.policy._lex`)
+The guard reads the same tokens as the policy (:func:`server.sql.lexer.lex`)
 and errs towards refusing: a refused statement changed nothing.
 """
 
@@ -48,7 +48,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .policy import _lex, _split_statements, _Token
+from .lexer import Token, lex, split_statements
 
 __all__ = ["RESET_PRAGMAS", "IsolationViolation", "check_sql"]
 
@@ -141,7 +141,7 @@ def _unescape(match: re.Match[str], bases: tuple[int, ...]) -> str:
     return match.group()
 
 
-def _readings(token: _Token) -> list[str]:
+def _readings(token: Token) -> list[str]:
     """What a token may mean as text, lower-cased: as written and unescaped."""
     text = token[1].lower()
     readings = [text]
@@ -157,7 +157,7 @@ def _readings(token: _Token) -> list[str]:
     return readings
 
 
-def _names_protected(token: _Token) -> bool:
+def _names_protected(token: Token) -> bool:
     kind = token[0]
     if kind in ("w", "q"):
         return any(reading in PROTECTED_NAMES for reading in _readings(token))
@@ -166,62 +166,72 @@ def _names_protected(token: _Token) -> bool:
     return False
 
 
-def _name(token: _Token) -> str:
+def _name(token: Token) -> str:
     return token[1].lower() if token[0] in ("w", "q") else ""
 
 
-def _check_statement(tokens: tuple[_Token, ...]) -> None:
+def _check_statement(tokens: tuple[Token, ...]) -> None:
     words = [token[2] for token in tokens]
-    first = words[0]
     for index, token in enumerate(tokens):
-        if _names_protected(token):
-            raise IsolationViolation(
-                "statements naming the proxy's outcome table "
-                "(session_proxy_outcomes, schema session_proxy) are refused: "
-                "it holds other clients' answers",
-                "outcome_table",
-            )
-        # Not only before "(": PostgreSQL's attribute notation calls a
-        # function without parentheses (('SELECT ...'::text).ts_stat, or
-        # s.ts_stat over FROM lower('SELECT ...') AS s), so the name
-        # anywhere, as a word or quoted, is refused.
-        if token[0] in ("w", "q"):
-            name = _name(token)
-            if name in _DYNAMIC_SQL_FUNCTIONS or name.startswith("dblink"):
-                raise IsolationViolation(
-                    f"function {name}() runs SQL given as text or reads whole "
-                    "schemas, which the server cannot check; refused",
-                    "dynamic_sql",
-                )
-        if _name(token) in _SESSION_TABLES:
-            raise IsolationViolation(
-                f"{_name(token)} shows statements or pages other clients left on the "
-                "pooled connection; refused",
-                "session_table",
-            )
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if (
-            token[2] == "XA"
-            and following is not None
-            and following[2] in _XA_WORDS
-        ):
-            raise IsolationViolation(
-                "XA transactions are refused: XA PREPARE keeps a transaction and its "
-                "locks past the lease, where another client could commit it",
-                "prepared_statement",
-            )
-        if token[2] == "UESCAPE":
-            raise IsolationViolation(
-                "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
-            )
-        if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
-            raise IsolationViolation(
-                "PREPARE ... FROM (client-named prepared statements) runs SQL the server "
-                "never sees; refused",
-                "prepared_statement",
-            )
-    second = words[1] if len(words) > 1 else None
+        _check_token(tokens, index, token)
     _check_procedural(tokens, words)
+    _check_words(tokens, words)
+
+
+def _check_token(tokens: tuple[Token, ...], index: int, token: Token) -> None:
+    """Refuse a statement for token ``index`` alone (a name, XA, UESCAPE, PREPARE ... FROM)."""
+    if _names_protected(token):
+        raise IsolationViolation(
+            "statements naming the proxy's outcome table "
+            "(session_proxy_outcomes, schema session_proxy) are refused: "
+            "it holds other clients' answers",
+            "outcome_table",
+        )
+    # Not only before "(": PostgreSQL's attribute notation calls a
+    # function without parentheses (('SELECT ...'::text).ts_stat, or
+    # s.ts_stat over FROM lower('SELECT ...') AS s), so the name
+    # anywhere, as a word or quoted, is refused.
+    if token[0] in ("w", "q"):
+        name = _name(token)
+        if name in _DYNAMIC_SQL_FUNCTIONS or name.startswith("dblink"):
+            raise IsolationViolation(
+                f"function {name}() runs SQL given as text or reads whole "
+                "schemas, which the server cannot check; refused",
+                "dynamic_sql",
+            )
+    if _name(token) in _SESSION_TABLES:
+        raise IsolationViolation(
+            f"{_name(token)} shows statements or pages other clients left on the "
+            "pooled connection; refused",
+            "session_table",
+        )
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    if (
+        token[2] == "XA"
+        and following is not None
+        and following[2] in _XA_WORDS
+    ):
+        raise IsolationViolation(
+            "XA transactions are refused: XA PREPARE keeps a transaction and its "
+            "locks past the lease, where another client could commit it",
+            "prepared_statement",
+        )
+    if token[2] == "UESCAPE":
+        raise IsolationViolation(
+            "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
+        )
+    if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
+        raise IsolationViolation(
+            "PREPARE ... FROM (client-named prepared statements) runs SQL the server "
+            "never sees; refused",
+            "prepared_statement",
+        )
+
+
+def _check_words(tokens: tuple[Token, ...], words: list[str | None]) -> None:
+    """Refuse a statement for its first words (SET GLOBAL, PREPARE, USE, ATTACH ...)."""
+    first = words[0]
+    second = words[1] if len(words) > 1 else None
     if "SET" in words and any(word in _GLOBAL_SCOPES for word in words):
         raise IsolationViolation(
             "SET GLOBAL / PERSIST (or @@global.) changes what every later session "
@@ -273,7 +283,7 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
         _check_pragma(tokens)
 
 
-def _runs_dynamic_sql(tokens: tuple[_Token, ...]) -> bool:
+def _runs_dynamic_sql(tokens: tuple[Token, ...]) -> bool:
     """Whether code or a quoted body holds ``EXECUTE`` (dynamic SQL) as a word."""
     for index, (kind, text, upper) in enumerate(tokens):
         if kind == "l" and _EXECUTE_WORD.search(text):
@@ -287,7 +297,7 @@ def _runs_dynamic_sql(tokens: tuple[_Token, ...]) -> bool:
     return False
 
 
-def _check_procedural(tokens: tuple[_Token, ...], words: list[str | None]) -> None:
+def _check_procedural(tokens: tuple[Token, ...], words: list[str | None]) -> None:
     """Refuse procedural code that builds SQL from text at run time.
 
     PL/pgSQL ``EXECUTE`` (in a ``DO`` block or a function body) and MySQL's
@@ -312,7 +322,7 @@ def _check_procedural(tokens: tuple[_Token, ...], words: list[str | None]) -> No
         )
 
 
-def _check_pragma(tokens: tuple[_Token, ...]) -> None:
+def _check_pragma(tokens: tuple[Token, ...]) -> None:
     index = 1
     if index + 1 < len(tokens) and tokens[index + 1][0] == ".":
         index += 2  # schema.name
@@ -347,9 +357,9 @@ def _check_uncached(sql: str, dialect: str | None) -> tuple[str, str] | None:
             "checks; refused",
             "hidden_code",
         )
-    tokens, _ambiguity = _lex(sql, dialect)
+    tokens, _ambiguity = lex(sql, dialect)
     try:
-        for statement in _split_statements(tokens):
+        for statement in split_statements(tokens):
             _check_statement(statement)
     except IsolationViolation as exc:
         return exc.message, exc.reason

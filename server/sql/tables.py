@@ -1,6 +1,6 @@
 """Which tables a statement touches, by a second parser, and how table rules match them.
 
-:func:`server.policy.classify` finds tables with its own scanner over the
+:func:`server.sql.classify.classify` finds tables with its own scanner over the
 lexer's tokens.  This module adds a second, independent opinion from
 `sqlglot <https://github.com/tobymao/sqlglot>`_, a maintained SQL parser
 that builds a full syntax tree for the PostgreSQL, MySQL and SQLite
@@ -55,6 +55,8 @@ from collections.abc import Mapping, Sequence
 import sqlglot
 from sqlglot import exp
 
+from .lexer import Token
+
 __all__ = [
     "DIALECTS",
     "MAX_DEPTH",
@@ -74,8 +76,6 @@ MAX_PARSE_CHARS = 20_000
 
 _CACHE_SIZE = 4096
 _RANK = {"none": 0, "read": 1, "write": 2}
-# Tokens are (kind, text, upper) as produced by server.policy._lex.
-_Token = tuple[str, str, "str | None"]
 _VALUE_WORDS = frozenset({"NULL", "TRUE", "FALSE", "DEFAULT"})
 _TYPE_TAIL = frozenset({"WITH", "WITHOUT", "TIME", "ZONE", "PRECISION", "VARYING"})
 # What a statement of a DML kind may parse to; anything else (an Alias, a
@@ -102,7 +102,7 @@ class TableAccess:
 # ---------------------------------------------------------------------------
 
 
-def _depth(tokens: Sequence[_Token]) -> int:
+def _depth(tokens: Sequence[Token]) -> int:
     deepest = depth = 0
     for token in tokens:
         if token[0] == "(":
@@ -132,7 +132,7 @@ def _join(parts: list[str]) -> str:
 class _Rebuilder:
     """Render tokens as text for one dialect; see :func:`parser_tables`."""
 
-    def __init__(self, tokens: Sequence[_Token], dialect: str) -> None:
+    def __init__(self, tokens: Sequence[Token], dialect: str) -> None:
         self.tokens = tokens
         self.dialect = dialect
         self.close: dict[int, int] = {}
@@ -340,10 +340,10 @@ def _parse_all(texts: tuple[str, ...]) -> TableAccess:
     return TableAccess(frozenset(reads), frozenset(writes))
 
 
-def parser_tables(tokens: Sequence[_Token]) -> TableAccess:
+def parser_tables(tokens: Sequence[Token]) -> TableAccess:
     """Tables read and written by the statement(s) ``tokens`` spell, by sqlglot.
 
-    ``tokens`` come from :func:`server.policy._lex`.  See the module
+    ``tokens`` come from :func:`server.sql.lexer.lex`.  See the module
     docstring for how the text is rebuilt and read.
     """
     if _depth(tokens) > MAX_DEPTH:
