@@ -42,6 +42,7 @@ from .auth import (
 )
 from .sql.policy import Policy, PolicyViolation
 from .sql.recorder import PolicyRecorder
+from .sql.tables import parse_budget
 
 __all__ = ["ANONYMOUS", "Gate", "gate_from_options"]
 
@@ -114,6 +115,12 @@ class Gate:
         """
         if self.policy is None and self.recorder is None:
             return
+        with parse_budget():  # what one request may make the table extractor parse
+            self._check_each(claims, steps, dialect)
+
+    def _check_each(
+        self, claims: Claims, steps: list[dict[str, Any]], dialect: str | None
+    ) -> None:
         for index, step in enumerate(steps):
             if step["op"] not in (protocol.EXECUTE, protocol.EXECUTE_MANY):
                 continue

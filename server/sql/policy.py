@@ -26,7 +26,7 @@ from typing import Any
 
 from .classify import classify
 from .fingerprint import fingerprint
-from .tables import rule_access
+from .tables import ParseBudgetExceeded, rule_access
 
 __all__ = [
     "ACCESS_LEVELS",
@@ -395,7 +395,17 @@ class Policy:
             or info.kind not in ("select", "insert", "update", "delete")
         ):
             raise not_listed
-        info = classify(sql, dialect)
+        self._check_tables(role, rules, sql, dialect, fp)
+
+    def _check_tables(
+        self, role: str, rules: RolePolicy, sql: str, dialect: str | None, fp: str
+    ) -> None:
+        """The table rules' verdict on ``sql``, read by both table extractors."""
+        try:
+            info = classify(sql, dialect)
+        except ParseBudgetExceeded as exc:
+            raise PolicyViolation(f"{exc}; refused for role {role!r}: {fp}", fp,
+                                  "table_access") from None
         if info.table_doubt is not None:
             raise PolicyViolation(
                 f"cannot tell every table the statement touches ({info.table_doubt}); "

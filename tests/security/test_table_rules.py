@@ -21,7 +21,7 @@ from server.sql.classify import classify
 from server.sql.lexer import lex, split_statements
 from server.sql.policy import Policy, PolicyViolation
 from server.sql.scanner import Scanner
-from server.sql.tables import MAX_DEPTH, rule_access
+from server.sql.tables import MAX_DEPTH, parse_budget, rule_access
 from tests.conftest import backend_url
 
 ALLOW = {"tables": {"task": "read", "xcom": "read", "*": "none"}}
@@ -258,3 +258,22 @@ def test_scanner_work_is_linear_in_ctes_times_reads(shape: str) -> None:
 
     small, large = _scanner_calls(statement(300)), _scanner_calls(statement(1200))
     assert large / small < 5.0, (small, large)
+
+
+def test_one_request_parses_a_bounded_amount_of_new_sql() -> None:
+    """New statements past the request's parse budget are refused, and not remembered so."""
+    policy = _policy()
+
+    def statement(n: int) -> str:
+        columns = " + ".join(f"task.c{n}_{i}" for i in range(150))
+        return f"SELECT {columns} FROM task"
+
+    budget = 3 * len(statement(0)) + 100  # room for about three new statements (x3 dialects)
+    with parse_budget(budget):
+        policy.check_statement("allow", statement(1), "postgresql")
+        with pytest.raises(PolicyViolation, match="fewer new statements"):
+            for n in range(2, 6):
+                policy.check_statement("allow", statement(n), "postgresql")
+        policy.check_statement("allow", statement(1), "postgresql")  # parsed already: free
+    with parse_budget(budget):  # the next request: the refused statement is judged afresh
+        policy.check_statement("allow", statement(5), "postgresql")
