@@ -34,11 +34,10 @@ from session_proxy import protocol
 from session_proxy.codec import dumps, from_wire, loads
 from session_proxy.protocol import SERVER_TIME_HEADER
 
-from . import session_guard, statement_guard
+from . import backends, session_guard, statement_guard
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
-from .drivers import family
 from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
@@ -64,6 +63,8 @@ class ProxyServer:
         trusted_clients: bool = False,
     ) -> None:
         self.engine = engine
+        #: What differs by database (see :mod:`server.backends`).
+        self.backend = backends.for_engine(engine)
         self.config = config
         self.gate = gate
         self.outcomes = OutcomeStore(
@@ -121,11 +122,9 @@ class ProxyServer:
 
     def _build_handshake(self) -> protocol.Handshake:
         dialect = self.engine.dialect
-        charset = None
         with self.engine.connect() as connection:
             dbapi_conn = connection.connection.dbapi_connection
-            if family(dialect.driver) == "mysql":
-                charset = dbapi_conn.character_set_name()
+            charset = self.backend.handshake_charset(dbapi_conn)
         return protocol.Handshake(
             protocol=protocol.PROTOCOL_VERSION,
             dialect=dialect.name,
@@ -257,7 +256,7 @@ class ProxyServer:
             # Cheapest first: who may run anything, then the text guard
             # (every backend, with or without a policy), then the policy.
             self.gate.check_caller(claims, steps)
-            dialect = statement_guard.family(self.engine.dialect.name)
+            dialect = self.backend.lexer_dialect
             statement_guard.check_steps(steps, dialect, self.engine.dialect.driver)
             session_guard.check_steps(steps, dialect)
             self.gate.check_statements(claims, steps, dialect)

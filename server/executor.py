@@ -23,34 +23,15 @@ from typing import Any
 from session_proxy import protocol
 from session_proxy.codec import dumps, encode_rows, to_wire
 
-from .cursors import (
-    CursorDropped,
-    Portals,
-    ServerCursor,
-    SpillingCursor,
-    cursorable,
-    streams,
-)
-from .drivers import (
-    adapt_params,
-    dbapi_class_name,
-    error_details,
-    prepare_cursor,
-    statement_deadline,
-    transaction_failed,
-)
+from . import backends
+from .backends import PARAMETER_ERRORS as _PARAMETER_ERRORS
+from .cursors import CursorDropped, ServerCursor, cursorable
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
-from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller
+from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
-
-#: What a driver raises for parameters it cannot bind, before sending anything.
-_PARAMETER_ERRORS = (TypeError, ValueError, KeyError, IndexError, OverflowError)
-
-#: Drivers whose transaction is aborted by any failed statement.
-ABORTING_DRIVERS = frozenset({"psycopg", "psycopg2"})
 
 
 def watchdog_grace(timeout: float) -> float:
@@ -175,7 +156,9 @@ class Executor:
         self.outcomes = outcomes
         #: The driver's IntegrityError: what a second insert of a key raises.
         self.integrity_error = integrity_error or dbapi_error
-        self.driver = driver
+        #: What differs by database: cursors, deadlines, cancel, error codes.
+        self.backend = backends.for_engine(registry.engine)
+        self.driver = driver or self.backend.driver
         self.page_size = page_size
         self.dbapi_error = dbapi_error
         self.statement_timeout_seconds = statement_timeout_seconds
@@ -185,7 +168,7 @@ class Executor:
         #: Opens a driver connection of its own (MySQL's ``KILL QUERY``).
         self.kill_connect = self._connect_for_kill
         #: Read long results through server-side cursors (see :mod:`server.cursors`).
-        self.streaming = streams(driver)
+        self.streaming = self.backend.streams_results
         #: Address of this instance that opening responses name, if any.
         self.base_url: str | None = None
 
@@ -385,7 +368,7 @@ class Executor:
             key is not None
             and self.outcomes is not None
             and lease.options.get("isolation_level") != "AUTOCOMMIT"
-            and not transaction_failed(conn, self.driver)
+            and not self.backend.transaction_failed(conn)
             and self._wrote(lease)
         ):
             unrecorded = not self._record(lease, index, results, owner, key, opening, digest)
@@ -410,16 +393,14 @@ class Executor:
         row-level security policy can call a writing function that no text
         shows: a transaction that wrote or locked a row has a transaction id.
         """
-        if lease.wrote or self.driver not in ABORTING_DRIVERS:
-            return lease.wrote
-        cursor = lease.dbapi_connection.cursor()
+        if lease.wrote:
+            return True
         try:
-            cursor.execute("SELECT txid_current_if_assigned()")
-            lease.wrote = cursor.fetchone()[0] is not None
+            wrote = self.backend.transaction_wrote(lease.dbapi_connection)
         except self.dbapi_error:
             return True  # unsure: record, and let a failed insert fail the commit
-        finally:
-            cursor.close()
+        if wrote is not None:
+            lease.wrote = wrote
         return lease.wrote
 
     def _record(
@@ -472,7 +453,7 @@ class Executor:
             # (PostgreSQL), committing now would silently roll back, so
             # the commit fails instead; elsewhere it goes ahead unrecorded.
             log.warning("outcome of request %s not recorded: %s", key, exc)
-            if self.driver in ABORTING_DRIVERS:
+            if self.backend.aborts_on_error:
                 self._end_failed(lease)
                 self.outcomes.ensure_table()
                 raise StepFailed(
@@ -546,7 +527,7 @@ class Executor:
         limit = self.registry.max_transaction_seconds
         if limit is not None and lease.created + limit < deadline:
             deadline, reason = lease.created + limit, TRANSACTION
-        cancel = canceller(lease.dbapi_connection, self.driver, self.kill_connect)
+        cancel = self.backend.canceller(lease.dbapi_connection, self.kill_connect)
         watch = self.watchdog.arm(deadline, reason, cancel)
         try:
             result = self._guard(index, lease, fn, *args)
@@ -625,11 +606,11 @@ class Executor:
         return protocol.error_body(
             protocol.DATABASE_ERROR,
             str(exc),
-            dbapi_class=dbapi_class_name(exc),
+            dbapi_class=self.backend.dbapi_class_name(exc),
             args=args,
             step=index if index >= 0 else None,
             txn=lease.id if lease is not None and not lease.ended else None,
-            **error_details(exc),
+            **self.backend.error_details(exc),
         )
 
     def _execute(self, lease: Lease, step: dict) -> dict:
@@ -646,19 +627,20 @@ class Executor:
             and getattr(connection, "autocommit", False) is not True
         ):
             return self._execute_streamed(lease, step)
-        cursor = prepare_cursor(connection.cursor(), self.driver)
+        backend = self.backend
+        cursor = backend.prepare_cursor(connection.cursor())
         try:
-            with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
+            with backend.statement_deadline(connection, self.statement_timeout_seconds):
                 try:
                     if step["op"] == protocol.EXECUTE_MANY:
                         cursor.executemany(
                             step["sql"],
-                            [adapt_params(params) for params in step["seq_of_params"]],
+                            [backend.adapt_params(params) for params in step["seq_of_params"]],
                         )
                     elif step.get("params") is None:
                         cursor.execute(step["sql"])
                     else:
-                        cursor.execute(step["sql"], adapt_params(step["params"]))
+                        cursor.execute(step["sql"], backend.adapt_params(step["params"]))
                 except _PARAMETER_ERRORS as exc:
                     # Not a database error: the driver refused the parameters (a
                     # value it cannot bind, a missing name) before sending anything.
@@ -671,52 +653,17 @@ class Executor:
             raise
 
     def _execute_streamed(self, lease: Lease, step: dict) -> dict:
-        """Run a query through a server-side cursor (see :mod:`server.cursors`)."""
-        connection = lease.dbapi_connection
+        """Run a query through its backend's server-side cursor (see :mod:`server.cursors`)."""
+        backend = self.backend
         params = step.get("params")
-        try:
-            params = None if params is None else adapt_params(params)
-        except _PARAMETER_ERRORS as exc:
-            raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
-        with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
-            if self.driver == "psycopg":
-                portals = lease.portals
-                if portals is None:
-                    portals = lease.portals = Portals()
-                cursor = prepare_cursor(connection.cursor(), self.driver)
-                try:
-                    cursor, rows, name = portals.open(
-                        connection, cursor, step["sql"], params, self.page_size + 1
-                    )
-                except _PARAMETER_ERRORS as exc:
-                    cursor.close()
-                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
-                except BaseException:
-                    cursor.close()
-                    raise
-
-                def finished(name: str = name) -> None:
-                    portals.finished(name)
-
-                server_cursor = ServerCursor(
-                    cursor, rows, portals.fetcher(cursor, name), on_close=finished
+        with backend.statement_deadline(lease.dbapi_connection, self.statement_timeout_seconds):
+            try:
+                params = None if params is None else backend.adapt_params(params)
+                cursor, server_cursor = backend.open_stream(
+                    lease, step["sql"], params, self.page_size
                 )
-            else:
-                import pymysql.cursors
-
-                cursor = connection.cursor(pymysql.cursors.SSCursor)
-                try:
-                    if params is None:
-                        cursor.execute(step["sql"])
-                    else:
-                        cursor.execute(step["sql"], params)
-                except _PARAMETER_ERRORS as exc:
-                    cursor.close()
-                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
-                except BaseException:
-                    cursor.close()
-                    raise
-                server_cursor = SpillingCursor(cursor, [], self.page_size)
+            except _PARAMETER_ERRORS as exc:
+                raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
             try:
                 return self._result(lease, cursor, server_cursor)
             except BaseException:
@@ -764,8 +711,8 @@ class Executor:
                 ),
             )
         try:
-            with statement_deadline(
-                lease.dbapi_connection, self.driver, self.statement_timeout_seconds
+            with self.backend.statement_deadline(
+                lease.dbapi_connection, self.statement_timeout_seconds
             ):
                 rows, done = server_cursor.fetch(min(step["n"], self.page_size))
         except CursorDropped as exc:
