@@ -26,8 +26,9 @@ from session_proxy.codec import dumps, encode_rows, to_wire
 from . import backends
 from .backends import PARAMETER_ERRORS as _PARAMETER_ERRORS
 from .cursors import CursorDropped, ServerCursor, cursorable
+from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
-from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .outcomes import OutcomeStore
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 from .writes import may_write
 
@@ -53,14 +54,6 @@ class Reply:
     transaction_seconds: float | None = None
     #: Answered from the record of an earlier attempt; nothing ran.
     replayed: bool = False
-
-
-class Replay(Exception):
-    """An earlier attempt of this request finished; ``outcome`` is its answer."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__("replayed")
-        self.outcome = outcome
 
 
 class BadParameters(Exception):
@@ -123,9 +116,9 @@ class _RowcountCheck:
         )
 
 
-def _conflict(exc: OutcomeConflict) -> LeaseError:
+def _conflict(message: str) -> LeaseError:
     """The 409 for a key that names another request's outcome."""
-    return LeaseError(protocol.IDEMPOTENCY_CONFLICT, str(exc))
+    return LeaseError(protocol.IDEMPOTENCY_CONFLICT, message)
 
 
 def _page(rows: list) -> dict[str, Any]:
@@ -154,6 +147,8 @@ class Executor:
     ) -> None:
         self.registry = registry
         self.outcomes = outcomes
+        #: Replay, conflict checks and recording of keyed requests.
+        self.idempotency = Idempotency(outcomes, _conflict)
         #: The driver's IntegrityError: what a second insert of a key raises.
         self.integrity_error = integrity_error or dbapi_error
         #: What differs by database: cursors, deadlines, cancel, error codes.
@@ -195,9 +190,8 @@ class Executor:
         try:
             return self._run(txn, steps, owner, key, retry, digest)
         except Replay as replay:
-            if self.outcomes is not None:
-                self.outcomes.replayed()
-            return Reply(replay.outcome.status, replay.outcome.body, replayed=True)
+            outcome = self.idempotency.replayed(replay.outcome)
+            return Reply(outcome.status, outcome.body, replayed=True)
 
     def _run(
         self,
@@ -209,6 +203,7 @@ class Executor:
         digest: str,
     ) -> Reply:
         commits = steps[-1]["op"] == protocol.COMMIT
+        request = request_of(owner, key, digest)
         if txn is None and key is not None:
             # A retry of the request that opened a lease is answered there.
             txn = self.registry.opened_by(owner, key)
@@ -218,9 +213,9 @@ class Executor:
             ):
                 # Nothing to run: committing or closing what was never begun.
                 return Reply(200, dumps({"txn": None, "results": [{} for _ in steps]}))
-            if key is not None:
+            if request is not None:
                 # This instance's memory always (cheap), the table on a retry.
-                self._replay_recorded(owner, key, digest, database=retry)
+                self.idempotency.check(request, database=retry)
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
             try:
                 lease = self.registry.open(options, owner, key)
@@ -235,14 +230,8 @@ class Executor:
             opening = False
         try:
             reply = self._run_steps(lease, steps, owner, key, opening, digest)
-            if key is not None:
-                outcome = Outcome(reply.status, reply.body, owner[1], digest)
-                if lease.ended:
-                    self._remember(owner, key, outcome)
-                else:
-                    lease.keys[key] = digest
-                    lease.last_key = key
-                    lease.last_outcome = outcome
+            if request is not None:
+                self.idempotency.keep(lease, request, reply.status, reply.body)
             return reply
         finally:
             self.registry.release(lease)
@@ -251,60 +240,32 @@ class Executor:
         self, txn: str, owner: tuple[str, str], key: str | None, commits: bool, digest: str
     ) -> Lease:
         """The open lease ``txn``; a repeated ``key`` raises :class:`Replay`."""
+        request = request_of(owner, key, digest)
         try:
             lease = self.registry.acquire(txn, owner)
         except LeaseError as exc:
-            if key is None or exc.code not in (
+            if request is None or exc.code not in (
                 protocol.UNKNOWN_TRANSACTION, protocol.TRANSACTION_EXPIRED
             ):
                 raise
-            self._replay_recorded(owner, key, digest)
+            self.idempotency.check(request)
             if commits:
                 exc.args = (
                     f"{exc}; no commit is recorded for this request, so the "
                     "transaction did not commit",
                 )
             raise
-        if key is None or key not in lease.keys:
+        if request is None:
             return lease
-        outcome = lease.last_outcome if key == lease.last_key else None
-        same_request = lease.keys[key] == digest
-        self.registry.release(lease)
-        if not same_request:
-            raise _conflict(OutcomeConflict(key))
-        if outcome is not None:
-            raise Replay(outcome)
-        raise LeaseError(
-            protocol.STALE_REQUEST,
-            "this request already ran on its transaction, and later requests "
-            "have run since; its answer is no longer kept",
-        )
-
-    def _replay_recorded(
-        self, owner: tuple[str, str], key: str, digest: str, database: bool = True
-    ) -> None:
-        """Raise :class:`Replay` if an outcome of this request is recorded for ``key``.
-
-        Looks in this instance's memory, and in the outcome table when
-        ``database``.  A record of another role or request raises a 409
-        :class:`~server.leases.LeaseError`.
-        """
-        if self.outcomes is None:
-            return
-        if database:
-            found = self.outcomes.find(owner[0], key)
-        else:
-            found = self.outcomes.recall(owner[0], key)
         try:
-            outcome = replayable(found, key, owner[1], digest)
-        except OutcomeConflict as exc:
-            raise _conflict(exc) from None
-        if outcome is not None:
-            raise Replay(outcome)
-
-    def _remember(self, owner: tuple[str, str], key: str, outcome: Outcome) -> None:
-        if self.outcomes is not None:
-            self.outcomes.remember(owner[0], key, outcome)
+            self.idempotency.check_lease(lease, request)
+        except StaleRequest as exc:
+            self.registry.release(lease)
+            raise LeaseError(protocol.STALE_REQUEST, str(exc)) from None
+        except BaseException:
+            self.registry.release(lease)
+            raise
+        return lease
 
     def _run_steps(
         self,
@@ -366,7 +327,7 @@ class Executor:
         unrecorded = False
         if (
             key is not None
-            and self.outcomes is not None
+            and self.idempotency.records
             and lease.options.get("isolation_level") != "AUTOCOMMIT"
             and not self.backend.transaction_failed(conn)
             and self._wrote(lease)
@@ -381,9 +342,9 @@ class Executor:
                 self._database_error(exc, index, None),
             ) from exc
         self.registry.end(lease)
-        if unrecorded and self.outcomes is not None:
+        if unrecorded:
             # After the commit: SQLite would wait on this very transaction.
-            self.outcomes.ensure_table()
+            self.idempotency.ensure_table()
 
     def _wrote(self, lease: Lease) -> bool:
         """Whether the transaction may have written, so its commit is recorded.
@@ -419,20 +380,19 @@ class Executor:
         rolled back) when the key is recorded already or the failure aborted
         the transaction.
         """
-        assert self.outcomes is not None
+        request = request_of(owner, key, digest)
+        assert request is not None
         answer = {"txn": None, "results": [*results, {}]}
         conn = lease.dbapi_connection
         try:
-            self.outcomes.record_on(
-                conn, owner[0], key, Outcome(200, dumps(answer), owner[1], digest)
-            )
+            self.idempotency.record_on(conn, request, request.outcome(200, dumps(answer)))
         except self.integrity_error as exc:
             self._end_failed(lease)
             if opening:
                 # The key is recorded: an earlier attempt of this very
                 # request (begin to commit) committed while this one ran.
-                self._replay_recorded(owner, key, digest)
-            elif self.outcomes.find(owner[0], key) is not None:
+                self.idempotency.check(request)
+            elif self.idempotency.recorded(request):
                 raise StepFailed(
                     protocol.ERROR_STATUS[protocol.STALE_REQUEST],
                     protocol.error_body(
@@ -455,7 +415,7 @@ class Executor:
             log.warning("outcome of request %s not recorded: %s", key, exc)
             if self.backend.aborts_on_error:
                 self._end_failed(lease)
-                self.outcomes.ensure_table()
+                self.idempotency.ensure_table()
                 raise StepFailed(
                     protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
                     self._database_error(exc, index, None),
