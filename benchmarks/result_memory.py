@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
-from session_proxy import protocol
-from session_proxy.codec import dumps
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps
 
 from .server_process import ServerProcess
 

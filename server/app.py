@@ -10,7 +10,7 @@ that authenticates callers and applies their role's policy.  Requests flow::
             / check_operation -> Executor -> driver
 
 Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the
-status :data:`session_proxy.protocol.ERROR_STATUS` gives it; nothing raised
+status :data:`session_proxy.wire.protocol.ERROR_STATUS` gives it; nothing raised
 inside a handler reaches the client as a traceback.
 """
 
@@ -29,12 +29,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-import session_proxy
-from session_proxy import protocol
-from session_proxy.codec import dumps, from_wire, loads
-from session_proxy.protocol import SERVER_TIME_HEADER
+from session_proxy.wire import __version__, protocol
+from session_proxy.wire.codec import dumps, from_wire, loads
+from session_proxy.wire.errors import ProtocolError
+from session_proxy.wire.messages import Handshake
+from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
-from . import backends, session_guard, statement_guard
+from . import backends, requests_validation
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -44,9 +45,11 @@ from .metrics import Metrics, log_request
 from .operations import OperationFailed, OperationHost
 from .options import ConnectionOptions
 from .outcomes import OutcomeStore, request_digest
-from .policy import PolicyViolation
 from .security import ANONYMOUS, Gate
-from .session_guard import IsolationViolation
+from .sql import session_guard
+from .sql import text_guard as statement_guard
+from .sql.policy import PolicyViolation
+from .sql.session_guard import IsolationViolation
 
 log = logging.getLogger("session_proxy.server")
 
@@ -120,19 +123,19 @@ class ProxyServer:
         self.registry.start_reaper()
         self.outcomes.start_purger()
 
-    def _build_handshake(self) -> protocol.Handshake:
+    def _build_handshake(self) -> Handshake:
         dialect = self.engine.dialect
         with self.engine.connect() as connection:
             dbapi_conn = connection.connection.dbapi_connection
             charset = self.backend.handshake_charset(dbapi_conn)
-        return protocol.Handshake(
+        return Handshake(
             protocol=protocol.PROTOCOL_VERSION,
             dialect=dialect.name,
             driver=dialect.driver,
             server_version_info=tuple(dialect.server_version_info or ()),
             paramstyle=dialect.paramstyle,
             server_version=(
-                f"session-proxy {session_proxy.__version__} "
+                f"session-proxy {__version__} "
                 f"(SQLAlchemy {sqlalchemy.__version__})"
             ),
             page_size=self.config.page_size,
@@ -243,15 +246,15 @@ class ProxyServer:
         return response
 
     def on_pipeline(self, request: Request, claims: Claims) -> Response:
-        """Run one pipeline request (see :mod:`session_proxy.protocol`)."""
+        """Run one pipeline request (see :mod:`session_proxy.wire.protocol`)."""
         body = self._json_body(request)
         if isinstance(body, Response):
             return body
         try:
-            key = protocol.check_idempotency_key(
+            key = requests_validation.check_idempotency_key(
                 request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
             )
-            txn, steps = protocol.parse_pipeline_request(body)
+            txn, steps = requests_validation.parse_pipeline_request(body)
             self.connection_options.check(steps)
             # Cheapest first: who may run anything, then the text guard
             # (every backend, with or without a policy), then the policy.
@@ -260,18 +263,18 @@ class ProxyServer:
             statement_guard.check_steps(steps, dialect, self.engine.dialect.driver)
             session_guard.check_steps(steps, dialect)
             self.gate.check_statements(claims, steps, dialect)
-            protocol.decode_step_params(steps, from_wire)
+            requests_validation.decode_step_params(steps, from_wire)
             statement_guard.check_params(steps)
             if self.draining and txn is None:
                 return self.shutting_down()
         except statement_guard.UnsafeStatement as exc:
             log.warning("subject %r: %s", claims.subject, exc)
             return self.error(exc.code, str(exc), refused_step=exc.step, txn=txn)
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             return self.error(exc.code, str(exc))
         except PolicyViolation as exc:
             # "refused_step", not "step": no step of this request ran.
-            return self.refuse(claims, exc, refused_step=getattr(exc, "step", None), txn=txn)
+            return self.refuse(claims, exc, refused_step=exc.step, txn=txn)
         except IsolationViolation as exc:
             log.warning("subject %r refused (%s): %s", claims.subject, exc.reason, exc.message)
             return self.error(protocol.ISOLATION_VIOLATION, exc.message, reason=exc.reason,
@@ -343,10 +346,10 @@ class ProxyServer:
         if self.draining:
             return self.shutting_down()
         try:
-            key = protocol.check_idempotency_key(
+            key = requests_validation.check_idempotency_key(
                 request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
             )
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             return self.error(exc.code, str(exc))
         try:
             outcome = self.operations.call(

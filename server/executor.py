@@ -20,8 +20,9 @@ import secrets
 import time
 from typing import Any
 
-from session_proxy import protocol
-from session_proxy.codec import dumps, encode_rows, to_wire
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps, encode_rows, to_wire
+from session_proxy.wire.messages import Expectation
 
 from . import backends
 from .backends import PARAMETER_ERRORS as _PARAMETER_ERRORS
@@ -29,8 +30,8 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
+from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
-from .writes import may_write
 
 log = logging.getLogger("session_proxy.server")
 
@@ -84,15 +85,17 @@ class _RowcountCheck:
         self.last_index = -1
 
     def before(self, step: dict, lease: Lease) -> None:
-        if self.group is not None and step.get("check_group") != self.group:
+        expectation = Expectation.of(step)
+        group = expectation.check_group if expectation is not None else None
+        if self.group is not None and group != self.group:
             self.finish(lease)
 
     def after(self, index: int, step: dict, result: dict) -> None:
-        group = step.get("check_group")
-        if group is None:
+        expectation = Expectation.of(step)
+        if expectation is None:
             return
-        self.group = group
-        self.expected += step["expect_rowcount"]
+        self.group = expectation.check_group
+        self.expected += expectation.expect_rowcount
         self.actual += result.get("rowcount", 0)
         self.last_index = index
 
@@ -349,10 +352,11 @@ class Executor:
     def _wrote(self, lease: Lease) -> bool:
         """Whether the transaction may have written, so its commit is recorded.
 
-        By its statements' text (:func:`server.writes.may_write`); where the
-        text looked read-only, PostgreSQL is asked too, since a view or a
-        row-level security policy can call a writing function that no text
-        shows: a transaction that wrote or locked a row has a transaction id.
+        By its statements' text (:func:`server.sql.writes.may_write`); where the
+        text looked read-only, the database is asked too
+        (:meth:`server.backends.base.Backend.transaction_wrote`), since a
+        view or a row-level security policy can call a writing function that
+        no text shows.
         """
         if lease.wrote:
             return True
@@ -488,7 +492,8 @@ class Executor:
         if limit is not None and lease.created + limit < deadline:
             deadline, reason = lease.created + limit, TRANSACTION
         cancel = self.backend.canceller(lease.dbapi_connection, self.kill_connect)
-        watch = self.watchdog.arm(deadline, reason, cancel)
+        terminate = self.backend.terminator(lease.dbapi_connection, self.kill_connect)
+        watch = self.watchdog.arm(deadline, reason, cancel, terminate)
         try:
             result = self._guard(index, lease, fn, *args)
         except StepFailed:

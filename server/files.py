@@ -11,13 +11,20 @@ import os
 from pathlib import Path
 
 
+class PathExists(FileExistsError):
+    """A file the caller would overwrite exists; ``path`` names it."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def _exists_error(path: Path, replaces: str) -> FileExistsError:
-    error = FileExistsError(
+    return PathExists(
         f"{path} already exists; refusing to overwrite it "
-        f"(pass overwrite=True to replace {replaces})"
+        f"(pass overwrite=True to replace {replaces})",
+        path,
     )
-    error.path = path  # type: ignore[attr-defined]
-    return error
 
 
 def refuse_existing(paths: tuple[Path, ...], replaces: str) -> None:

@@ -31,8 +31,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from session_proxy import protocol
-from session_proxy.codec import dumps
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps
 
 from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from . import backends
 

@@ -25,13 +25,16 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from session_proxy import protocol, values
-from session_proxy.codec import dumps
+import session_proxy.values as values
 from session_proxy.logical import Operation, operations
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps
+from session_proxy.wire.errors import ProtocolError
 
+from . import requests_validation
 from .idempotency import Idempotency, Replay, Request, request_of
 from .outcomes import OutcomeStore
-from .writes import may_write
+from .sql.writes import may_write
 
 
 class OperationFailed(Exception):
@@ -165,10 +168,10 @@ class OperationHost:
                 f"{len(self.operations)} operations from {list(self.module_names)}",
             )
         try:
-            raw_args, raw_kwargs = protocol.parse_operation_request(body)
+            raw_args, raw_kwargs = requests_validation.parse_operation_request(body)
             args = tuple(values.from_wire(arg) for arg in raw_args)
             kwargs = {key: values.from_wire(value) for key, value in raw_kwargs.items()}
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             raise OperationFailed(exc.code, str(exc)) from None
         except values.UnsafePayload as exc:
             raise OperationFailed(protocol.UNSAFE_PAYLOAD, str(exc)) from None

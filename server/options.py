@@ -1,7 +1,7 @@
 """Which ``begin`` connection options this server's backend accepts.
 
-:func:`session_proxy.protocol.parse_pipeline_request` checks the shape of
-``begin`` options (an isolation level out of :data:`~session_proxy.protocol.ISOLATION_LEVELS`,
+:func:`server.requests_validation.parse_pipeline_request` checks the shape of
+``begin`` options (an isolation level out of :data:`~session_proxy.wire.protocol.ISOLATION_LEVELS`,
 booleans for ``read_only`` and ``deferrable``).  Each backend accepts less:
 SQLite has no ``READ COMMITTED`` or ``REPEATABLE READ``, and only PostgreSQL
 has read-only and deferrable transactions.  :class:`ConnectionOptions` asks
@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from session_proxy import protocol
-from session_proxy.protocol import ProtocolError
+from session_proxy.wire import protocol
+from session_proxy.wire.errors import ProtocolError
 
 
 @dataclasses.dataclass(frozen=True)

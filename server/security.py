@@ -1,6 +1,6 @@
 """Who may call the server, and what they may run.
 
-:class:`Gate` puts :mod:`server.auth` and :mod:`server.policy` in front of
+:class:`Gate` puts :mod:`server.auth` and :mod:`server.sql.policy` in front of
 every endpoint (health answers without a token too, but then says only
 whether the server is up):
 
@@ -9,7 +9,7 @@ whether the server is up):
   (the app answers 401 with its reason).  Without a verifier (the CLI's
   ``--insecure-no-auth``) every caller is :data:`ANONYMOUS`.
 - :meth:`Gate.check_statements` and :meth:`Gate.check_operation` apply the
-  caller's role's policy, raising :class:`~server.policy.PolicyViolation`
+  caller's role's policy, raising :class:`~server.sql.policy.PolicyViolation`
   (403 naming the statement's fingerprint).  With a recorder
   (``--policy-record FILE``) they also learn what each role runs; the policy
   file is rewritten whenever something new is learned, so it is complete
@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from .auth import (
     DEFAULT_AUDIENCE,
@@ -40,7 +40,9 @@ from .auth import (
     TokenVerifier,
     load_public_key,
 )
-from .policy import Policy, PolicyRecorder, PolicyViolation
+from .sql.policy import Policy, PolicyViolation
+from .sql.recorder import PolicyRecorder
+from .sql.tables import parse_budget
 
 __all__ = ["ANONYMOUS", "Gate", "gate_from_options"]
 
@@ -101,7 +103,7 @@ class Gate:
             try:
                 self.policy.check_caller(claims.role, step["sql"])
             except PolicyViolation as exc:
-                exc.step = index  # type: ignore[attr-defined]
+                exc.step = index
                 raise
 
     def check_statements(
@@ -113,6 +115,12 @@ class Gate:
         """
         if self.policy is None and self.recorder is None:
             return
+        with parse_budget():  # what one request may make the table extractor parse
+            self._check_each(claims, steps, dialect)
+
+    def _check_each(
+        self, claims: Claims, steps: list[dict[str, Any]], dialect: str | None
+    ) -> None:
         for index, step in enumerate(steps):
             if step["op"] not in (protocol.EXECUTE, protocol.EXECUTE_MANY):
                 continue
@@ -122,7 +130,7 @@ class Gate:
                 try:
                     self.policy.check_statement(claims.role, step["sql"], dialect)
                 except PolicyViolation as exc:
-                    exc.step = index  # type: ignore[attr-defined]
+                    exc.step = index
                     raise
 
     @property

@@ -17,6 +17,14 @@ profile gives (:meth:`server.backends.base.Backend.canceller`):
   connection of its own;
 - SQLite: ``connection.interrupt()``.
 
+A statement can ignore a cancel: a PL/pgSQL block or a MySQL procedure
+that catches ``query_canceled`` / the interruption and loops on.  So a
+watch that fired and whose call has still not returned
+:data:`ESCALATE_SECONDS` later ends the connection itself, with the
+terminate its profile gives (:meth:`server.backends.base.Backend.terminator`:
+``pg_terminate_backend`` or ``KILL CONNECTION`` from a connection of its
+own, SQLite interrupted again).
+
 A :class:`Watch` that fired remembers why, so the executor turns whatever
 the driver then returns (an error, or a value: an interrupted MariaDB
 ``BENCHMARK()`` answers 0) into a clear failure.
@@ -36,17 +44,29 @@ log = logging.getLogger("session_proxy.server")
 #: What a watch stops: the statement, or the whole transaction.
 STATEMENT = "statement"
 TRANSACTION = "transaction"
+#: How long after a cancel a call that has not returned gets its connection ended.
+ESCALATE_SECONDS = 2.0
 
 
 class Watch:
     """One armed deadline on one driver connection."""
 
-    __slots__ = ("deadline", "reason", "cancel", "fired", "done")
+    __slots__ = ("deadline", "reason", "cancel", "fired", "done", "terminate", "follows")
 
-    def __init__(self, deadline: float, reason: str, cancel: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        deadline: float,
+        reason: str,
+        cancel: Callable[[], None],
+        terminate: Callable[[], None] | None = None,
+    ) -> None:
         self.deadline = deadline
         self.reason = reason
         self.cancel = cancel
+        #: Ends the connection when the call ignores the cancel.
+        self.terminate = terminate
+        #: The watch this one escalates (it fires only if that call still runs).
+        self.follows: Watch | None = None
         #: The reason it fired (STATEMENT or TRANSACTION), or None.
         self.fired: str | None = None
         self.done = False
@@ -64,9 +84,19 @@ class Watchdog:
         #: Calls cancelled so far, by reason.
         self.fired = {STATEMENT: 0, TRANSACTION: 0}
 
-    def arm(self, deadline: float, reason: str, cancel: Callable[[], None]) -> Watch:
-        """Cancel with ``cancel`` at ``deadline`` (monotonic) unless disarmed first."""
-        watch = Watch(deadline, reason, cancel)
+    def arm(
+        self,
+        deadline: float,
+        reason: str,
+        cancel: Callable[[], None],
+        terminate: Callable[[], None] | None = None,
+    ) -> Watch:
+        """Cancel with ``cancel`` at ``deadline`` (monotonic) unless disarmed first.
+
+        With ``terminate``, a call still running :data:`ESCALATE_SECONDS`
+        after the cancel has its connection ended.
+        """
+        watch = Watch(deadline, reason, cancel, terminate)
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
@@ -102,8 +132,19 @@ class Watchdog:
                 if self._stop:
                     return
                 _, _, watch = heapq.heappop(self._heap)
-                watch.fired = watch.reason
-                self.fired[watch.reason] += 1
+                if watch.follows is not None:
+                    if watch.follows.done:
+                        continue
+                    log.warning("a statement ignored its cancel; ending its connection")
+                else:
+                    watch.fired = watch.reason
+                    self.fired[watch.reason] += 1
+                    if watch.terminate is not None:
+                        follow = Watch(
+                            time.monotonic() + ESCALATE_SECONDS, watch.reason, watch.terminate
+                        )
+                        follow.follows = watch
+                        heapq.heappush(self._heap, (follow.deadline, next(self._counter), follow))
             try:
                 watch.cancel()
             except Exception:  # noqa: BLE001 - the call may have just ended

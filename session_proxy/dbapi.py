@@ -29,12 +29,11 @@ everything but ``rollback()`` from then on (:class:`PipelineAborted`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import protocol
-from .codec import decode_rows, from_wire, to_wire
 from .errors import (
     DatabaseError,
     DataError,
@@ -51,6 +50,9 @@ from .errors import (
     Warning,
 )
 from .transport import HTTPTransport
+from .wire import protocol
+from .wire.codec import decode_rows, from_wire, to_wire
+from .wire.messages import Begin, Close, Commit, Execute, ExecuteMany, Fetch, Rollback, Step
 
 __all__ = [
     "BINARY",
@@ -159,15 +161,15 @@ def _encode_params(params: Any) -> Any:
     )
 
 
-def _statement_step(operation: str, parameters: Any, many: bool) -> dict[str, Any]:
+def _statement_step(
+    operation: str, parameters: Any, many: bool, expect_rowcount: int | None = None
+) -> Execute | ExecuteMany:
     """The ``execute`` or ``execute_many`` step of one statement."""
     if many:
-        return {
-            "op": protocol.EXECUTE_MANY,
-            "sql": operation,
-            "seq_of_params": [_encode_params(p) for p in parameters],
-        }
-    return {"op": protocol.EXECUTE, "sql": operation, "params": _encode_params(parameters)}
+        return ExecuteMany(
+            operation, [_encode_params(p) for p in parameters], expect_rowcount
+        )
+    return Execute(operation, _encode_params(parameters), expect_rowcount)
 
 
 class Queued:
@@ -176,7 +178,7 @@ class Queued:
     :param step: the protocol step.
     :param cursor: the cursor whose statement this is, to receive its result.
     :param check_key: steps with equal keys queued one after another form one
-        rowcount check group on the server (see :mod:`session_proxy.protocol`).
+        rowcount check group on the server (see :mod:`session_proxy.wire.protocol`).
     :param on_failure: builds the exception to raise when this step fails,
         from the one the server reported (e.g. a ``StaleDataError``).
     :param on_result: called with the step's result once it has run.
@@ -186,7 +188,7 @@ class Queued:
 
     def __init__(
         self,
-        step: dict,
+        step: Step,
         cursor: Cursor | None = None,
         check_key: Any = None,
         on_failure: Callable[[Exception], BaseException] | None = None,
@@ -329,14 +331,14 @@ class Connection:
             self._generation += 1
             return
         try:
-            self.request([{"op": op}])
+            self.request([Commit() if op == protocol.COMMIT else Rollback()])
         except (TransactionExpired, TransactionLost):
             if op == protocol.COMMIT:
                 raise
             # Rolling back what the server already rolled back succeeds.
         except Error as exc:
             # A failed commit the server kept open must still be rolled back.
-            if getattr(exc, "server_txn", None) is None:
+            if exc.txn is None:
                 self._end_transaction()
             raise
         self._end_transaction()
@@ -354,9 +356,11 @@ class Connection:
             previous = self._queue[-1] if self._queue else None
             if previous is None or previous.check_key != queued.check_key:
                 self._check_group += 1
-            step["check_group"] = self._check_group
+            step = queued.step = dataclasses.replace(step, check_group=self._check_group)
         self._queue.append(queued)
-        self._queued_rows += len(step.get("seq_of_params") or ()) or 1
+        self._queued_rows += (
+            len(step.seq_of_params) or 1 if isinstance(step, ExecuteMany) else 1
+        )
         if self._queued_rows >= MAX_QUEUED_ROWS:
             self.send_queue()
 
@@ -370,7 +374,7 @@ class Connection:
         self._drop_queue()
         self._aborted = None
 
-    def defer(self, step: dict) -> None:
+    def defer(self, step: Step) -> None:
         """Queue a step that needs no answer (a cursor close) if a lease is open."""
         if self._txn is not None:
             self._queue.append(Queued(step))
@@ -388,17 +392,17 @@ class Connection:
                 "the transaction must be rolled back"
             )
 
-    def request(self, steps: list[dict]) -> list[dict]:
+    def request(self, steps: list[Step]) -> list[dict]:
         """Send the queue, then ``steps``, in one request; return the steps' results."""
         self._check_open()
         self._check_not_aborted()
-        prefix: list[dict] = []
+        prefix: list[Step] = []
         if self._txn is None:
             if not steps and not any(q.cursor is not None for q in self._queue):
                 # Only cursor closes of an ended transaction: nothing to send.
                 self._drop_queue()
                 return []
-            prefix.append({"op": protocol.BEGIN, "options": dict(self.options)})
+            prefix.append(Begin(dict(self.options)))
         queued, self._queue = self._queue, []
         self._queued_rows = 0
         start = len(prefix)
@@ -411,7 +415,7 @@ class Connection:
         except Error as exc:
             # A database error leaves the lease open (the server says which);
             # a rejected request leaves things as they were.
-            txn = getattr(exc, "server_txn", None)
+            txn = exc.txn
             if txn is not None:
                 self._txn = txn
             self._failed_request(exc, queued, start)
@@ -440,7 +444,7 @@ class Connection:
 
     def _failed_request(self, exc: Error, queued: list[Queued], start: int) -> None:
         """Attribute a failure to the queued step it happened in, if any."""
-        index = getattr(exc, "step_index", None)
+        index = exc.step
         statements = [q for q in queued if q.cursor is not None]
         for entry in statements:
             entry.cursor._pending = False  # type: ignore[union-attr]
@@ -454,7 +458,7 @@ class Connection:
         else:
             return
         if failed is not None and failed.on_failure is not None:
-            exc.replacement = failed.on_failure(exc)  # type: ignore[attr-defined]
+            exc.replacement = failed.on_failure(exc)
         self._aborted = exc
 
 
@@ -509,9 +513,7 @@ class Cursor:
         """
         self._check_open()
         self._release_server_cursor()
-        step = _statement_step(operation, parameters, many)
-        if expect_rowcount is not None:
-            step["expect_rowcount"] = expect_rowcount
+        step = _statement_step(operation, parameters, many, expect_rowcount)
         self._executions += 1
         self.description = None
         self.rowcount = rowcount
@@ -551,7 +553,7 @@ class Cursor:
         lastrowid = result.get("lastrowid")
         self.lastrowid = from_wire(lastrowid) if lastrowid is not None else None
 
-    def _run(self, step: dict) -> None:
+    def _run(self, step: Step) -> None:
         self._check_open()
         self._release_server_cursor()
         self._executions += 1
@@ -584,7 +586,7 @@ class Cursor:
             )
         n = max(wanted, self.connection.handshake.page_size)
         (result,) = self.connection.request(
-            [{"op": protocol.FETCH, "cursor": self._server_cursor, "n": n}]
+            [Fetch(self._server_cursor, n)]
         )
         self._rows = self._rows[self._pos :] + decode_rows(
             result.get("rows") or [], result.get("tagged")
@@ -634,7 +636,7 @@ class Cursor:
     def _release_server_cursor(self) -> None:
         if self._server_cursor is not None:
             if self._generation == self.connection._generation:
-                self.connection.defer({"op": protocol.CLOSE, "cursor": self._server_cursor})
+                self.connection.defer(Close(self._server_cursor))
             self._server_cursor = None
 
     def _check_open(self) -> None:

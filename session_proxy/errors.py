@@ -18,19 +18,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from .wire.errors import WireError
+
 
 class Warning(Exception):  # noqa: A001 - PEP 249 name
     """PEP 249 ``Warning``."""
 
 
-class Error(Exception):
-    """PEP 249 ``Error``: base of every shim error."""
+class Error(WireError):
+    """PEP 249 ``Error``: base of every shim error.
+
+    The server's context (``status``, ``txn``, ``step``, ``request_id``) is in
+    the declared fields of :class:`~session_proxy.wire.errors.WireError`.
+    """
 
     sqlstate: str | None = None
     errno: int | None = None
     sqlite_errorcode: int | None = None
     sqlite_errorname: str | None = None
-    request_id: str | None = None
+    #: For a queued statement that failed: the exception SQLAlchemy would have
+    #: raised running it (set by the connection, raised by
+    #: :func:`session_proxy.pipeline.sqlalchemy_errors`).
+    replacement: BaseException | None = None
 
     @property
     def pgcode(self) -> str | None:
@@ -86,13 +95,10 @@ DBAPI_CLASSES: dict[str, type[Error]] = {
 }
 
 
-class ProxyError(Exception):
+class ProxyError(WireError):
     """Base of the errors that come from the proxy rather than the database."""
 
-    code: str = "proxy_error"
-    #: The server's request id and HTTP status, when the server answered.
-    request_id: str | None = None
-    status: int | None = None
+    code: str | None = "proxy_error"
 
 
 class ServerUnreachable(ProxyError, OperationalError):

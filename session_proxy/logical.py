@@ -34,11 +34,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from . import protocol, values
+from . import values
 from .config import ClientConfig
 from .retry import RetryPolicy
 from .stats import ProxyStats
 from .transport import HTTPTransport
+from .wire import protocol
 
 __all__ = [
     "Operation",

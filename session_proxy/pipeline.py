@@ -21,7 +21,8 @@ instead of sent when nothing needs its result before the next round trip:
 A queued statement runs in front of the next statement that needs a
 result, or with the commit.  When it fails there, the error raised is the
 one SQLAlchemy would have raised for that statement, carrying its SQL and
-parameters, and marked with ``proxy_deferred = True`` so the session can
+parameters, and raised from the shim error it replaces
+(:func:`is_deferred_failure`) so the session can
 treat it as a failed flush (:mod:`session_proxy.session`).
 """
 
@@ -139,7 +140,6 @@ def _wrapper(dialect: Any, statement: str, parameters: Any, many: bool) -> Any:
             dialect=dialect,
             ismulti=many,
         )
-        wrapped.proxy_deferred = True  # type: ignore[attr-defined]
         return wrapped
 
     return wrap
@@ -155,7 +155,6 @@ def _stale_update(wrap: Any, table: str) -> Any:
             f"UPDATE statement on table '{table}' expected to update "
             f"{exc.expected} row(s); {exc.actual} were matched."
         )
-        error.proxy_deferred = True  # type: ignore[attr-defined]
         return error
 
     return on_failure
@@ -173,10 +172,17 @@ def sqlalchemy_errors() -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        replacement = getattr(exc, "replacement", None)
+        replacement = exc.replacement if isinstance(exc, shim.Error) else None
         if replacement is None:
             raise
         raise replacement from exc
+
+
+def is_deferred_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the error of a queued statement, raised late by
+    :func:`sqlalchemy_errors` (its cause is the shim error it replaced)."""
+    cause = exc.__cause__
+    return isinstance(cause, shim.Error) and cause.replacement is exc
 
 
 def _base_mapper(cache: Any) -> Any:

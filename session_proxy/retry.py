@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from . import protocol
+from .wire import protocol
 
 #: Error codes after which a request is worth sending again.
 RETRY_CODES = protocol.RETRYABLE_ERRORS | {protocol.WRONG_INSTANCE}

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from . import _sqlalchemy_private as private
 from . import dbapi as shim
-from .pipeline import FLUSHING, sqlalchemy_errors
+from .pipeline import FLUSHING, is_deferred_failure, sqlalchemy_errors
 from .stats import StatsSnapshot
 
 
@@ -107,7 +107,7 @@ class ProxySession(Session):
         except Exception as exc:
             # A flush inside commit() that failed, only later than usual: back
             # to where that flush ran, then fail it.
-            if getattr(exc, "proxy_deferred", False) and private.reopen_if_prepared(
+            if is_deferred_failure(exc) and private.reopen_if_prepared(
                 private.open_transaction(self)
             ):
                 self._fail_like_flush(exc)
@@ -131,7 +131,7 @@ class ProxySession(Session):
         """Put the session where a failed flush leaves it (called in ``except``)."""
         transaction = private.open_transaction(self)
         if (
-            not getattr(exc, "proxy_deferred", False)
+            not is_deferred_failure(exc)
             or private.is_flushing(self)
             or transaction is None
             or not transaction.is_active

@@ -23,11 +23,13 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from . import errors, protocol
-from .codec import dumps, from_wire, loads
+from . import errors
 from .config import ClientConfig
 from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
+from .wire import protocol
+from .wire.codec import dumps, from_wire, loads
+from .wire.messages import ErrorBody, Execute, ExecuteMany, Handshake, Step, encode_steps
 
 #: Pooled HTTP connections per host: enough for one per pooled DB connection.
 HTTP_POOL_SIZE = 64
@@ -77,10 +79,10 @@ class HTTPTransport:
         )
         if self.config.token:
             self._http.headers["Authorization"] = f"Bearer {self.config.token}"
-        self._handshake: protocol.Handshake | None = None
+        self._handshake: Handshake | None = None
         self._handshake_lock = threading.Lock()
 
-    def handshake(self) -> protocol.Handshake:
+    def handshake(self) -> Handshake:
         """The server's handshake, fetched on first use and cached."""
         if self._handshake is None:
             with self._handshake_lock:
@@ -88,7 +90,7 @@ class HTTPTransport:
                     self._handshake = self._fetch_handshake()
         return self._handshake
 
-    def _fetch_handshake(self) -> protocol.Handshake:
+    def _fetch_handshake(self) -> Handshake:
         url = self.base_url + protocol.HEALTH_PATH
         response = self._get_with_retries(url)
         body = self._decode(response, url)
@@ -101,7 +103,7 @@ class HTTPTransport:
                 "message": "this session-proxy server requires a token: pass token=... "
                 "(made by 'session-proxy-server token issue')",
             }}, response, url)
-        handshake = protocol.Handshake.from_json(body)
+        handshake = Handshake.from_json(body)
         if handshake.protocol != protocol.PROTOCOL_VERSION:
             raise errors.ProtocolMismatch(
                 f"server at {self.base_url} speaks protocol {handshake.protocol}, "
@@ -131,7 +133,7 @@ class HTTPTransport:
             )
 
     def pipeline(
-        self, txn: str | None, steps: list[dict], base_url: str | None = None
+        self, txn: str | None, steps: list[Step], base_url: str | None = None
     ) -> dict[str, Any]:
         """Send one pipeline request; return the decoded response body.
 
@@ -139,10 +141,10 @@ class HTTPTransport:
         named one.  Raises the PEP 249 error of a failed database step, or a
         :class:`~session_proxy.errors.ProxyError` for anything else.
         """
-        payload = dumps(protocol.pipeline_request(txn, steps))
+        payload = dumps(protocol.pipeline_request(txn, encode_steps(steps)))
         url = (base_url or self.base_url).rstrip("/") + protocol.PIPELINE_PATH
         statements = sum(
-            1 for step in steps if step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY)
+            1 for step in steps if isinstance(step, (Execute, ExecuteMany))
         )
         response, body = self.exchange(url, payload, statements)
         if response.status_code != 200:
@@ -168,15 +170,15 @@ class HTTPTransport:
         response, body = self.exchange(url, payload, 0)
         if response.status_code == 200:
             return values.from_wire(body.get("result"))
-        error = body.get("error")
-        if isinstance(error, dict):
+        error = ErrorBody.from_json(body)
+        if error is not None:
             where = f" [operation {name} at {self.base_url}]"
-            if error.get("code") == protocol.OPERATION_ERROR:
-                raise values.decode_exception(error.get("exception") or {}, where)
-            if error.get("code") == protocol.UNKNOWN_OPERATION:
-                raise errors.UnknownOperation(str(error.get("message")) + where)
-            if error.get("code") == protocol.BAD_ARGUMENTS:
-                raise errors.OperationRejected(str(error.get("message")) + where)
+            if error.code == protocol.OPERATION_ERROR:
+                raise values.decode_exception(error.extra.get("exception") or {}, where)
+            if error.code == protocol.UNKNOWN_OPERATION:
+                raise errors.UnknownOperation(error.message + where)
+            if error.code == protocol.BAD_ARGUMENTS:
+                raise errors.OperationRejected(error.message + where)
         raise self._error_from(body, response, url)
 
     def exchange(
@@ -307,24 +309,21 @@ class HTTPTransport:
     def _error_from(
         body: dict[str, Any], response: requests.Response, url: str
     ) -> Exception:
-        error = body.get("error")
+        error = ErrorBody.from_json(body)
         request_id = response.headers.get(protocol.REQUEST_ID_HEADER)
-        if not isinstance(error, dict):
-            exc: Exception = errors.ProtocolMismatch(
+        if error is None:
+            exc: errors.WireError = errors.ProtocolMismatch(
                 f"{url} answered HTTP {response.status_code} without an error object"
             )
-            exc.request_id = request_id  # type: ignore[attr-defined]
-            return exc
-        code = error.get("code")
-        message = str(error.get("message", ""))
-        txn = error.get("txn")
+            return exc.annotate(status=response.status_code, request_id=request_id)
+        code, message, extra = error.code, error.message, error.extra
         where = f" [{url}, request {request_id}]" if request_id else f" [{url}]"
         if code == protocol.DATABASE_ERROR:
             try:
-                args = tuple(from_wire(error.get("args", [])))
+                args = tuple(from_wire(extra.get("args", [])))
             except ValueError:
                 args = (message,)
-            exc = errors.database_error(error, args)
+            exc = errors.database_error({"message": message, **extra}, args)
         elif code == protocol.TRANSACTION_EXPIRED:
             exc = errors.TransactionExpired(message + where)
         elif code in (protocol.UNKNOWN_TRANSACTION, protocol.WRONG_INSTANCE):
@@ -333,7 +332,7 @@ class HTTPTransport:
             exc = errors.AuthenticationFailed(message + where)
         elif code in (protocol.POLICY_VIOLATION, protocol.ISOLATION_VIOLATION):
             exc = errors.AccessDenied(
-                message + where, str(error.get("fingerprint", "")), str(error.get("reason", ""))
+                message + where, str(extra.get("fingerprint", "")), str(extra.get("reason", ""))
             )
         elif code in (
             protocol.TOO_MANY_TRANSACTIONS, protocol.SUBJECT_LIMIT, protocol.SHUTTING_DOWN
@@ -344,7 +343,7 @@ class HTTPTransport:
             )
         elif code == protocol.ROWCOUNT_MISMATCH:
             exc = errors.RowcountMismatch(
-                message + where, int(error.get("expected", -1)), int(error.get("actual", -1))
+                message + where, int(extra.get("expected", -1)), int(extra.get("actual", -1))
             )
         elif code == protocol.UNSUPPORTED_PROTOCOL:
             exc = errors.ProtocolMismatch(message + where)
@@ -352,13 +351,11 @@ class HTTPTransport:
             exc = errors.RequestRejected(
                 f"{code}: {message} (HTTP {response.status_code}){where}"
             )
-        exc.request_id = request_id  # type: ignore[attr-defined]
-        exc.status = response.status_code  # type: ignore[attr-defined]
-        # The lease the server kept open despite the error, if any.
-        exc.server_txn = txn if isinstance(txn, str) else None  # type: ignore[attr-defined]
-        step = error.get("step")
-        exc.step_index = step if type(step) is int else None  # type: ignore[attr-defined]
-        return exc
+        # txn: the lease the server kept open despite the error, if any.
+        return exc.annotate(
+            status=response.status_code, txn=error.txn, step=error.step,
+            request_id=request_id,
+        )
 
 
 def _error_code(body: dict[str, Any]) -> str | None:

@@ -1,6 +1,6 @@
 """Arguments, results and exceptions of logical operations on the wire.
 
-Builds on :mod:`session_proxy.codec` with two things only the logical API
+Builds on :mod:`session_proxy.wire.codec` with two things only the logical API
 needs:
 
 - **ORM instances** travel as ``{"$t": "orm", "cls": "module:Class", "v":
@@ -39,9 +39,9 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import attributes, make_transient_to_detached
 from sqlalchemy.orm.base import instance_state
 
-from . import codec
 from . import errors as shim_errors
 from .errors import RemoteOperationError
+from .wire import codec
 
 __all__ = [
     "UnsafePayload",
@@ -151,7 +151,7 @@ def _decode_instance(body: dict) -> Any:
 
 
 def to_wire(value: Any) -> Any:
-    """:func:`session_proxy.codec.to_wire` plus ORM instances."""
+    """:func:`session_proxy.wire.codec.to_wire` plus ORM instances."""
     if _is_mapped(value):
         return _encode_instance(value)
     kind = type(value)
@@ -172,7 +172,7 @@ def to_wire(value: Any) -> Any:
 
 
 def from_wire(value: Any, _depth: int = 0) -> Any:
-    """:func:`session_proxy.codec.from_wire` plus ORM instances."""
+    """:func:`session_proxy.wire.codec.from_wire` plus ORM instances."""
     kind = type(value)
     if kind is not list and kind is not dict:
         return value

@@ -196,3 +196,74 @@ def test_outcome_table_goes_where_the_profile_says(engine: sa.Engine) -> None:
             assert store.scope == ""
     finally:
         store.stop()
+
+
+def test_terminator_ends_the_session(engine: sa.Engine) -> None:
+    """The watchdog's escalation: the statement stops and, off SQLite, the session is gone."""
+    backend = backends.for_engine(engine)
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        terminate = backend.terminator(conn, _kill_connect(engine))
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(SLOW[backend.name])
+                outcome["rows"] = cursor.fetchall()
+            except Exception as exc:  # noqa: BLE001 - the test reads it
+                outcome["error"] = exc
+            finally:
+                try:
+                    cursor.close()
+                except Exception:  # noqa: BLE001, S110 - the session may be gone
+                    pass
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive(), outcome
+        terminate()
+        thread.join(30)
+        assert not thread.is_alive()
+        if backend.name == "sqlite":
+            assert "error" in outcome
+            assert conn.execute("SELECT 1").fetchall() == [(1,)]
+            return
+        # The session itself ended: the next statement on it fails.
+        with pytest.raises(engine.dialect.loaded_dbapi.Error):
+            cursor = conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        pooled.invalidate()
+    finally:
+        pooled.close()
+
+
+def test_transaction_wrote_asks_the_database(engine: sa.Engine) -> None:
+    """PostgreSQL's transaction id and MySQL's handler counters; SQLite cannot say."""
+    backend = backends.for_engine(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE IF EXISTS profile_wrote"))
+        connection.execute(sa.text("CREATE TABLE profile_wrote (x INTEGER)"))
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        backend.reset_session(conn, 300.0, pooled.info)
+        cursor = conn.cursor()
+        cursor.execute("SELECT count(*) FROM profile_wrote")
+        cursor.fetchall()
+        read_only = backend.transaction_wrote(conn)
+        cursor.execute("INSERT INTO profile_wrote VALUES (1)")
+        wrote = backend.transaction_wrote(conn)
+        cursor.close()
+        conn.rollback()
+        if backend.name == "sqlite":
+            assert (read_only, wrote) == (None, None)
+        else:
+            assert (read_only, wrote) == (False, True)
+    finally:
+        pooled.close()
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE IF EXISTS profile_wrote"))

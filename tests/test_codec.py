@@ -1,4 +1,4 @@
-"""Unit tests of the typed-JSON wire codec (:mod:`session_proxy.codec`).
+"""Unit tests of the typed-JSON wire codec (:mod:`session_proxy.wire.codec`).
 
 Every value goes through ``to_wire`` -> ``json.dumps(allow_nan=False)`` ->
 ``json.loads`` -> ``from_wire``, exactly as it travels between client and
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.sql.elements import quoted_name
 
-from session_proxy.codec import JSONParam, decode_rows, encode_rows, from_wire, to_wire
+from session_proxy.wire.codec import JSONParam, decode_rows, encode_rows, from_wire, to_wire
 
 UTC = datetime.timezone.utc
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))

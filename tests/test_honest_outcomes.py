@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from benchmarks.relay import Relay
 from benchmarks.server_process import ServerProcess, issue
 from server.outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 TABLE = "sp_outcome_shapes"
 TIMEOUT = 30
@@ -68,7 +68,7 @@ SHAPES = [
           ("EXPLAIN (ANALYZE, FORMAT JSON) " + _ins("explain json"),), "explain json"),
     Shape("data-modifying CTE", ("postgresql",),
           (f"WITH w AS ({_ins('cte')} RETURNING id) SELECT id FROM w",), "cte"),
-    Shape("SELECT from a view that calls a write function", ("postgresql",),
+    Shape("SELECT from a view that calls a write function", ("postgresql", "mysql"),
           ("SELECT x FROM sp_enqueue_view",), "view"),
     Shape("several statements in one text", ("postgresql",),
           ("SELECT 1; " + _ins("multi"),), "multi"),
@@ -90,6 +90,7 @@ WRITE_FUNCTION = {
         "DROP FUNCTION IF EXISTS sp_enqueue",
         f"""CREATE FUNCTION sp_enqueue(n VARCHAR(64)) RETURNS INT MODIFIES SQL DATA
             BEGIN INSERT INTO {TABLE} (note) VALUES (n); RETURN 1; END""",
+        "CREATE OR REPLACE VIEW sp_enqueue_view AS SELECT sp_enqueue('view') AS x",
     ],
 }
 
@@ -106,7 +107,7 @@ def started() -> Iterator[list]:
 def direct(db_url: str, backend: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
-        if backend == "postgresql":
+        if backend in ("postgresql", "mysql"):
             conn.execute(sa.text("DROP VIEW IF EXISTS sp_enqueue_view"))
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
         key = {
@@ -118,7 +119,7 @@ def direct(db_url: str, backend: str) -> Iterator[sa.Engine]:
             conn.execute(sa.text(statement))
     yield engine
     with engine.begin() as conn:
-        if backend == "postgresql":
+        if backend in ("postgresql", "mysql"):
             conn.execute(sa.text("DROP VIEW IF EXISTS sp_enqueue_view"))
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
     engine.dispose()

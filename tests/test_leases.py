@@ -18,9 +18,10 @@ import requests
 import sqlalchemy as sa
 
 import session_proxy
-from session_proxy import errors, protocol
+from session_proxy import errors
 from session_proxy.dialects import register
 from session_proxy.retry import NO_RETRIES
+from session_proxy.wire import protocol
 
 from .conftest import ServerProcess, free_port, wait_for
 

@@ -12,7 +12,8 @@ import requests
 import sqlalchemy as sa
 
 import session_proxy
-from session_proxy import errors, protocol
+from session_proxy import errors
+from session_proxy.wire import protocol
 
 from .conftest import ServerProcess, wait_for
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from .conftest import ServerProcess
 

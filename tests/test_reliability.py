@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 import session_proxy
 from benchmarks.relay import Relay
 from benchmarks.server_process import REPO, ServerProcess
-from session_proxy import errors, protocol
+from session_proxy import errors
 from session_proxy.logical import RemoteClient
 from session_proxy.retry import NO_RETRIES, RetryPolicy
+from session_proxy.wire import protocol
 from tests import operations_for_tests
 from tests.conftest import wait_for
 

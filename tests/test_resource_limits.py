@@ -20,8 +20,8 @@ import requests
 import sqlalchemy as sa
 
 from server.outcomes import Outcome, OutcomeStore
-from session_proxy import protocol
-from session_proxy.codec import dumps
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps
 
 from .conftest import ServerProcess
 
@@ -159,6 +159,46 @@ def test_max_transaction_seconds_cancels_a_running_statement(
     assert "longer than the limit of 2 s" in body["error"]["message"]
     assert took < 8, took  # not the 12 s the statement asked for
     assert body["error"].get("txn") is None  # rolled back by the server
+
+
+#: A statement that catches every cancel and goes on for ``n`` seconds.
+def ignores_cancel(backend: str, seconds: int) -> list[str]:
+    if backend == "postgresql":
+        return [
+            "DO $$ DECLARE t0 timestamptz := clock_timestamp(); BEGIN "
+            f"WHILE clock_timestamp() < t0 + interval '{seconds} seconds' LOOP "
+            "BEGIN PERFORM pg_sleep(1); EXCEPTION WHEN query_canceled THEN NULL; END; "
+            "END LOOP; END $$"
+        ]
+    if backend == "mysql":
+        return [
+            "CREATE OR REPLACE PROCEDURE sp_ignore_cancel() BEGIN "
+            "DECLARE t0 DATETIME(6) DEFAULT NOW(6); "
+            "DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END; "
+            f"WHILE NOW(6) < t0 + INTERVAL {seconds} SECOND DO DO SLEEP(1); END WHILE; END",
+            "CALL sp_ignore_cancel()",
+        ]
+    return [sleep(backend, seconds)]  # SQLite's interrupt cannot be caught
+
+
+@pytest.mark.parametrize("flags, status", [
+    (("--statement-timeout", "1"), 422),
+    (("--statement-timeout", "60", "--max-transaction-seconds", "2"), 410),
+])
+def test_a_statement_that_ignores_its_cancel_is_ended(
+    start_server, backend: str, flags: tuple[str, ...], status: int
+) -> None:
+    """Red team: PL/pgSQL or a MySQL handler caught the cancel and ran on 15 s past 2 s."""
+    server = start_server(*flags)
+    *setup, statement = ignores_cancel(backend, 20)
+    for sql in setup:
+        pipeline(server, [{"op": protocol.BEGIN},
+                          {"op": protocol.EXECUTE, "sql": sql, "params": None},
+                          {"op": protocol.COMMIT}])
+    got, body, took = run(server, TIMEOUT_OFF[backend], statement)
+    assert got == status, body
+    assert took < 9, took  # not the 20 s the statement would run
+    assert run(server, "SELECT 1")[0] == 200  # and the server serves on
 
 
 def test_sqlite_rows_produced_lazily_are_under_the_timeout(start_server, backend: str) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from session_proxy import protocol
+from server import requests_validation
 from session_proxy.retry import NO_RETRIES, RetryPolicy
+from session_proxy.wire.errors import ProtocolError
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
@@ -38,10 +39,10 @@ def test_no_retries_tries_once() -> None:
     "key", ["a" * 16, "A-b_c" * 10, "x" * 128]
 )
 def test_good_idempotency_keys(key: str) -> None:
-    assert protocol.check_idempotency_key(key) == key
+    assert requests_validation.check_idempotency_key(key) == key
 
 
 @pytest.mark.parametrize("key", ["short", "x" * 129, "has space in it!!", "semi;colon-key-123"])
 def test_bad_idempotency_keys(key: str) -> None:
-    with pytest.raises(protocol.ProtocolError, match="Idempotency-Key"):
-        protocol.check_idempotency_key(key)
+    with pytest.raises(ProtocolError, match="Idempotency-Key"):
+        requests_validation.check_idempotency_key(key)

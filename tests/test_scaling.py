@@ -19,8 +19,9 @@ import sqlalchemy as sa
 import session_proxy
 from benchmarks.nginx import NginxBalancer, nginx_binary
 from benchmarks.server_process import ServerProcess, free_port
-from session_proxy import errors, protocol
+from session_proxy import errors
 from session_proxy.retry import NO_RETRIES, RetryPolicy
+from session_proxy.wire import protocol
 from tests.conftest import ON_CI
 
 TABLE = "sp_scaling"

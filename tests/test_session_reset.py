@@ -109,13 +109,11 @@ def test_postgresql_prepared_statement_hijack(
         _refused(conn, "PREPARE _pg3_0 (smallint) AS SELECT $1::int, 'x', 'FORGED'",
                  "prepared_statement")
         _refused(conn, "DEALLOCATE ALL", "prepared_statement")
-        # SQL the guard cannot see (a DO block) still cannot leave one behind.
-        conn.exec_driver_sql(
-            "DO $$ BEGIN EXECUTE 'PREPARE _pg3_0 (smallint) AS "
-            "SELECT $1::int, ''attacker''::varchar, ''FORGED''::varchar'; END $$"
-        )
-        assert conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar() == 1
-        conn.commit()
+        # Nor through dynamic SQL in a DO block, which the guard cannot read
+        # (the reset, DISCARD ALL, would drop such a statement all the same).
+        _refused(conn, "DO $$ BEGIN EXECUTE 'PREPARE _pg3_0 (smallint) AS "
+                 "SELECT $1::int, ''attacker''::varchar, ''FORGED''::varchar'; END $$",
+                 "dynamic_sql")
     forged = 0
     for _ in range(30):
         with Session(victim) as session:
@@ -370,3 +368,91 @@ def test_outcome_table_is_refused_without_a_policy(
             with pytest.raises(sa.exc.ProgrammingError, match="refused"):
                 conn.exec_driver_sql(sql)
             conn.rollback()
+
+
+# -- held-out variants (red team, issue 14) ---------------------------------------------------
+
+
+def test_mysql_default_database_does_not_leak(
+    mysql_url_form: ServerProcess, db_url: str
+) -> None:
+    """``USE other`` survived COM_RESET_CONNECTION: the next client read the other database."""
+    server = mysql_url_form
+    direct = sa.create_engine(db_url)
+    with direct.begin() as conn:
+        conn.exec_driver_sql("CREATE DATABASE IF NOT EXISTS sp_reset_evil")
+        conn.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS sp_reset_evil.sp_reset_secret "
+            "(id int primary key, owner text, value text)"
+        )
+        conn.exec_driver_sql("REPLACE INTO sp_reset_evil.sp_reset_secret VALUES (1, 'x', 'FORGED')")
+    attacker = session_proxy.create_engine(server.url, token=issue("worker", "attacker"))
+    victim = session_proxy.create_engine(server.url, token=issue("worker", "victim"))
+    try:
+        with attacker.connect() as conn:
+            _refused(conn, "USE sp_reset_evil", "default_database")
+            _refused(conn, "use `sp_reset_evil`", "default_database")
+        with victim.connect() as conn:
+            served = make_url(db_url).database
+            assert conn.exec_driver_sql("SELECT DATABASE()").scalar() == served
+            assert conn.execute(sa.select(Secret.value).where(Secret.id == 1)).scalar() == (
+                "real-1"
+            )
+            conn.rollback()
+    finally:
+        attacker.dispose()
+        victim.dispose()
+        with direct.begin() as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS sp_reset_evil")
+        direct.dispose()
+
+
+def test_mysql_xa_transaction_cannot_outlive_its_lease(
+    mysql_url_form: ServerProcess, db_url: str
+) -> None:
+    """XA PREPARE kept a transaction and its row locks after the lease ended."""
+    server = mysql_url_form
+    attacker = session_proxy.create_engine(server.url, token=issue("worker", "attacker"))
+    direct = sa.create_engine(db_url)
+    try:
+        with attacker.connect() as conn:
+            _refused(conn, "XA START 'sp_reset_xa'", "prepared_statement")
+            _refused(conn, "xa recover", "prepared_statement")
+        with attacker.connect() as conn:
+            conn.exec_driver_sql("UPDATE sp_reset_secret SET value = 'locked' WHERE id = 1")
+            _refused(conn, "XA PREPARE 'sp_reset_xa'", "prepared_statement")
+        with direct.connect() as conn:
+            assert conn.exec_driver_sql("XA RECOVER").all() == []
+            conn.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 2")
+            conn.exec_driver_sql("UPDATE sp_reset_secret SET value = 'real-1' WHERE id = 1")
+            conn.commit()
+    finally:
+        attacker.dispose()
+        with direct.connect() as conn:
+            for row in conn.exec_driver_sql("XA RECOVER").all():
+                conn.exec_driver_sql(f"XA ROLLBACK '{row[3].decode()}'")
+        direct.dispose()
+
+
+def test_sqlite_statement_cache_and_files_are_refused(
+    clients: tuple[sa.Engine, sa.Engine], backend: str, tmp_path: object
+) -> None:
+    """sqlite_stmt showed another tenant's statement text; VACUUM INTO wrote a file."""
+    if backend != "sqlite":
+        pytest.skip("SQLite statement cache and files")
+    attacker, victim = clients
+    with victim.connect() as conn:
+        conn.exec_driver_sql(
+            "UPDATE sp_reset_secret SET value = 'hunter2-secret' WHERE id = 2"
+        )
+        conn.exec_driver_sql("UPDATE sp_reset_secret SET value = 'real-2' WHERE id = 2")
+        conn.commit()
+    target = f"{tmp_path}/copy.db"
+    with attacker.connect() as conn:
+        _refused(conn, "SELECT sql FROM sqlite_stmt", "session_table")
+        _refused(conn, 'SELECT * FROM main."SQLITE_STMT"', "session_table")
+        _refused(conn, f"VACUUM INTO '{target}'", "attach")
+        _refused(conn, f"VACUUM main INTO '{target}'", "attach")
+    import os
+
+    assert not os.path.exists(target)

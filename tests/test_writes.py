@@ -1,4 +1,4 @@
-"""Which statements count as writes for outcome recording (server.writes).
+"""Which statements count as writes for outcome recording (server.sql.writes).
 
 A statement judged read-only records no outcome, so a retry after a lost
 commit answer would be told "did not commit"; every shape that can write,
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from server.policy import STARTUP_STATEMENTS
-from server.writes import may_write
+from server.sql.policy import STARTUP_STATEMENTS
+from server.sql.writes import may_write
 
 READS = [
     "SELECT 1",

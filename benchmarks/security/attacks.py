@@ -33,7 +33,7 @@ import requests
 import sqlalchemy as sa
 
 from server.auth import generate_keypair, issue_token, load_private_key
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from .lab import CONFIGS, LIMITS, TIMEOUT, SecurityLab
 
@@ -788,6 +788,24 @@ def _table_rules_expect(works_on: tuple[str, ...]) -> Callable[[str, str], Expec
     return expect
 
 
+def _escaped_name(lab: SecurityLab) -> str:
+    # PostgreSQL reads U&"conn\0065ction" as "connection".
+    return 'SELECT conn_id, password FROM U&"conn\\0065ction"'
+
+
+def _call_without_parentheses(lab: SecurityLab) -> str:
+    # PostgreSQL attribute notation: s.ts_stat runs ts_stat(s), which runs its text.
+    return ("SELECT s.ts_stat FROM lower('SELECT to_tsvector(password) FROM connection') AS s")
+
+
+def _escaped_name_expect(backend: str, config: str) -> Expect:
+    claimed = _table_rules_expect(("postgresql",))(backend, config)
+    if config == "proxy" or backend == "postgresql":
+        return claimed
+    # Not PostgreSQL's syntax: no parser reads it, so the table rules refuse it unread.
+    return dataclasses.replace(claimed, or_text="cannot tell every table")
+
+
 TABLE_RULE_ATTACKS: list[Attack] = [
     Attack("allow-list bypass: UNION TABLE", "table rules",
            "a role allowed task_instance and xcom appends TABLE connection to its SELECT",
@@ -803,6 +821,13 @@ TABLE_RULE_ATTACKS: list[Attack] = [
            "a role denied connection reads db.public.\"connection\" / `db`.`connection`",
            _as_table_role("auditor", _database_qualified),
            _table_rules_expect(("postgresql", "mysql", "sqlite"))),
+    Attack("deny-list bypass: escaped identifier", "table rules",
+           "a role denied connection reads U&\"conn\\0065ction\"",
+           _as_table_role("auditor", _escaped_name), _escaped_name_expect),
+    Attack("function called without parentheses", "table rules",
+           "run ts_stat through attribute notation (s.ts_stat) to read connection's passwords",
+           _as_table_role("auditor", _call_without_parentheses),
+           role_first(everywhere(403, "runs SQL given as text"))),
 ]
 # -- issue 14, item 6: smaller items (health, metrics, token lifetime, begin fields) -------------
 
@@ -1247,6 +1272,53 @@ def _outcome_table(lab: SecurityLab, config: str) -> Observation:
                    else None)
 
 
+_DYNAMIC_OUTCOME_SQL = {
+    # The table's name is built from pieces at run time: no text names it.
+    "postgresql": ["DO $$ BEGIN EXECUTE 'DELETE FROM ' || 'sess' || 'ion_proxy.sess' "
+                   "|| 'ion_proxy_outcomes'; END $$"],
+    "mysql": ["CREATE PROCEDURE sp_attack_run() BEGIN EXECUTE IMMEDIATE "
+              "CONCAT('DELETE FROM sess', 'ion_proxy.sess', 'ion_proxy_outcomes'); END",
+              "CALL sp_attack_run()"],
+    # SQLite has no procedural code: the nearest text is a syntax error.
+    "sqlite": ["DO $$ BEGIN EXECUTE 'DELETE FROM ' || 'sess' || 'ion_proxy_outcomes'; END $$"],
+}
+
+
+def _outcome_rows(lab: SecurityLab) -> int:
+    table = "session_proxy_outcomes"
+    if lab.backend != "sqlite":
+        table = "session_proxy." + table
+    with lab.direct.connect() as conn:
+        return conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+
+
+def _outcome_by_dynamic_sql(lab: SecurityLab, config: str) -> Observation:
+    """Empty the outcome table with SQL assembled at run time, after an admin's commit."""
+    lab.post(config, protocol.PIPELINE_PATH, protocol.pipeline_request(None, [
+        {"op": "begin"},
+        {"op": "execute", "sql": "UPDATE variable SET val = val", "params": None},
+        {"op": "commit"},
+    ]), token=lab.tokens.admin,
+        headers={protocol.IDEMPOTENCY_KEY_HEADER: secrets.token_urlsafe(18)})
+    before = _outcome_rows(lab)
+    responses = [lab.sql(config, sql, token=lab.tokens.worker, commit=True)
+                 for sql in _DYNAMIC_OUTCOME_SQL[lab.backend]]
+    if lab.backend == "mysql":
+        with lab.direct.begin() as conn:
+            conn.exec_driver_sql("DROP PROCEDURE IF EXISTS sp_attack_run")
+    after = _outcome_rows(lab)
+    return observe(responses[0], f"deleted {before - after} recorded answers of other "
+                   "clients" if after < before else None)
+
+
+def _dynamic_outcome_expect(backend: str, config: str) -> Expect:
+    if config == "logical":  # its worker role may run no statement: refused by role first
+        return Expect(True, 403, "may run no statement", or_text="dynamic SQL")
+    if backend == "sqlite":  # "$" outside quotes is a parameter there: the text guard
+        return Expect(True, 400, "sqlite reading", or_text="may run no statement")
+    return Expect(True, 403, "dynamic SQL", or_text="may run no statement")
+
+
 def _left_for_next(status: Callable[[str], int]) -> Callable[[str, str], Expect]:
     """Stopped everywhere: ``status`` (per backend) on the bare proxy, the policy elsewhere."""
 
@@ -1288,6 +1360,10 @@ ISOLATION_ATTACKS: list[Attack] = [
     Attack("outcome table without a policy", "isolation between leases",
            "read, change or delete other subjects' recorded answers",
            _outcome_table, role_first(everywhere(403, "outcome table"))),
+    Attack("outcome table through dynamic SQL", "isolation between leases",
+           "delete other subjects' recorded answers with a table name built at run time "
+           "(DO ... EXECUTE, a procedure with EXECUTE IMMEDIATE)",
+           _outcome_by_dynamic_sql, _dynamic_outcome_expect),
 ]
 
 
@@ -1567,7 +1643,7 @@ def _first_lease_timeouts(lab: SecurityLab, config: str) -> Observation:
 
 
 def protocol_dumps(steps: list[dict], txn: str | None = None) -> bytes:
-    from session_proxy.codec import dumps
+    from session_proxy.wire.codec import dumps
 
     return dumps(protocol.pipeline_request(txn, steps))
 

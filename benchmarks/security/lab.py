@@ -35,8 +35,8 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from session_proxy import codec, protocol
-from session_proxy.codec import dumps
+from session_proxy.wire import codec, protocol
+from session_proxy.wire.codec import dumps
 
 from ..server_process import ServerProcess, issue, signing_key
 from ..workload import operations as ops

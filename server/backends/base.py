@@ -14,7 +14,7 @@ server's own); a backend module subclasses it and overrides what differs.
 
 When not to use this: client-side behaviour of a backend lives in the
 client dialect (``session_proxy/dialects/``), and the SQL text checks
-(``server/statement_guard.py``, ``server/session_guard.py``) take the
+(``server/sql/text_guard.py``, ``server/sql/session_guard.py``) take the
 lexer dialect name :attr:`Backend.lexer_dialect`, not a profile.
 """
 
@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from session_proxy.protocol import DBAPI_ERROR_CLASSES
+from session_proxy.wire.protocol import DBAPI_ERROR_CLASSES
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -129,6 +129,16 @@ class Backend(Protocol):
         """A function the watchdog calls to cancel what the connection runs."""
         ...
 
+    def terminator(
+        self, dbapi_connection: Any, kill_connect: Callable[[], Any]
+    ) -> Callable[[], None]:
+        """A function ending the connection's session from the database side.
+
+        The watchdog's escalation for a statement that ignored the cancel
+        :meth:`canceller` gives (a procedure catching the interruption).
+        """
+        ...
+
     # -- results ------------------------------------------------------------------
 
     def open_stream(
@@ -146,6 +156,29 @@ class Backend(Protocol):
     def outcome_scope(self, connection: Connection) -> str:
         """What this server's outcome records are scoped to ("" if not shared)."""
         ...
+
+
+def on_other_connection(
+    kill_connect: Callable[[], Any], statement: str, commit: bool = False
+) -> Callable[[], None]:
+    """A function running ``statement`` on a short connection of its own.
+
+    ``kill_connect`` opens a new driver connection to the same server: how
+    the watchdog stops a session that is busy running something else.
+    """
+
+    def run() -> None:
+        other = kill_connect()
+        try:
+            cursor = other.cursor()
+            cursor.execute(statement)
+            cursor.close()
+            if commit:
+                other.commit()
+        finally:
+            other.close()
+
+    return run
 
 
 class BackendDefaults:
@@ -226,6 +259,11 @@ class BackendDefaults:
         yield
 
     def canceller(
+        self, dbapi_connection: Any, kill_connect: Callable[[], Any]
+    ) -> Callable[[], None]:
+        return lambda: None
+
+    def terminator(
         self, dbapi_connection: Any, kill_connect: Callable[[], Any]
     ) -> Callable[[], None]:
         return lambda: None

@@ -7,7 +7,9 @@ Quirks it owns:
   ``max_execution_time`` read-only SELECTs) and again after each reset;
 - between leases ``COM_RESET_CONNECTION`` (which PyMySQL has no public call
   for) clears the session, then the server's settings are put back;
-- the watchdog stops a query with ``KILL QUERY`` from a connection of its own;
+- the watchdog stops a query with ``KILL QUERY`` from a connection of its own,
+  and a query that ignored it with ``KILL CONNECTION``;
+- the session's handler write counters say whether a transaction wrote;
 - long results stream through PyMySQL's unbuffered ``SSCursor``, spilling to
   a temporary file when another statement needs the socket
   (:class:`server.cursors.SpillingCursor`);
@@ -28,12 +30,18 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from ..cursors import ServerCursor, SpillingCursor
-from .base import BackendDefaults
+from .base import BackendDefaults, on_other_connection
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
     from ..config import ServerConfig
+
+#: The session's counters of rows written, updated and deleted.
+_WRITE_COUNTERS = (
+    "SHOW SESSION STATUS WHERE Variable_name IN "
+    "('Handler_write', 'Handler_update', 'Handler_delete')"
+)
 
 #: MySQL's COM_RESET_CONNECTION command (MySQL 5.7.3+, MariaDB 10.2.4+).
 _COM_RESET_CONNECTION = 0x1F
@@ -75,6 +83,21 @@ class MySQLBackend(BackendDefaults):
     def handshake_charset(self, dbapi_connection: Any) -> str | None:
         return str(dbapi_connection.character_set_name())
 
+    def transaction_wrote(self, dbapi_connection: Any) -> bool | None:
+        """Whether the session's handler write counters moved.
+
+        ``COM_RESET_CONNECTION`` sets them back to zero between leases;
+        internal temporary tables count apart (``Handler_tmp_*``), a user
+        temporary table counts as a write (one outcome recorded too many).
+        Raises the driver's error if the question fails.
+        """
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_WRITE_COUNTERS)
+            return any(int(value) for _name, value in cursor.fetchall())
+        finally:
+            cursor.close()
+
     def reset_session(
         self, dbapi_connection: Any, statement_timeout: float, info: Mapping[str, Any]
     ) -> None:
@@ -99,17 +122,14 @@ class MySQLBackend(BackendDefaults):
     ) -> Callable[[], None]:
         """``KILL QUERY`` sent on a short connection of its own."""
         thread_id = int(dbapi_connection.thread_id())
+        return on_other_connection(kill_connect, f"KILL QUERY {thread_id}")
 
-        def kill() -> None:
-            other = kill_connect()
-            try:
-                cursor = other.cursor()
-                cursor.execute(f"KILL QUERY {thread_id}")
-                cursor.close()
-            finally:
-                other.close()
-
-        return kill
+    def terminator(
+        self, dbapi_connection: Any, kill_connect: Callable[[], Any]
+    ) -> Callable[[], None]:
+        """``KILL CONNECTION`` sent on a short connection of its own."""
+        thread_id = int(dbapi_connection.thread_id())
+        return on_other_connection(kill_connect, f"KILL CONNECTION {thread_id}", commit=True)
 
     def open_stream(
         self, lease: Any, sql: str, params: Any, page_size: int

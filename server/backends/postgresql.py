@@ -12,7 +12,8 @@ Quirks it owns:
   transaction wrote (``txid_current_if_assigned()``);
 - long results read through ``DECLARE ... CURSOR`` portals
   (:class:`server.cursors.Portals`);
-- the watchdog cancels with ``connection.cancel()``.
+- the watchdog cancels with ``connection.cancel()``, and ends a session
+  that ignored the cancel with ``pg_terminate_backend``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from session_proxy.codec import JSONParam
+from session_proxy.wire.codec import JSONParam
 
 from ..cursors import Portals, ServerCursor
-from .base import BackendDefaults
+from .base import BackendDefaults, on_other_connection
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -116,6 +117,15 @@ class PostgreSQLBackend(BackendDefaults):
     ) -> Callable[[], None]:
         """A cancel request on a connection of its own."""
         return dbapi_connection.cancel
+
+    def terminator(
+        self, dbapi_connection: Any, kill_connect: Callable[[], Any]
+    ) -> Callable[[], None]:
+        """``pg_terminate_backend`` from a connection of its own."""
+        pid = int(dbapi_connection.info.backend_pid)
+        return on_other_connection(
+            kill_connect, f"SELECT pg_terminate_backend({pid})", commit=True
+        )
 
     def open_stream(
         self, lease: Any, sql: str, params: Any, page_size: int

@@ -9,7 +9,7 @@ Quirks it owns:
   ``interrupt()``;
 - no schemas: the outcome table lives beside the application's tables;
 - the session state a client can change (temporary objects, attached
-  databases, the pragmas of :data:`server.session_guard.RESET_PRAGMAS`) is
+  databases, the pragmas of :data:`server.sql.session_guard.RESET_PRAGMAS`) is
   read when a connection opens and put back between leases.
 """
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy
 from sqlalchemy import event
 
-from ..session_guard import RESET_PRAGMAS
+from ..sql.session_guard import RESET_PRAGMAS
 from .base import BackendDefaults
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class SQLiteBackend(BackendDefaults):
         """Drop temporary objects and put the pragmas back to the starting state.
 
         Statements that change anything else are refused before they run
-        (see :mod:`server.session_guard`).
+        (see :mod:`server.sql.session_guard`).
         """
         dbapi_connection.rollback()
         baseline = info.get(STATE_INFO_KEY)
@@ -148,6 +148,12 @@ class SQLiteBackend(BackendDefaults):
     def canceller(
         self, dbapi_connection: Any, kill_connect: Callable[[], Any]
     ) -> Callable[[], None]:
+        return dbapi_connection.interrupt
+
+    def terminator(
+        self, dbapi_connection: Any, kill_connect: Callable[[], Any]
+    ) -> Callable[[], None]:
+        """Interrupt again: an SQLite connection has no session to end."""
         return dbapi_connection.interrupt
 
 

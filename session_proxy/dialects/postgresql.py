@@ -1,7 +1,7 @@
 """``postgresql+sessionproxy://host:port/``: the psycopg 3 dialect over the proxy.
 
 The psycopg dialect class is used as it is, minus its driver touches: JSON and
-JSONB parameters are wrapped in :class:`~session_proxy.codec.JSONParam` (the
+JSONB parameters are wrapped in :class:`~session_proxy.wire.codec.JSONParam` (the
 server turns them into ``psycopg.types.json.Json``/``Jsonb``), JSON results
 arrive as text and are parsed here with the engine's ``json_deserializer``,
 and HSTORE is
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql._psycopg_common import _PGDialect_common_psy
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.postgresql.psycopg import _PGJSON, _PGJSONB, PGDialect_psycopg
 
-from ..codec import JSONParam
+from ..wire.codec import JSONParam
 from .base import ProxyDialectMixin
 
 

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 import session_proxy
 from benchmarks.server_process import ServerProcess, issue
-from session_proxy import errors, protocol
+from session_proxy import errors
+from session_proxy.wire import protocol
 
 TIMEOUT = 30
 

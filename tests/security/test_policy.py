@@ -1,4 +1,4 @@
-"""Unit tests of the SQL firewall (server/policy.py); no database needed."""
+"""Unit tests of the SQL firewall (server/sql: fingerprint, classify, policy); no database."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from server.policy import (
-    SAFE_FUNCTIONS,
-    Policy,
-    PolicyRecorder,
-    PolicyViolation,
-    RolePolicy,
-    StatementInfo,
-    classify,
-    fingerprint,
-)
+from server.sql.classify import StatementInfo, classify
+from server.sql.fingerprint import fingerprint
+from server.sql.policy import SAFE_FUNCTIONS, Policy, PolicyViolation, RolePolicy
+from server.sql.recorder import PolicyRecorder
 
 # ---------------------------------------------------------------------------
 # fingerprint
@@ -1023,7 +1017,7 @@ def test_role_policy_defaults() -> None:
 
 
 def test_dialect_startup_statements_need_no_listing() -> None:
-    from server.policy import STARTUP_STATEMENTS
+    from server.sql.policy import STARTUP_STATEMENTS
 
     policy = Policy.from_dict({"version": 1, "roles": {"worker": {"tables": {"t": "read"}}}})
     for sql in STARTUP_STATEMENTS:

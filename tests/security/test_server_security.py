@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 import session_proxy
 from benchmarks.server_process import issue, signing_key
 from server.auth import TokenVerifier, load_public_key
-from server.policy import fingerprint
+from server.sql.fingerprint import fingerprint
 from session_proxy import ProxySession, errors
 from session_proxy.dialects import register
 from session_proxy.logical import RemoteClient

@@ -1,4 +1,4 @@
-"""The statements refused whatever the policy (server.session_guard), without a server.
+"""The statements refused whatever the policy (server.sql.session_guard), without a server.
 
 Property-based: however the outcome table or its schema is spelled (case,
 quoting, escapes, qualification, position), the statement is refused; the
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.policy import STARTUP_STATEMENTS
-from server.session_guard import RESET_PRAGMAS, IsolationViolation, check_sql
+from server.sql.policy import STARTUP_STATEMENTS
+from server.sql.session_guard import RESET_PRAGMAS, IsolationViolation, check_sql
 
 TABLE = "session_proxy_outcomes"
 SCHEMA = "session_proxy"
@@ -114,6 +114,14 @@ def test_names_in_string_literals_are_refused(quote: str, octal: list[bool]) -> 
     ("ALTER DATABASE app RESET ALL", "server_default"),
     ("LOAD 'auto_explain'", "server_default"),
     ("ATTACH DATABASE '/tmp/x.db' AS x", "attach"),
+    ("VACUUM INTO '/tmp/x.db'", "attach"),
+    ("vacuum main into ?", "attach"),
+    ("SELECT sql FROM sqlite_stmt", "session_table"),
+    ('SELECT * FROM main."SQLITE_DBPAGE"', "session_table"),
+    ("USE otherdb", "default_database"),
+    ("XA START 'x'", "prepared_statement"),
+    ("XA PREPARE 'x'", "prepared_statement"),
+    ("xa commit 'x'", "prepared_statement"),
     ("attach '/tmp/x.db' as x", "attach"),
     ("DETACH x", "attach"),
     ("PRAGMA writable_schema = 1", "pragma"),
@@ -129,6 +137,20 @@ def test_names_in_string_literals_are_refused(quote: str, octal: list[bool]) -> 
     ("SELECT U&'d!0061t' UESCAPE '!'", "dynamic_sql"),
     ("SELECT 1 /*!, 2 */", "hidden_code"),
     ("SELECT 1 /*M!100000 , 2 */", "hidden_code"),
+    # Dynamic SQL in procedural code: the red team read and emptied the
+    # outcome table with EXECUTE 'SELECT ... FROM ' || 'sess' || 'ion_proxy...'.
+    ("DO $$ DECLARE r text; BEGIN EXECUTE 'SELECT 1' INTO r; END $$", "dynamic_sql"),
+    ("do $body$ begin execute format('DELETE FROM %I', 'x'); end $body$", "dynamic_sql"),
+    ("DO 'BEGIN EXECUTE ''SELECT 1''; END'", "dynamic_sql"),
+    ("CREATE FUNCTION run(q text) RETURNS SETOF record LANGUAGE plpgsql "
+     "AS $$ BEGIN RETURN QUERY EXECUTE q; END $$", "dynamic_sql"),
+    ("CREATE OR REPLACE PROCEDURE p(q text) LANGUAGE plpgsql "
+     "AS 'BEGIN EXECUTE q; END'", "dynamic_sql"),
+    ("CREATE PROCEDURE red2_run(q TEXT) EXECUTE IMMEDIATE q", "dynamic_sql"),
+    ("CREATE DEFINER = CURRENT_USER PROCEDURE p(q TEXT) BEGIN EXECUTE IMMEDIATE q; END",
+     "dynamic_sql"),
+    ("CREATE EVENT e ON SCHEDULE EVERY 1 HOUR DO EXECUTE IMMEDIATE 'SELECT 1'", "dynamic_sql"),
+    ("EXECUTE IMMEDIATE CONCAT('SELECT 1 FROM session_', 'proxy.t')", "prepared_statement"),
 ])
 def test_refused(sql: str, reason: str) -> None:
     assert _reason(sql) == reason
@@ -154,6 +176,12 @@ def test_refused(sql: str, reason: str) -> None:
     "SELECT * FROM pragma_table_info('task')",
     "SELECT 'prepare' AS word, execute_count FROM stats",
     "SELECT session_id, proxy FROM sessions",
+    "DO $$ BEGIN PERFORM pg_notify('jobs', 'x'); END $$",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "CREATE TRIGGER t AFTER INSERT ON task FOR EACH ROW EXECUTE FUNCTION audit()",
+    "CREATE TRIGGER t AFTER INSERT ON task FOR EACH ROW EXECUTE PROCEDURE audit()",
+    "CREATE PROCEDURE p() BEGIN UPDATE task SET state = 'x'; END",
+    "SELECT 'execute' AS word FROM task",
     *(f"PRAGMA {name} = 1" for name in RESET_PRAGMAS),
 ])
 def test_allowed(sql: str) -> None:

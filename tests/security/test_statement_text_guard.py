@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.server_process import issue
-from server import policy as policy_module
-from server.policy import MAX_NESTING, _fingerprint_uncached, _lex
-from server.statement_guard import UnsafeStatement, check_params, check_sql
-from session_proxy import protocol
+from server.sql import fingerprint as fingerprint_module
+from server.sql.lexer import MAX_NESTING, lex
+from server.sql.text_guard import UnsafeStatement, check_params, check_sql
+from session_proxy.wire import protocol
 
 from ..conftest import ServerProcess
 
@@ -100,7 +100,7 @@ def test_what_the_guard_lets_through_runs_as_the_lexer_read_it(
         check_sql(sql, 0, "execute", backend, DRIVERS[backend], has_params=False)
     except UnsafeStatement:
         return
-    seen = _fingerprint_uncached(sql, backend)
+    seen = fingerprint_module._fingerprint_uncached(sql, backend)
     changed = _changed(scratch, sql)
     if changed is not None:
         # The WHERE clause runs exactly when the backend's lexer saw it run.
@@ -109,7 +109,7 @@ def test_what_the_guard_lets_through_runs_as_the_lexer_read_it(
         elif seen == DEAD_WHERE:
             assert changed == 2, (sql, seen, changed)
     # The policy judges this same reading.
-    assert policy_module.fingerprint(sql, backend) == seen
+    assert fingerprint_module.fingerprint(sql, backend) == seen
 
 
 # -- the guard's verdicts per backend ---------------------------------------------------
@@ -233,20 +233,20 @@ def test_parameters_that_are_not_text_are_refused() -> None:
 def test_fingerprint_work_grows_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Characters rendered per character of input stay bounded at the nesting limit."""
     rendered = [0]
-    real = policy_module._render
+    real = fingerprint_module._render
 
     def counting(elements: list) -> str:
         text = real(elements)
         rendered[0] += len(text)
         return text
 
-    monkeypatch.setattr(policy_module, "_render", counting)
+    monkeypatch.setattr(fingerprint_module, "_render", counting)
     block = "(" * MAX_NESTING + "1" + ")" * MAX_NESTING
     ratios = []
     for copies in (10, 40):
         rendered[0] = 0
         sql = "SELECT " + " + ".join([block] * copies)
-        policy_module._fingerprint_uncached(sql)
+        fingerprint_module._fingerprint_uncached(sql)
         ratios.append(rendered[0] / len(sql))
     assert ratios[1] <= ratios[0] * 1.1
     assert ratios[1] < MAX_NESTING
@@ -268,10 +268,10 @@ def test_a_megabyte_of_hostile_text_is_read_in_linear_time(hostile: str) -> None
     """Secondary check (a generous bound): the attack took 12 s per request."""
     for dialect in (None, "postgresql", "mysql", "sqlite"):
         started = time.process_time()
-        _lex(hostile, dialect)
+        lex(hostile, dialect)
         assert time.process_time() - started < 2.0, dialect
     started = time.process_time()
-    policy_module._fingerprint_uncached(hostile)
+    fingerprint_module._fingerprint_uncached(hostile)
     assert time.process_time() - started < 2.0
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from session_proxy import protocol
+from session_proxy.wire import messages, protocol
 
 from ..conftest import ServerProcess
 
@@ -171,7 +171,7 @@ def malformed(draw: st.DrawFn, backend: str) -> tuple[dict, str]:
     index = draw(st.integers(0, len(steps) - 1))
     step = steps[index]
     op = step["op"]
-    fields = sorted(protocol.STEP_FIELDS[op] - {"op"})
+    fields = sorted(messages.STEP_FIELDS[op] - {"op"})
     if kind == "option" or (kind == "wrong value" and op == "begin"):
         options = dict(steps[0].get("options", {})) if steps[0]["op"] == "begin" else {}
         if steps[0]["op"] != "begin":
@@ -193,7 +193,7 @@ def malformed(draw: st.DrawFn, backend: str) -> tuple[dict, str]:
         return body, repr(field)
     if kind == "unknown key":
         key = draw(st.text(min_size=1, max_size=10).filter(
-            lambda k: k not in protocol.STEP_FIELDS[op]))
+            lambda k: k not in messages.STEP_FIELDS[op]))
         step[key] = draw(json_values)
         return body, repr(key)
     if kind == "missing":

@@ -2,7 +2,7 @@
 
 Examples for issue 14, item 2: the ``TABLE x`` shorthand, set operations,
 LATERAL, CTE scope, schema-, database-qualified and quoted names on each
-backend, how a qualified name meets a rule (:func:`server.sql_tables.rule_access`),
+backend, how a qualified name meets a rule (:func:`server.sql.tables.rule_access`),
 and statements the extractors cannot read, which are refused (fail closed).
 The generated, PostgreSQL-checked proof is in
 ``test_table_extraction_oracle.py``.
@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from server.policy import Policy, PolicyViolation, _lex, _Scanner, _split_statements, classify
-from server.sql_tables import MAX_DEPTH, rule_access
+from server.sql.classify import classify
+from server.sql.lexer import lex, split_statements
+from server.sql.policy import Policy, PolicyViolation
+from server.sql.scanner import Scanner
+from server.sql.tables import MAX_DEPTH, parse_budget, rule_access
 from tests.conftest import backend_url
 
 ALLOW = {"tables": {"task": "read", "xcom": "read", "*": "none"}}
@@ -228,10 +231,10 @@ def test_qualified_spellings_reach_the_table_and_are_refused(
 
 def _scanner_calls(sql: str) -> int:
     """Python calls made while the hand scanner reads ``sql`` and lists its tables."""
-    (statement,) = _split_statements(_lex(sql, "postgresql")[0])
+    (statement,) = split_statements(lex(sql, "postgresql")[0])
     profile = cProfile.Profile()
     profile.enable()
-    scanner = _Scanner(statement)
+    scanner = Scanner(statement)
     scanner.run()
     scanner.tables_read()
     profile.disable()
@@ -255,3 +258,22 @@ def test_scanner_work_is_linear_in_ctes_times_reads(shape: str) -> None:
 
     small, large = _scanner_calls(statement(300)), _scanner_calls(statement(1200))
     assert large / small < 5.0, (small, large)
+
+
+def test_one_request_parses_a_bounded_amount_of_new_sql() -> None:
+    """New statements past the request's parse budget are refused, and not remembered so."""
+    policy = _policy()
+
+    def statement(n: int) -> str:
+        columns = " + ".join(f"task.c{n}_{i}" for i in range(150))
+        return f"SELECT {columns} FROM task"
+
+    budget = 3 * len(statement(0)) + 100  # room for about three new statements (x3 dialects)
+    with parse_budget(budget):
+        policy.check_statement("allow", statement(1), "postgresql")
+        with pytest.raises(PolicyViolation, match="fewer new statements"):
+            for n in range(2, 6):
+                policy.check_statement("allow", statement(n), "postgresql")
+        policy.check_statement("allow", statement(1), "postgresql")  # parsed already: free
+    with parse_budget(budget):  # the next request: the refused statement is judged afresh
+        policy.check_statement("allow", statement(5), "postgresql")

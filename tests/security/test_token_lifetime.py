@@ -21,7 +21,7 @@ from server.auth import (
     load_private_key,
     load_public_key,
 )
-from session_proxy import protocol
+from session_proxy.wire import protocol
 
 from .test_tokens import NOW, good_claims, signed
 

@@ -24,9 +24,22 @@ reset cannot undo or that reach data that belongs to no client:
 - **SQLite**: ``ATTACH`` and ``DETACH`` (also server-side file access), and
   ``PRAGMA`` assignments except to the connection-wide pragmas the reset
   restores (:data:`RESET_PRAGMAS`) and the table-argument queries
-  (``table_info(t)`` ...).
+  (``table_info(t)`` ...); ``VACUUM ... INTO 'file'`` (writes a copy of the
+  database anywhere the server may write); the ``sqlite_stmt`` and
+  ``sqlite_dbpage`` virtual tables (the text of statements other clients
+  left in the connection's statement cache, the raw pages of every table);
+- **dynamic SQL in procedural code**: a ``DO`` block or a ``CREATE
+  FUNCTION|PROCEDURE|TRIGGER|EVENT`` whose code or body holds ``EXECUTE``
+  (PL/pgSQL ``EXECUTE``, MySQL ``EXECUTE IMMEDIATE``): statements built from
+  strings at run time reach tables no reading of the text can see, the
+  outcome table included;
+- **MySQL/MariaDB**: ``USE db`` (COM_RESET_CONNECTION keeps the default
+  database, so the next client's unqualified names would resolve in the
+  database this client chose) and ``XA`` transactions (``XA PREPARE`` keeps
+  a transaction and its row locks past the lease, past the connection, and
+  lets anyone commit it later).
 
-The guard reads the same tokens as the policy (:func:`server.policy._lex`)
+The guard reads the same tokens as the policy (:func:`server.sql.lexer.lex`)
 and errs towards refusing: a refused statement changed nothing.
 """
 
@@ -35,7 +48,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .policy import _lex, _split_statements, _Token
+from .lexer import Token, lex, split_statements
 
 __all__ = ["RESET_PRAGMAS", "IsolationViolation", "check_sql"]
 
@@ -80,6 +93,12 @@ _DYNAMIC_SQL_FUNCTIONS = frozenset(
 )
 
 _PREPARED_WORDS = frozenset({"PREPARE", "EXECUTE", "DEALLOCATE"})
+#: EXECUTE as a word inside a quoted body (a DO block, a function's $$...$$).
+_EXECUTE_WORD = re.compile(r"(?<![\w$])execute(?![\w$])", re.IGNORECASE)
+#: Words after ``XA`` that make an XA transaction statement (MySQL/MariaDB).
+_XA_WORDS = frozenset({"START", "BEGIN", "END", "PREPARE", "COMMIT", "ROLLBACK", "RECOVER"})
+#: Virtual tables that show what other clients left on the connection (SQLite).
+_SESSION_TABLES = frozenset({"sqlite_stmt", "sqlite_dbpage"})
 _GLOBAL_SCOPES = frozenset({"GLOBAL", "PERSIST", "PERSIST_ONLY"})
 
 # Escapes a quoted token may hide a name behind: PostgreSQL E'' strings
@@ -100,7 +119,8 @@ class IsolationViolation(Exception):
     """A statement the server refuses whatever the policy.
 
     ``reason`` is a short stable word (``outcome_table``, ``prepared_statement``,
-    ``server_default``, ``attach``, ``pragma``, ``dynamic_sql``), ``message``
+    ``server_default``, ``attach``, ``pragma``, ``dynamic_sql``,
+    ``default_database``, ``session_table``), ``message``
     says which statement and why; ``step`` is set by :func:`check_steps`.
     """
 
@@ -121,7 +141,7 @@ def _unescape(match: re.Match[str], bases: tuple[int, ...]) -> str:
     return match.group()
 
 
-def _readings(token: _Token) -> list[str]:
+def _readings(token: Token) -> list[str]:
     """What a token may mean as text, lower-cased: as written and unescaped."""
     text = token[1].lower()
     readings = [text]
@@ -137,7 +157,7 @@ def _readings(token: _Token) -> list[str]:
     return readings
 
 
-def _names_protected(token: _Token) -> bool:
+def _names_protected(token: Token) -> bool:
     kind = token[0]
     if kind in ("w", "q"):
         return any(reading in PROTECTED_NAMES for reading in _readings(token))
@@ -146,40 +166,71 @@ def _names_protected(token: _Token) -> bool:
     return False
 
 
-def _name(token: _Token) -> str:
+def _name(token: Token) -> str:
     return token[1].lower() if token[0] in ("w", "q") else ""
 
 
-def _check_statement(tokens: tuple[_Token, ...]) -> None:
+def _check_statement(tokens: tuple[Token, ...]) -> None:
     words = [token[2] for token in tokens]
-    first = words[0]
     for index, token in enumerate(tokens):
-        if _names_protected(token):
+        _check_token(tokens, index, token)
+    _check_procedural(tokens, words)
+    _check_words(tokens, words)
+
+
+def _check_token(tokens: tuple[Token, ...], index: int, token: Token) -> None:
+    """Refuse a statement for token ``index`` alone (a name, XA, UESCAPE, PREPARE ... FROM)."""
+    if _names_protected(token):
+        raise IsolationViolation(
+            "statements naming the proxy's outcome table "
+            "(session_proxy_outcomes, schema session_proxy) are refused: "
+            "it holds other clients' answers",
+            "outcome_table",
+        )
+    # Not only before "(": PostgreSQL's attribute notation calls a
+    # function without parentheses (('SELECT ...'::text).ts_stat, or
+    # s.ts_stat over FROM lower('SELECT ...') AS s), so the name
+    # anywhere, as a word or quoted, is refused.
+    if token[0] in ("w", "q"):
+        name = _name(token)
+        if name in _DYNAMIC_SQL_FUNCTIONS or name.startswith("dblink"):
             raise IsolationViolation(
-                "statements naming the proxy's outcome table "
-                "(session_proxy_outcomes, schema session_proxy) are refused: "
-                "it holds other clients' answers",
-                "outcome_table",
+                f"function {name}() runs SQL given as text or reads whole "
+                "schemas, which the server cannot check; refused",
+                "dynamic_sql",
             )
-        following = tokens[index + 1] if index + 1 < len(tokens) else None
-        if following is not None and following[0] == "(":
-            name = _name(token)
-            if name in _DYNAMIC_SQL_FUNCTIONS or name.startswith("dblink"):
-                raise IsolationViolation(
-                    f"function {name}() runs SQL given as text or reads whole "
-                    "schemas, which the server cannot check; refused",
-                    "dynamic_sql",
-                )
-        if token[2] == "UESCAPE":
-            raise IsolationViolation(
-                "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
-            )
-        if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
-            raise IsolationViolation(
-                "PREPARE ... FROM (client-named prepared statements) runs SQL the server "
-                "never sees; refused",
-                "prepared_statement",
-            )
+    if _name(token) in _SESSION_TABLES:
+        raise IsolationViolation(
+            f"{_name(token)} shows statements or pages other clients left on the "
+            "pooled connection; refused",
+            "session_table",
+        )
+    following = tokens[index + 1] if index + 1 < len(tokens) else None
+    if (
+        token[2] == "XA"
+        and following is not None
+        and following[2] in _XA_WORDS
+    ):
+        raise IsolationViolation(
+            "XA transactions are refused: XA PREPARE keeps a transaction and its "
+            "locks past the lease, where another client could commit it",
+            "prepared_statement",
+        )
+    if token[2] == "UESCAPE":
+        raise IsolationViolation(
+            "U&'...' UESCAPE hides names from the server's checks; refused", "dynamic_sql"
+        )
+    if token[2] == "PREPARE" and index + 2 < len(tokens) and tokens[index + 2][2] == "FROM":
+        raise IsolationViolation(
+            "PREPARE ... FROM (client-named prepared statements) runs SQL the server "
+            "never sees; refused",
+            "prepared_statement",
+        )
+
+
+def _check_words(tokens: tuple[Token, ...], words: list[str | None]) -> None:
+    """Refuse a statement for its first words (SET GLOBAL, PREPARE, USE, ATTACH ...)."""
+    first = words[0]
     second = words[1] if len(words) > 1 else None
     if "SET" in words and any(word in _GLOBAL_SCOPES for word in words):
         raise IsolationViolation(
@@ -211,6 +262,17 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
             "LOAD 'library' stays loaded in the session after its lease; refused",
             "server_default",
         )
+    if first == "USE":
+        raise IsolationViolation(
+            "USE is refused: the default database outlives the lease (the reset "
+            "keeps it), so the next client's tables would be this client's choice",
+            "default_database",
+        )
+    if first == "VACUUM" and "INTO" in words:
+        raise IsolationViolation(
+            "VACUUM ... INTO writes a copy of the database to a file on the server; refused",
+            "attach",
+        )
     if first in ("ATTACH", "DETACH"):
         raise IsolationViolation(
             f"{first} is refused: attached databases would outlive the lease, and "
@@ -221,7 +283,46 @@ def _check_statement(tokens: tuple[_Token, ...]) -> None:
         _check_pragma(tokens)
 
 
-def _check_pragma(tokens: tuple[_Token, ...]) -> None:
+def _runs_dynamic_sql(tokens: tuple[Token, ...]) -> bool:
+    """Whether code or a quoted body holds ``EXECUTE`` (dynamic SQL) as a word."""
+    for index, (kind, text, upper) in enumerate(tokens):
+        if kind == "l" and _EXECUTE_WORD.search(text):
+            return True
+        if upper == "EXECUTE":
+            following = tokens[index + 1][2] if index + 1 < len(tokens) else None
+            # CREATE TRIGGER ... EXECUTE FUNCTION|PROCEDURE name(): the
+            # trigger's action, a named function, not SQL built from text.
+            if following not in ("FUNCTION", "PROCEDURE"):
+                return True
+    return False
+
+
+def _check_procedural(tokens: tuple[Token, ...], words: list[str | None]) -> None:
+    """Refuse procedural code that builds SQL from text at run time.
+
+    PL/pgSQL ``EXECUTE`` (in a ``DO`` block or a function body) and MySQL's
+    ``EXECUTE IMMEDIATE`` (in a stored program) run statements assembled
+    from strings, so no reading of the text can tell which tables they
+    reach: ``EXECUTE 'SELECT ... FROM ' || 'session_' || 'proxy...'`` read
+    the outcome table without naming it.  Procedural code without dynamic
+    SQL is allowed; its statements are in the text the guard reads.
+    """
+    first = words[0]
+    procedural = first == "DO" or (
+        first == "CREATE" and any(
+            word in ("FUNCTION", "PROCEDURE", "TRIGGER", "EVENT") for word in words[1:6]
+        )
+    )
+    if procedural and _runs_dynamic_sql(tokens):
+        raise IsolationViolation(
+            f"{first} with EXECUTE (dynamic SQL built from text at run time) is refused: "
+            "the server cannot tell which tables such code reaches, the proxy's own "
+            "records included",
+            "dynamic_sql",
+        )
+
+
+def _check_pragma(tokens: tuple[Token, ...]) -> None:
     index = 1
     if index + 1 < len(tokens) and tokens[index + 1][0] == ".":
         index += 2  # schema.name
@@ -256,9 +357,9 @@ def _check_uncached(sql: str, dialect: str | None) -> tuple[str, str] | None:
             "checks; refused",
             "hidden_code",
         )
-    tokens, _ambiguity = _lex(sql, dialect)
+    tokens, _ambiguity = lex(sql, dialect)
     try:
-        for statement in _split_statements(tokens):
+        for statement in split_statements(tokens):
             _check_statement(statement)
     except IsolationViolation as exc:
         return exc.message, exc.reason

@@ -20,9 +20,9 @@ pymysql / MariaDB 10.11 and sqlite3; see docs/security.md):
   no driver can encode them.
 - Text longer than :data:`MAX_STATEMENT_CHARS`, requests whose statements
   add up to more than :data:`MAX_REQUEST_SQL_CHARS`, and parentheses nesting
-  deeper than :data:`server.policy.MAX_NESTING`: refused before any
+  deeper than :data:`server.sql.lexer.MAX_NESTING`: refused before any
   further work.
-- Whatever the backend's own lexer (:func:`server.policy._lex` told the
+- Whatever the backend's own lexer (:func:`server.sql.lexer.lex` told the
   dialect) cannot be sure it reads as the backend does: MySQL executable
   comments, ``--`` without a following space on MySQL, quoted text whose
   end depends on backslash escapes (``sql_mode`` / ``standard_conforming_
@@ -45,9 +45,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from session_proxy import protocol
+from session_proxy.wire import protocol
+from session_proxy.wire.errors import ProtocolError
 
-from .policy import NestingTooDeep, _lex
+from .lexer import NestingTooDeep, lex
 
 __all__ = [
     "MAX_REQUEST_SQL_CHARS", "MAX_STATEMENT_CHARS", "UnsafeStatement",
@@ -71,7 +72,7 @@ _CHARSET_WORDS = frozenset({"NAMES", "CHARSET", "CHARACTER", "CLIENT_ENCODING"})
 _CHARSET_PREFIXES = ("CHARACTER_SET_", "COLLATION_")
 
 
-class UnsafeStatement(protocol.ProtocolError):
+class UnsafeStatement(ProtocolError):
     """A step's text would not run as the server read it; ``step`` is its index."""
 
     def __init__(self, message: str, step: int) -> None:
@@ -125,7 +126,7 @@ def check_sql(sql: str, index: int, op: str, dialect: str, driver: str, has_para
         raise _refuse(index, op, f"{_describe(bad.group())} at character {bad.start()}")
     pyformat = has_params if driver in _PYFORMAT_DRIVERS else None
     try:
-        tokens, problem = _lex(sql, dialect, pyformat)
+        tokens, problem = lex(sql, dialect, pyformat)
     except NestingTooDeep as exc:
         raise _refuse(index, op, str(exc)) from None
     if problem is not None:
