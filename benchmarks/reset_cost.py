@@ -2,8 +2,8 @@
 
 ``python -m benchmarks.reset_cost URL [URL ...]`` checks out one pooled
 connection of the server's own engine, runs a one-statement transaction on
-it and then :func:`server.drivers.reset_session`, many times, and prints the
-median and 95th percentile of the reset alone.  Round trips are counted by
+it and then its backend's ``reset_session`` (:mod:`server.backends`), many
+times, and prints the median and 95th percentile of the reset alone.  Round trips are counted by
 wrapping the driver's network send (psycopg: ``PGconn.send_query``/``exec_``;
 pymysql: ``Connection._write_bytes``, one per command); SQLite has none (it
 runs in-process).  Run it with ``PSYCOPG_IMPL=python`` to count PostgreSQL's
@@ -17,9 +17,9 @@ import sys
 import time
 from typing import Any
 
+from server import backends
 from server.config import ServerConfig
 from server.database import create_engine_for
-from server.drivers import reset_session
 
 
 def _count_round_trips(dbapi_connection: Any, driver: str) -> list[int]:
@@ -59,9 +59,9 @@ def measure(url: str, rounds: int = 2000) -> dict[str, float]:
     """Median and p95 of one reset in µs, and its round trips, on ``url``."""
     engine = create_engine_for(url, ServerConfig(max_transactions=1))
     driver = engine.dialect.driver
+    backend = backends.for_engine(engine)
     pooled = engine.raw_connection()
     conn = pooled.dbapi_connection
-    baseline = pooled.info.get("sqlite_state")
     counter = _count_round_trips(conn, driver)
     timings = []
     trips = []
@@ -74,7 +74,7 @@ def measure(url: str, rounds: int = 2000) -> dict[str, float]:
             conn.commit()
             before = counter[0]
             started = time.perf_counter()
-            reset_session(conn, driver, 300.0, baseline)
+            backend.reset_session(conn, 300.0, pooled.info)
             timings.append((time.perf_counter() - started) * 1e6)
             trips.append(counter[0] - before)
     finally:

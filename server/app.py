@@ -35,11 +35,10 @@ from session_proxy.wire.errors import ProtocolError
 from session_proxy.wire.messages import Handshake
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
-from . import requests_validation
+from . import backends, requests_validation
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
-from .drivers import family
 from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, log_request
@@ -67,6 +66,8 @@ class ProxyServer:
         trusted_clients: bool = False,
     ) -> None:
         self.engine = engine
+        #: What differs by database (see :mod:`server.backends`).
+        self.backend = backends.for_engine(engine)
         self.config = config
         self.gate = gate
         self.outcomes = OutcomeStore(
@@ -124,11 +125,9 @@ class ProxyServer:
 
     def _build_handshake(self) -> Handshake:
         dialect = self.engine.dialect
-        charset = None
         with self.engine.connect() as connection:
             dbapi_conn = connection.connection.dbapi_connection
-            if family(dialect.driver) == "mysql":
-                charset = dbapi_conn.character_set_name()
+            charset = self.backend.handshake_charset(dbapi_conn)
         return Handshake(
             protocol=protocol.PROTOCOL_VERSION,
             dialect=dialect.name,
@@ -260,7 +259,7 @@ class ProxyServer:
             # Cheapest first: who may run anything, then the text guard
             # (every backend, with or without a policy), then the policy.
             self.gate.check_caller(claims, steps)
-            dialect = statement_guard.family(self.engine.dialect.name)
+            dialect = self.backend.lexer_dialect
             statement_guard.check_steps(steps, dialect, self.engine.dialect.driver)
             session_guard.check_steps(steps, dialect)
             self.gate.check_statements(claims, steps, dialect)

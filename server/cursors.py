@@ -36,8 +36,6 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from .drivers import family
-
 #: Encoded bytes one spilled MySQL result may take on disk.
 SPILL_LIMIT_BYTES = 1024 * 1024 * 1024
 
@@ -223,7 +221,3 @@ class Portals:
         """Cursor ``name`` is done; the next query reuses (and first closes) it."""
         self.free.append(name)
 
-
-def streams(driver: str) -> bool:
-    """Whether results of ``driver`` are read through server-side cursors here."""
-    return family(driver) in ("postgresql", "mysql")

@@ -24,36 +24,16 @@ from session_proxy.wire import protocol
 from session_proxy.wire.codec import dumps, encode_rows, to_wire
 from session_proxy.wire.messages import Expectation
 
-from .cursors import (
-    CursorDropped,
-    Portals,
-    ServerCursor,
-    SpillingCursor,
-    cursorable,
-    streams,
-)
-from .drivers import (
-    WRITE_PROBES,
-    adapt_params,
-    dbapi_class_name,
-    error_details,
-    family,
-    prepare_cursor,
-    statement_deadline,
-    transaction_failed,
-)
+from . import backends
+from .backends import PARAMETER_ERRORS as _PARAMETER_ERRORS
+from .cursors import CursorDropped, ServerCursor, cursorable
+from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
-from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .outcomes import OutcomeStore
 from .sql.writes import may_write
-from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog, canceller, terminator
+from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 
 log = logging.getLogger("session_proxy.server")
-
-#: What a driver raises for parameters it cannot bind, before sending anything.
-_PARAMETER_ERRORS = (TypeError, ValueError, KeyError, IndexError, OverflowError)
-
-#: Drivers whose transaction is aborted by any failed statement.
-ABORTING_DRIVERS = frozenset({"psycopg", "psycopg2"})
 
 
 def watchdog_grace(timeout: float) -> float:
@@ -75,14 +55,6 @@ class Reply:
     transaction_seconds: float | None = None
     #: Answered from the record of an earlier attempt; nothing ran.
     replayed: bool = False
-
-
-class Replay(Exception):
-    """An earlier attempt of this request finished; ``outcome`` is its answer."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__("replayed")
-        self.outcome = outcome
 
 
 class BadParameters(Exception):
@@ -147,9 +119,9 @@ class _RowcountCheck:
         )
 
 
-def _conflict(exc: OutcomeConflict) -> LeaseError:
+def _conflict(message: str) -> LeaseError:
     """The 409 for a key that names another request's outcome."""
-    return LeaseError(protocol.IDEMPOTENCY_CONFLICT, str(exc))
+    return LeaseError(protocol.IDEMPOTENCY_CONFLICT, message)
 
 
 def _page(rows: list) -> dict[str, Any]:
@@ -178,9 +150,13 @@ class Executor:
     ) -> None:
         self.registry = registry
         self.outcomes = outcomes
+        #: Replay, conflict checks and recording of keyed requests.
+        self.idempotency = Idempotency(outcomes, _conflict)
         #: The driver's IntegrityError: what a second insert of a key raises.
         self.integrity_error = integrity_error or dbapi_error
-        self.driver = driver
+        #: What differs by database: cursors, deadlines, cancel, error codes.
+        self.backend = backends.for_engine(registry.engine)
+        self.driver = driver or self.backend.driver
         self.page_size = page_size
         self.dbapi_error = dbapi_error
         self.statement_timeout_seconds = statement_timeout_seconds
@@ -190,7 +166,7 @@ class Executor:
         #: Opens a driver connection of its own (MySQL's ``KILL QUERY``).
         self.kill_connect = self._connect_for_kill
         #: Read long results through server-side cursors (see :mod:`server.cursors`).
-        self.streaming = streams(driver)
+        self.streaming = self.backend.streams_results
         #: Address of this instance that opening responses name, if any.
         self.base_url: str | None = None
 
@@ -217,9 +193,8 @@ class Executor:
         try:
             return self._run(txn, steps, owner, key, retry, digest)
         except Replay as replay:
-            if self.outcomes is not None:
-                self.outcomes.replayed()
-            return Reply(replay.outcome.status, replay.outcome.body, replayed=True)
+            outcome = self.idempotency.replayed(replay.outcome)
+            return Reply(outcome.status, outcome.body, replayed=True)
 
     def _run(
         self,
@@ -231,6 +206,7 @@ class Executor:
         digest: str,
     ) -> Reply:
         commits = steps[-1]["op"] == protocol.COMMIT
+        request = request_of(owner, key, digest)
         if txn is None and key is not None:
             # A retry of the request that opened a lease is answered there.
             txn = self.registry.opened_by(owner, key)
@@ -240,9 +216,9 @@ class Executor:
             ):
                 # Nothing to run: committing or closing what was never begun.
                 return Reply(200, dumps({"txn": None, "results": [{} for _ in steps]}))
-            if key is not None:
+            if request is not None:
                 # This instance's memory always (cheap), the table on a retry.
-                self._replay_recorded(owner, key, digest, database=retry)
+                self.idempotency.check(request, database=retry)
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
             try:
                 lease = self.registry.open(options, owner, key)
@@ -257,14 +233,8 @@ class Executor:
             opening = False
         try:
             reply = self._run_steps(lease, steps, owner, key, opening, digest)
-            if key is not None:
-                outcome = Outcome(reply.status, reply.body, owner[1], digest)
-                if lease.ended:
-                    self._remember(owner, key, outcome)
-                else:
-                    lease.keys[key] = digest
-                    lease.last_key = key
-                    lease.last_outcome = outcome
+            if request is not None:
+                self.idempotency.keep(lease, request, reply.status, reply.body)
             return reply
         finally:
             self.registry.release(lease)
@@ -273,60 +243,32 @@ class Executor:
         self, txn: str, owner: tuple[str, str], key: str | None, commits: bool, digest: str
     ) -> Lease:
         """The open lease ``txn``; a repeated ``key`` raises :class:`Replay`."""
+        request = request_of(owner, key, digest)
         try:
             lease = self.registry.acquire(txn, owner)
         except LeaseError as exc:
-            if key is None or exc.code not in (
+            if request is None or exc.code not in (
                 protocol.UNKNOWN_TRANSACTION, protocol.TRANSACTION_EXPIRED
             ):
                 raise
-            self._replay_recorded(owner, key, digest)
+            self.idempotency.check(request)
             if commits:
                 exc.args = (
                     f"{exc}; no commit is recorded for this request, so the "
                     "transaction did not commit",
                 )
             raise
-        if key is None or key not in lease.keys:
+        if request is None:
             return lease
-        outcome = lease.last_outcome if key == lease.last_key else None
-        same_request = lease.keys[key] == digest
-        self.registry.release(lease)
-        if not same_request:
-            raise _conflict(OutcomeConflict(key))
-        if outcome is not None:
-            raise Replay(outcome)
-        raise LeaseError(
-            protocol.STALE_REQUEST,
-            "this request already ran on its transaction, and later requests "
-            "have run since; its answer is no longer kept",
-        )
-
-    def _replay_recorded(
-        self, owner: tuple[str, str], key: str, digest: str, database: bool = True
-    ) -> None:
-        """Raise :class:`Replay` if an outcome of this request is recorded for ``key``.
-
-        Looks in this instance's memory, and in the outcome table when
-        ``database``.  A record of another role or request raises a 409
-        :class:`~server.leases.LeaseError`.
-        """
-        if self.outcomes is None:
-            return
-        if database:
-            found = self.outcomes.find(owner[0], key)
-        else:
-            found = self.outcomes.recall(owner[0], key)
         try:
-            outcome = replayable(found, key, owner[1], digest)
-        except OutcomeConflict as exc:
-            raise _conflict(exc) from None
-        if outcome is not None:
-            raise Replay(outcome)
-
-    def _remember(self, owner: tuple[str, str], key: str, outcome: Outcome) -> None:
-        if self.outcomes is not None:
-            self.outcomes.remember(owner[0], key, outcome)
+            self.idempotency.check_lease(lease, request)
+        except StaleRequest as exc:
+            self.registry.release(lease)
+            raise LeaseError(protocol.STALE_REQUEST, str(exc)) from None
+        except BaseException:
+            self.registry.release(lease)
+            raise
+        return lease
 
     def _run_steps(
         self,
@@ -388,9 +330,9 @@ class Executor:
         unrecorded = False
         if (
             key is not None
-            and self.outcomes is not None
+            and self.idempotency.records
             and lease.options.get("isolation_level") != "AUTOCOMMIT"
-            and not transaction_failed(conn, self.driver)
+            and not self.backend.transaction_failed(conn)
             and self._wrote(lease)
         ):
             unrecorded = not self._record(lease, index, results, owner, key, opening, digest)
@@ -403,30 +345,27 @@ class Executor:
                 self._database_error(exc, index, None),
             ) from exc
         self.registry.end(lease)
-        if unrecorded and self.outcomes is not None:
+        if unrecorded:
             # After the commit: SQLite would wait on this very transaction.
-            self.outcomes.ensure_table()
+            self.idempotency.ensure_table()
 
     def _wrote(self, lease: Lease) -> bool:
         """Whether the transaction may have written, so its commit is recorded.
 
         By its statements' text (:func:`server.sql.writes.may_write`); where the
         text looked read-only, the database is asked too
-        (:data:`server.drivers.WRITE_PROBES`), since a view or a row-level
-        security policy can call a writing function that no text shows.
+        (:meth:`server.backends.base.Backend.transaction_wrote`), since a
+        view or a row-level security policy can call a writing function that
+        no text shows.
         """
-        probe = WRITE_PROBES.get(family(self.driver))
-        if lease.wrote or probe is None:
-            return lease.wrote
-        sql, wrote = probe
-        cursor = lease.dbapi_connection.cursor()
+        if lease.wrote:
+            return True
         try:
-            cursor.execute(sql)
-            lease.wrote = wrote(list(cursor.fetchall()))
+            wrote = self.backend.transaction_wrote(lease.dbapi_connection)
         except self.dbapi_error:
             return True  # unsure: record, and let a failed insert fail the commit
-        finally:
-            cursor.close()
+        if wrote is not None:
+            lease.wrote = wrote
         return lease.wrote
 
     def _record(
@@ -445,20 +384,19 @@ class Executor:
         rolled back) when the key is recorded already or the failure aborted
         the transaction.
         """
-        assert self.outcomes is not None
+        request = request_of(owner, key, digest)
+        assert request is not None
         answer = {"txn": None, "results": [*results, {}]}
         conn = lease.dbapi_connection
         try:
-            self.outcomes.record_on(
-                conn, owner[0], key, Outcome(200, dumps(answer), owner[1], digest)
-            )
+            self.idempotency.record_on(conn, request, request.outcome(200, dumps(answer)))
         except self.integrity_error as exc:
             self._end_failed(lease)
             if opening:
                 # The key is recorded: an earlier attempt of this very
                 # request (begin to commit) committed while this one ran.
-                self._replay_recorded(owner, key, digest)
-            elif self.outcomes.find(owner[0], key) is not None:
+                self.idempotency.check(request)
+            elif self.idempotency.recorded(request):
                 raise StepFailed(
                     protocol.ERROR_STATUS[protocol.STALE_REQUEST],
                     protocol.error_body(
@@ -479,9 +417,9 @@ class Executor:
             # (PostgreSQL), committing now would silently roll back, so
             # the commit fails instead; elsewhere it goes ahead unrecorded.
             log.warning("outcome of request %s not recorded: %s", key, exc)
-            if self.driver in ABORTING_DRIVERS:
+            if self.backend.aborts_on_error:
                 self._end_failed(lease)
-                self.outcomes.ensure_table()
+                self.idempotency.ensure_table()
                 raise StepFailed(
                     protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
                     self._database_error(exc, index, None),
@@ -553,8 +491,8 @@ class Executor:
         limit = self.registry.max_transaction_seconds
         if limit is not None and lease.created + limit < deadline:
             deadline, reason = lease.created + limit, TRANSACTION
-        cancel = canceller(lease.dbapi_connection, self.driver, self.kill_connect)
-        terminate = terminator(lease.dbapi_connection, self.driver, self.kill_connect)
+        cancel = self.backend.canceller(lease.dbapi_connection, self.kill_connect)
+        terminate = self.backend.terminator(lease.dbapi_connection, self.kill_connect)
         watch = self.watchdog.arm(deadline, reason, cancel, terminate)
         try:
             result = self._guard(index, lease, fn, *args)
@@ -633,11 +571,11 @@ class Executor:
         return protocol.error_body(
             protocol.DATABASE_ERROR,
             str(exc),
-            dbapi_class=dbapi_class_name(exc),
+            dbapi_class=self.backend.dbapi_class_name(exc),
             args=args,
             step=index if index >= 0 else None,
             txn=lease.id if lease is not None and not lease.ended else None,
-            **error_details(exc),
+            **self.backend.error_details(exc),
         )
 
     def _execute(self, lease: Lease, step: dict) -> dict:
@@ -654,19 +592,20 @@ class Executor:
             and getattr(connection, "autocommit", False) is not True
         ):
             return self._execute_streamed(lease, step)
-        cursor = prepare_cursor(connection.cursor(), self.driver)
+        backend = self.backend
+        cursor = backend.prepare_cursor(connection.cursor())
         try:
-            with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
+            with backend.statement_deadline(connection, self.statement_timeout_seconds):
                 try:
                     if step["op"] == protocol.EXECUTE_MANY:
                         cursor.executemany(
                             step["sql"],
-                            [adapt_params(params) for params in step["seq_of_params"]],
+                            [backend.adapt_params(params) for params in step["seq_of_params"]],
                         )
                     elif step.get("params") is None:
                         cursor.execute(step["sql"])
                     else:
-                        cursor.execute(step["sql"], adapt_params(step["params"]))
+                        cursor.execute(step["sql"], backend.adapt_params(step["params"]))
                 except _PARAMETER_ERRORS as exc:
                     # Not a database error: the driver refused the parameters (a
                     # value it cannot bind, a missing name) before sending anything.
@@ -679,52 +618,17 @@ class Executor:
             raise
 
     def _execute_streamed(self, lease: Lease, step: dict) -> dict:
-        """Run a query through a server-side cursor (see :mod:`server.cursors`)."""
-        connection = lease.dbapi_connection
+        """Run a query through its backend's server-side cursor (see :mod:`server.cursors`)."""
+        backend = self.backend
         params = step.get("params")
-        try:
-            params = None if params is None else adapt_params(params)
-        except _PARAMETER_ERRORS as exc:
-            raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
-        with statement_deadline(connection, self.driver, self.statement_timeout_seconds):
-            if self.driver == "psycopg":
-                portals = lease.portals
-                if portals is None:
-                    portals = lease.portals = Portals()
-                cursor = prepare_cursor(connection.cursor(), self.driver)
-                try:
-                    cursor, rows, name = portals.open(
-                        connection, cursor, step["sql"], params, self.page_size + 1
-                    )
-                except _PARAMETER_ERRORS as exc:
-                    cursor.close()
-                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
-                except BaseException:
-                    cursor.close()
-                    raise
-
-                def finished(name: str = name) -> None:
-                    portals.finished(name)
-
-                server_cursor = ServerCursor(
-                    cursor, rows, portals.fetcher(cursor, name), on_close=finished
+        with backend.statement_deadline(lease.dbapi_connection, self.statement_timeout_seconds):
+            try:
+                params = None if params is None else backend.adapt_params(params)
+                cursor, server_cursor = backend.open_stream(
+                    lease, step["sql"], params, self.page_size
                 )
-            else:
-                import pymysql.cursors
-
-                cursor = connection.cursor(pymysql.cursors.SSCursor)
-                try:
-                    if params is None:
-                        cursor.execute(step["sql"])
-                    else:
-                        cursor.execute(step["sql"], params)
-                except _PARAMETER_ERRORS as exc:
-                    cursor.close()
-                    raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
-                except BaseException:
-                    cursor.close()
-                    raise
-                server_cursor = SpillingCursor(cursor, [], self.page_size)
+            except _PARAMETER_ERRORS as exc:
+                raise BadParameters(f"{type(exc).__name__}: {exc}") from exc
             try:
                 return self._result(lease, cursor, server_cursor)
             except BaseException:
@@ -772,8 +676,8 @@ class Executor:
                 ),
             )
         try:
-            with statement_deadline(
-                lease.dbapi_connection, self.driver, self.statement_timeout_seconds
+            with self.backend.statement_deadline(
+                lease.dbapi_connection, self.statement_timeout_seconds
             ):
                 rows, done = server_cursor.fetch(min(step["n"], self.page_size))
         except CursorDropped as exc:

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 
 from session_proxy.wire import protocol
 
-from .drivers import reset_session
+from . import backends
 
 log = logging.getLogger("session_proxy.server")
 
@@ -119,6 +119,8 @@ class LeaseRegistry:
         instance: str = "",
     ) -> None:
         self.engine = engine
+        #: What this engine's database needs between leases (the session reset).
+        self.backend = backends.for_engine(engine)
         #: Name of this server instance, and the tags that lease ids carry.
         self.instance = instance
         self.instance_tag = instance_tag(instance)
@@ -259,11 +261,10 @@ class LeaseRegistry:
         lease.cursors.clear()
         try:
             self._reset_options(lease)
-            reset_session(
+            self.backend.reset_session(
                 lease.dbapi_connection,
-                self.engine.dialect.driver,
                 self.statement_timeout_seconds,
-                lease.connection.info.get("sqlite_state"),
+                lease.connection.info,
             )
         except Exception as exc:  # noqa: BLE001
             log.warning(

@@ -32,7 +32,8 @@ from session_proxy.wire.codec import dumps
 from session_proxy.wire.errors import ProtocolError
 
 from . import requests_validation
-from .outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from .idempotency import Idempotency, Replay, Request, request_of
+from .outcomes import OutcomeStore
 from .sql.writes import may_write
 
 
@@ -67,6 +68,11 @@ class CallResult:
         self.replayed = replayed
 
 
+def _conflict(message: str) -> OperationFailed:
+    """The 409 for a key that names another call's outcome."""
+    return OperationFailed(protocol.IDEMPOTENCY_CONFLICT, message)
+
+
 class _AlreadyRecorded(Exception):
     """Another attempt of the same call committed first."""
 
@@ -83,6 +89,8 @@ class OperationHost:
     ) -> None:
         self.module_names = tuple(module_names)
         self.outcomes = outcomes
+        #: Replay, conflict checks and recording of keyed calls.
+        self.idempotency = Idempotency(outcomes, _conflict)
         #: Accept pickled (dill) arguments: gives callers code execution here.
         self.trusted_clients = trusted_clients
         for module in self.module_names:
@@ -122,50 +130,36 @@ class OperationHost:
         the outcome table on a ``retry``), if the record is of the same
         ``role`` and request ``digest``; a record of another is a 409.
         """
-        if key is not None and self.outcomes is not None:
-            found = self.outcomes.find(subject, key) if retry else self.outcomes.recall(
-                subject, key
-            )
-            outcome = self._replayable(found, key, role, digest)
-            if outcome is not None:
-                return self._replay(outcome)
+        request = request_of((subject, role), key, digest)
+        try:
+            return self._call_once(name, body, request, retry)
+        except Replay as replay:
+            outcome = self.idempotency.replayed(replay.outcome)
+            return CallResult(outcome.status, outcome.body, 0, None, replayed=True)
+
+    def _call_once(
+        self, name: str, body: Any, request: Request | None, retry: bool
+    ) -> CallResult:
+        """Run the call unless ``request`` was answered; raise :class:`Replay` if so."""
+        if request is None:
+            with values.pickles_allowed(self.trusted_clients):
+                return self._call(name, body, None)
+        # This instance's memory always (cheap), the table on a retry.
+        self.idempotency.check(request, database=retry)
         with values.pickles_allowed(self.trusted_clients):
             try:
-                result = self._call(name, body, subject, key, role, digest)
+                result = self._call(name, body, request)
             except _AlreadyRecorded:
-                outcome = self.outcomes.find(subject, key) if self.outcomes and key else None
-                if outcome is None:
-                    raise
-                return self._replay(self._replayable(outcome, key, role, digest))
-            except OperationFailed as failed:
-                if key is not None and self.outcomes is not None and failed.statements:
-                    payload = dumps(protocol.error_body(failed.code, str(failed), **failed.extra))
-                    self.outcomes.remember(
-                        subject, key,
-                        Outcome(protocol.ERROR_STATUS[failed.code], payload, role, digest),
-                    )
+                self.idempotency.check(request)
                 raise
-        if key is not None and self.outcomes is not None:
-            self.outcomes.remember(
-                subject, key, Outcome(result.status, result.payload, role, digest)
-            )
+            except OperationFailed as failed:
+                if failed.statements:
+                    self.idempotency.failed(request, failed.code, str(failed), **failed.extra)
+                raise
+        self.idempotency.remember(request, request.outcome(result.status, result.payload))
         return result
 
-    @staticmethod
-    def _replayable(found: Outcome | None, key: str, role: str, digest: str) -> Outcome | None:
-        try:
-            return replayable(found, key, role, digest)
-        except OutcomeConflict as exc:
-            raise OperationFailed(protocol.IDEMPOTENCY_CONFLICT, str(exc)) from None
-
-    def _replay(self, outcome: Outcome) -> CallResult:
-        if self.outcomes is not None:
-            self.outcomes.replayed()
-        return CallResult(outcome.status, outcome.body, 0, None, replayed=True)
-
-    def _call(
-        self, name: str, body: Any, subject: str, key: str | None, role: str, digest: str
-    ) -> CallResult:
+    def _call(self, name: str, body: Any, request: Request | None) -> CallResult:
         operation = self.operations.get(name)
         if operation is None:
             raise OperationFailed(
@@ -195,11 +189,11 @@ class OperationHost:
         started = time.perf_counter()
 
         def record(session: Any, encoded: Any) -> None:
-            if key is None or self.outcomes is None or not self._local.wrote:
+            if request is None or not self.idempotency.records or not self._local.wrote:
                 return
             try:
-                self.outcomes.record_in_session(
-                    session, subject, key, Outcome(200, dumps({"result": encoded}), role, digest)
+                self.idempotency.record_in_session(
+                    session, request, request.outcome(200, dumps({"result": encoded}))
                 )
             except sa_exc.IntegrityError:
                 raise _AlreadyRecorded() from None

@@ -44,6 +44,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from . import backends
+
 log = logging.getLogger("session_proxy.server")
 
 TABLE_NAME = "session_proxy_outcomes"
@@ -97,10 +99,10 @@ def outcome_scope(engine: Engine) -> str:
     name.  PostgreSQL schemas and SQLite files belong to one database
     already: the scope is "".
     """
-    if engine.dialect.name not in ("mysql", "mariadb"):
+    if not backends.for_engine(engine).outcome_table_shared:
         return ""
     with engine.connect() as connection:
-        return connection.execute(sa.text("SELECT DATABASE()")).scalar() or ""
+        return backends.for_engine(engine).outcome_scope(connection)
 
 
 def upgrade_table(engine: Engine, table: sa.Table) -> list[str]:
@@ -140,7 +142,7 @@ def _add_columns(engine: Engine, table: sa.Table, missing: list[str]) -> None:
                 f"ALTER TABLE {qualified} ADD COLUMN {preparer.quote(name)} "
                 f"{column.type.compile(dialect)} NOT NULL DEFAULT ''"
             ))
-        if "scope" in missing and dialect.name in ("mysql", "mariadb"):
+        if "scope" in missing and backends.for_engine(engine).outcome_table_shared:
             connection.execute(sa.text(
                 f"ALTER TABLE {qualified} DROP PRIMARY KEY, "
                 "ADD PRIMARY KEY (scope, subject, idem_key)"
@@ -153,7 +155,7 @@ def outcome_schema(engine: Engine) -> str | None:
     SQLite has none (the table then lives beside the application's); a
     server without the privilege to create one logs why and does the same.
     """
-    if engine.dialect.name == "sqlite":
+    if not backends.for_engine(engine).outcome_in_schema:
         return None
     try:
         with engine.begin() as connection:

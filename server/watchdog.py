@@ -8,7 +8,8 @@ executor *arms* it around every driver call that runs a statement or
 fetches rows, with a deadline (the statement timeout plus a little grace,
 or the transaction's end, whichever is first), and *disarms* it when the
 call returns.  One thread sleeps until the nearest deadline and then
-cancels that connection's running statement with the backend's cancel:
+cancels that connection's running statement with the cancel its backend
+profile gives (:meth:`server.backends.base.Backend.canceller`):
 
 - PostgreSQL (psycopg): ``connection.cancel()``, a cancel request on a
   connection of its own;
@@ -19,9 +20,10 @@ cancels that connection's running statement with the backend's cancel:
 A statement can ignore a cancel: a PL/pgSQL block or a MySQL procedure
 that catches ``query_canceled`` / the interruption and loops on.  So a
 watch that fired and whose call has still not returned
-:data:`ESCALATE_SECONDS` later ends the connection itself
-(:func:`terminator`: ``pg_terminate_backend`` or ``KILL CONNECTION`` from a
-connection of its own, SQLite interrupted again).
+:data:`ESCALATE_SECONDS` later ends the connection itself, with the
+terminate its profile gives (:meth:`server.backends.base.Backend.terminator`:
+``pg_terminate_backend`` or ``KILL CONNECTION`` from a connection of its
+own, SQLite interrupted again).
 
 A :class:`Watch` that fired remembers why, so the executor turns whatever
 the driver then returns (an error, or a value: an interrupted MariaDB
@@ -36,9 +38,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-from .drivers import family
 
 log = logging.getLogger("session_proxy.server")
 
@@ -71,66 +70,6 @@ class Watch:
         #: The reason it fired (STATEMENT or TRANSACTION), or None.
         self.fired: str | None = None
         self.done = False
-
-
-def canceller(
-    dbapi_connection: Any, driver: str, kill_connect: Callable[[], Any]
-) -> Callable[[], None]:
-    """A function that cancels what ``dbapi_connection`` is running now.
-
-    ``kill_connect`` opens a new driver connection to the same server; it is
-    used on MySQL, where a query is stopped by ``KILL QUERY`` from another
-    session.
-    """
-    kind = family(driver)
-    if kind == "postgresql":
-        return dbapi_connection.cancel
-    if kind == "sqlite":
-        return dbapi_connection.interrupt
-    if kind == "mysql":
-        thread_id = int(dbapi_connection.thread_id())
-
-        def kill() -> None:
-            other = kill_connect()
-            try:
-                cursor = other.cursor()
-                cursor.execute(f"KILL QUERY {thread_id}")
-                cursor.close()
-            finally:
-                other.close()
-
-        return kill
-    return lambda: None
-
-
-def terminator(
-    dbapi_connection: Any, driver: str, kill_connect: Callable[[], Any]
-) -> Callable[[], None]:
-    """A function that ends ``dbapi_connection``'s session from the database side.
-
-    For a statement that ignored :func:`canceller`'s cancel.
-    """
-    kind = family(driver)
-    if kind == "sqlite":
-        return dbapi_connection.interrupt
-    if kind == "postgresql":
-        statement = f"SELECT pg_terminate_backend({int(dbapi_connection.info.backend_pid)})"
-    elif kind == "mysql":
-        statement = f"KILL CONNECTION {int(dbapi_connection.thread_id())}"
-    else:
-        return lambda: None
-
-    def kill() -> None:
-        other = kill_connect()
-        try:
-            cursor = other.cursor()
-            cursor.execute(statement)
-            cursor.close()
-            other.commit()
-        finally:
-            other.close()
-
-    return kill
 
 
 class Watchdog:

@@ -2,7 +2,7 @@
 
 The server pools connections per transaction, so whatever one client leaves
 on a connection meets the next client of that connection.  Most session
-state is cleared between leases (:func:`server.drivers.reset_session`);
+state is cleared between leases (the backend profile's ``reset_session`` (:mod:`server.backends`));
 this module refuses, before anything runs, the statements whose effect the
 reset cannot undo or that reach data that belongs to no client:
 

@@ -54,7 +54,7 @@ class PGDialect_sessionproxy(ProxyDialectMixin, PGDialect_psycopg):
     supports_statement_cache = True
     supports_server_side_cursors = False
     _has_native_hstore = False
-    # The server sends JSON/JSONB as text (see server.drivers.prepare_cursor),
+    # The server sends JSON/JSONB as text (see server.backends.postgresql),
     # so a custom json_deserializer given to this engine runs here.
     supports_native_json_deserialization = False
     dialect_injects_custom_json_deserializer = False

@@ -1,0 +1,269 @@
+"""Backend profiles (server/backends): the registry, the protocol, and each profile on its database.
+
+The profile methods are exercised against the real databases: the cancel the
+watchdog uses stops a running statement, the statement deadline interrupts
+SQLite, the reset clears session state, and the outcome table lands where
+the profile says.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from server import backends
+from server.backends.base import Backend
+from server.config import ServerConfig
+from server.database import create_engine_for
+from server.outcomes import OutcomeStore
+
+#: A statement that runs far longer than any test waits, per backend family.
+SLOW = {
+    "sqlite": (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+        "SELECT count(*) FROM n"
+    ),
+    "postgresql": "SELECT pg_sleep(60)",
+    "mysql": "SELECT SLEEP(60)",
+}
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("sqlite:///x.db", "sqlite"),
+        ("sqlite+pysqlite:///x.db", "sqlite"),
+        ("postgresql+psycopg://u@h/d", "postgresql"),
+        ("mysql+pymysql://u@h/d", "mysql"),
+        ("mariadb+pymysql://u@h/d", "mysql"),
+    ],
+)
+def test_registry_maps_each_served_url_to_its_profile(url: str, name: str) -> None:
+    backend = backends.for_url(url)
+    assert backend.name == name
+    assert sa.engine.make_url(url).get_backend_name() in backend.dialect_names
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql+psycopg2://u@h/d", "'psycopg'"),
+        ("mysql+mysqldb://u@h/d", "'pymysql'"),
+        ("oracle+oracledb://u@h/d", "'oracle'"),
+    ],
+)
+def test_registry_refuses_what_it_does_not_serve(url: str, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        backends.for_url(url)
+
+
+def _protocol_members() -> dict[str, Any]:
+    members = {}
+    for name, value in vars(Backend).items():
+        if name.startswith("_"):
+            continue
+        members[name] = value
+    for name in Backend.__annotations__:
+        members.setdefault(name, None)
+    return members
+
+
+@pytest.mark.parametrize("backend", backends.BUILTIN, ids=lambda b: b.name)
+def test_every_profile_implements_the_protocol(backend: Backend) -> None:
+    members = _protocol_members()
+    assert {"reset_session", "canceller", "open_stream", "engine_kwargs"} <= set(members)
+    for name, declared in members.items():
+        assert hasattr(backend, name), f"{backend.name} lacks {name}"
+        if callable(declared):
+            wanted = list(inspect.signature(declared).parameters)[1:]
+            got = list(inspect.signature(getattr(backend, name)).parameters)
+            assert got == wanted, f"{backend.name}.{name}{got} != {wanted}"
+
+
+def test_dialect_names_do_not_overlap() -> None:
+    names = [name for backend in backends.BUILTIN for name in backend.dialect_names]
+    assert len(names) == len(set(names))
+    assert set(backends.by_dialect()) == {"sqlite", "postgresql", "mysql", "mariadb"}
+
+
+@pytest.fixture
+def engine(db_url: str) -> Any:
+    engine = create_engine_for(db_url, ServerConfig(max_transactions=2))
+    yield engine
+    engine.dispose()
+
+
+def _kill_connect(engine: sa.Engine) -> Any:
+    def connect() -> Any:
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        return engine.dialect.connect(*cargs, **cparams)
+
+    return connect
+
+
+def test_canceller_stops_a_running_statement(engine: sa.Engine) -> None:
+    """The cancel the watchdog uses ends a statement that would run a minute."""
+    backend = backends.for_engine(engine)
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        cancel = backend.canceller(conn, _kill_connect(engine))
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(SLOW[backend.name])
+                outcome["rows"] = cursor.fetchall()
+            except Exception as exc:  # noqa: BLE001 - the test reads it
+                outcome["error"] = exc
+            finally:
+                cursor.close()
+
+        started = time.monotonic()
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive(), outcome
+        cancel()
+        thread.join(30)
+        assert not thread.is_alive()
+        # Well under the minute the statement would take.
+        assert time.monotonic() - started < 30
+        # MySQL's interrupted SLEEP() answers 1 instead of raising.
+        assert "error" in outcome or [tuple(row) for row in outcome["rows"]] == [(1,)]
+        pooled.rollback()
+    finally:
+        pooled.close()
+
+
+def test_statement_deadline_interrupts_sqlite_only(engine: sa.Engine) -> None:
+    backend = backends.for_engine(engine)
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        if backend.name != "sqlite":
+            # Elsewhere the database's own timeout and the watchdog stop it:
+            # the deadline must not touch the connection at all.
+            with backend.statement_deadline(conn, 0.0):
+                cursor = conn.cursor()
+                cursor.execute("SELECT 1")
+                assert [tuple(row) for row in cursor.fetchall()] == [(1,)]
+                cursor.close()
+            return
+        with pytest.raises(engine.dialect.loaded_dbapi.OperationalError, match="interrupt"):
+            with backend.statement_deadline(conn, 0.2):
+                conn.execute(SLOW["sqlite"]).fetchall()
+        # The handler is gone afterwards: a long-ish statement runs to the end.
+        assert conn.execute("SELECT 1").fetchall() == [(1,)]
+    finally:
+        pooled.close()
+
+
+def test_reset_session_clears_a_temporary_table(engine: sa.Engine) -> None:
+    backend = backends.for_engine(engine)
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        cursor = conn.cursor()
+        cursor.execute("CREATE TEMPORARY TABLE profile_left_behind (x INTEGER)")
+        cursor.execute("INSERT INTO profile_left_behind VALUES (1)")
+        cursor.close()
+        conn.commit()
+        backend.reset_session(conn, 300.0, pooled.info)
+        cursor = conn.cursor()
+        with pytest.raises(engine.dialect.loaded_dbapi.Error):
+            cursor.execute("SELECT x FROM profile_left_behind")
+        cursor.close()
+        conn.rollback()
+    finally:
+        pooled.close()
+
+
+def test_outcome_table_goes_where_the_profile_says(engine: sa.Engine) -> None:
+    backend = backends.for_engine(engine)
+    store = OutcomeStore(engine, window_seconds=60)
+    try:
+        assert (store.table.schema is not None) == backend.outcome_in_schema
+        if backend.outcome_table_shared:
+            assert store.scope == engine.url.database
+        else:
+            assert store.scope == ""
+    finally:
+        store.stop()
+
+
+def test_terminator_ends_the_session(engine: sa.Engine) -> None:
+    """The watchdog's escalation: the statement stops and, off SQLite, the session is gone."""
+    backend = backends.for_engine(engine)
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        terminate = backend.terminator(conn, _kill_connect(engine))
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(SLOW[backend.name])
+                outcome["rows"] = cursor.fetchall()
+            except Exception as exc:  # noqa: BLE001 - the test reads it
+                outcome["error"] = exc
+            finally:
+                try:
+                    cursor.close()
+                except Exception:  # noqa: BLE001, S110 - the session may be gone
+                    pass
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive(), outcome
+        terminate()
+        thread.join(30)
+        assert not thread.is_alive()
+        if backend.name == "sqlite":
+            assert "error" in outcome
+            assert conn.execute("SELECT 1").fetchall() == [(1,)]
+            return
+        # The session itself ended: the next statement on it fails.
+        with pytest.raises(engine.dialect.loaded_dbapi.Error):
+            cursor = conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+        pooled.invalidate()
+    finally:
+        pooled.close()
+
+
+def test_transaction_wrote_asks_the_database(engine: sa.Engine) -> None:
+    """PostgreSQL's transaction id and MySQL's handler counters; SQLite cannot say."""
+    backend = backends.for_engine(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE IF EXISTS profile_wrote"))
+        connection.execute(sa.text("CREATE TABLE profile_wrote (x INTEGER)"))
+    pooled = engine.raw_connection()
+    try:
+        conn = pooled.dbapi_connection
+        backend.reset_session(conn, 300.0, pooled.info)
+        cursor = conn.cursor()
+        cursor.execute("SELECT count(*) FROM profile_wrote")
+        cursor.fetchall()
+        read_only = backend.transaction_wrote(conn)
+        cursor.execute("INSERT INTO profile_wrote VALUES (1)")
+        wrote = backend.transaction_wrote(conn)
+        cursor.close()
+        conn.rollback()
+        if backend.name == "sqlite":
+            assert (read_only, wrote) == (None, None)
+        else:
+            assert (read_only, wrote) == (False, True)
+    finally:
+        pooled.close()
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE IF EXISTS profile_wrote"))
