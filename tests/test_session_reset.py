@@ -171,6 +171,10 @@ def test_postgresql_session_state_does_not_leak(
             conn.exec_driver_sql(sql)
         assert conn.exec_driver_sql("SELECT current_user").scalar() == "sp_reset_other"
         conn.commit()
+    with attacker.connect() as conn:  # DISCARD ALL keeps random()'s seed: refused
+        _refused(conn, "SELECT setseed(0.5)", "session_state")
+        _refused(conn, "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'SELECT SETSEED(0.5)'",
+                 "session_state")
     with victim.connect() as conn:  # necessarily the same server connection
         assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() == pid
         assert conn.exec_driver_sql(

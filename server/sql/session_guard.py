@@ -33,6 +33,8 @@ reset cannot undo or that reach data that belongs to no client:
   (PL/pgSQL ``EXECUTE``, MySQL ``EXECUTE IMMEDIATE``): statements built from
   strings at run time reach tables no reading of the text can see, the
   outcome table included;
+- **PostgreSQL** ``setseed()`` (anywhere, bodies included): ``DISCARD ALL``
+  keeps the seed of ``random()``;
 - **MySQL/MariaDB**: ``USE db`` (COM_RESET_CONNECTION keeps the default
   database, so the next client's unqualified names would resolve in the
   database this client chose) and ``XA`` transactions (``XA PREPARE`` keeps
@@ -120,7 +122,7 @@ class IsolationViolation(Exception):
 
     ``reason`` is a short stable word (``outcome_table``, ``prepared_statement``,
     ``server_default``, ``attach``, ``pragma``, ``dynamic_sql``,
-    ``default_database``, ``session_table``), ``message``
+    ``default_database``, ``session_table``, ``session_state``), ``message``
     says which statement and why; ``step`` is set by :func:`check_steps`.
     """
 
@@ -350,6 +352,14 @@ def _check_uncached(sql: str, dialect: str | None) -> tuple[str, str] | None:
             "statements naming the proxy's outcome table (session_proxy_outcomes, "
             "schema session_proxy) are refused: it holds other clients' answers",
             "outcome_table",
+        )
+    if "setseed" in lowered:
+        # Anywhere, function bodies included: DISCARD ALL keeps the seed, so
+        # the next client's random() would be known to this one.
+        return (
+            "setseed() is refused: the seed of random() outlives the transaction, "
+            "so the next client's random values would be predictable",
+            "session_state",
         )
     if "/*!" in sql or "/*m!" in lowered:
         return (
