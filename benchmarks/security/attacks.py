@@ -1746,9 +1746,7 @@ def _resource_expect(proxy_text: dict[str, str]) -> Callable[[str, str], Expect]
 
 
 def _transaction_limit_expect(backend: str, config: str) -> Expect:
-    if config == "logical":
-        return Expect(True, 403, "not in the allowlist for role 'worker'")
-    if config == "proxy+policy":
+    if config in ("logical", "proxy+policy"):
         return Expect(True, 403, "not in the allowlist for role 'worker'")
     return Expect(True, 410, "longer than the limit")
 
