@@ -144,6 +144,10 @@ def _unicode_unescape(body: str) -> str:
     return _UNICODE_ESCAPE_RE.sub(one, body)
 
 
+#: Where a "--" comment ends on PostgreSQL.
+_LINE_END_RE = re.compile("[\r\n]")
+
+
 class NestingTooDeep(ValueError):
     """A statement nests parentheses deeper than :data:`MAX_NESTING`."""
 
@@ -236,13 +240,18 @@ class _Lexer:
         """End of the "--" comment at ``i``."""
         sql, dialect = self.sql, self.dialect
         n = len(sql)
+        if dialect == "postgresql":
+            # PostgreSQL ends the comment at CR or LF.  Search for either at
+            # once: looking for LF alone scanned to the end of a text of
+            # "-- \r" repeated, for every comment (quadratic).
+            found = _LINE_END_RE.search(sql, i)
+            end = n if found is None else found.start()
+            self.long_token(i, end, sql[i:end])
+            return end
         newline = sql.find("\n", i)
         end = n if newline < 0 else newline
         carriage = sql.find("\r", i, end)
-        if dialect == "postgresql":
-            if carriage >= 0:  # PostgreSQL ends the comment there
-                end = carriage
-        elif dialect is None:
+        if dialect is None:
             if 0 <= carriage < end - 1:
                 self.note("carriage return inside a '--' comment")
             if i + 2 < n and sql[i + 2] not in _WHITESPACE:
