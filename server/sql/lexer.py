@@ -112,7 +112,7 @@ _STRING_PREFIXES = {
     None: "eEnNxXbB", "postgresql": "eEnNxXbB", "mysql": "nNxXbB", "sqlite": "xX"
 }
 _PG_COMMENT_RE = re.compile(r"/\*|\*/")
-_SAFE_PERCENT_RE = re.compile(r"%%|%s|%\(\w+\)s")
+_SAFE_PERCENT_RE = re.compile(r"%%|%s|%\([^()%]*\)s")
 # First characters that may start a comment, quoted text or a parameter.
 _COMMENT_STARTS = "-/#"
 _QUOTES = "'\"`["

@@ -64,8 +64,11 @@ MAX_STATEMENT_CHARS = 1024 * 1024
 MAX_REQUEST_SQL_CHARS = 4 * 1024 * 1024
 
 _PYFORMAT_DRIVERS = frozenset({"psycopg", "pymysql"})
-# NUL, the C0 controls but \t \n \r, and lone surrogates.
-_BAD_CHAR_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+# NUL and lone surrogates: refused anywhere.
+_BAD_CHAR_RE = re.compile("[\x00\ud800-\udfff]")
+# The other C0 controls but \t \n \r: data inside a string literal, which
+# every backend stores as written; refused anywhere else (see check_sql).
+_CONTROL_RE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 # Words that change the connection character set in a SET statement.
 _CHARSET_WORDS = frozenset({"NAMES", "CHARSET", "CHARACTER", "CLIENT_ENCODING"})
@@ -131,10 +134,34 @@ def check_sql(sql: str, index: int, op: str, dialect: str, driver: str, has_para
         raise _refuse(index, op, str(exc)) from None
     if problem is not None:
         raise _refuse(index, op, f"{problem} ({dialect} reading)")
+    _check_controls(sql, tokens, index, op)
     if dialect in ("mysql", "postgresql") and _changes_charset(tokens):
         raise _refuse(
             index, op, "it changes the connection's character set, which the driver "
             "would keep encoding in the old one",
+        )
+
+
+def _check_controls(sql: str, tokens: tuple[Any, ...], index: int, op: str) -> None:
+    """Refuse C0 control characters anywhere but inside string literals.
+
+    Outside them the backends disagree (MariaDB reads vertical tab and form
+    feed as spaces, PostgreSQL does not; MySQL ends a ``--`` marker at any
+    control character).  Inside a string literal they are data (a table
+    comment of SQLAlchemy's own test suite has some).  Every control
+    character of the text must be found in the literal tokens; quoted
+    identifiers do not count, since their text may be decoded.
+    """
+    found = _CONTROL_RE.search(sql)
+    if found is None:
+        return
+    in_literals = sum(
+        len(_CONTROL_RE.findall(text)) for kind, text, _upper in tokens if kind == "l"
+    )
+    if in_literals < len(_CONTROL_RE.findall(sql)):
+        raise _refuse(
+            index, op, f"{_describe(found.group())} at character {found.start()}, "
+            "outside a string literal",
         )
 
 

@@ -379,3 +379,33 @@ def test_role_without_permissions_is_refused_before_lexing(
     # A role that may read is refused by the guard (400), the policy never lexes it.
     response = _pipeline(policy_server, nested, token=issue("reader", "host-9"))
     assert response.status_code == 400 and "nest deeper" in response.text
+
+
+_DRIVERS = {"postgresql": "psycopg", "mysql": "pymysql", "sqlite": "pysqlite"}
+
+
+@pytest.mark.parametrize("dialect", sorted(_DRIVERS))
+@pytest.mark.parametrize("sql, refused", [
+    # SQLAlchemy's own reflection suite comments a table with these: data.
+    ("COMMENT ON TABLE t IS 'has\x0cescaped\x0bcomment'", False),
+    ("SELECT\x0b1", True),
+    ("SELECT 1 -- x\x0b\nWHERE 1 = 0", True),
+    ("SELECT 'a\x0b' \x0c", True),
+])
+def test_control_characters_only_inside_string_literals(
+    dialect: str, sql: str, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(UnsafeStatement, match="outside a string literal"):
+            check_sql(sql, 0, "execute", dialect, _DRIVERS[dialect], False)
+    else:
+        check_sql(sql, 0, "execute", dialect, _DRIVERS[dialect], False)
+
+
+@pytest.mark.parametrize("name", ["/slashes/", "more/slashes", "q?marks", "spaces in"])
+def test_named_placeholders_may_hold_any_character_but_parentheses(name: str) -> None:
+    """SQLAlchemy's difficult-parameter tests name binds like these."""
+    for dialect in ("postgresql", "mysql"):
+        check_sql(f"SELECT %({name})s", 0, "execute", dialect, _DRIVERS[dialect], True)
+    with pytest.raises(UnsafeStatement):
+        check_sql("SELECT %(a%r)s", 0, "execute", "mysql", "pymysql", True)
