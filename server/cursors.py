@@ -163,6 +163,9 @@ def _quote(name: str) -> str:
     return '"' + name + '"'
 
 
+_ROLLBACK_RE = re.compile(r"\s*(?:/\*.*?\*/\s*)*rollback\b", re.I | re.S)
+
+
 class Portals:
     """PostgreSQL cursors of one lease (one transaction): names, reuse, closing.
 
@@ -220,4 +223,15 @@ class Portals:
     def finished(self, name: str) -> None:
         """Cursor ``name`` is done; the next query reuses (and first closes) it."""
         self.free.append(name)
+
+    def after(self, sql: str) -> None:
+        """Note a statement run outside these cursors.
+
+        ``ROLLBACK TO SAVEPOINT`` closes every cursor declared since the
+        savepoint, so a finished name may no longer exist and its ``CLOSE``
+        would fail: such names are not reused (a name still declared is
+        closed with the transaction).
+        """
+        if _ROLLBACK_RE.match(sql):
+            self.free.clear()
 

@@ -592,6 +592,8 @@ class Executor:
             and getattr(connection, "autocommit", False) is not True
         ):
             return self._execute_streamed(lease, step)
+        if lease.portals is not None:
+            lease.portals.after(step["sql"])
         backend = self.backend
         cursor = backend.prepare_cursor(connection.cursor())
         try:

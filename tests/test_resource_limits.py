@@ -479,3 +479,19 @@ def test_half_open_connections_are_bounded_and_timed_out(start_server, backend: 
     finally:
         for sock in held:
             sock.close()
+
+
+def test_results_after_a_rollback_to_savepoint(proxy_engine: sa.Engine, backend: str) -> None:
+    """ROLLBACK TO SAVEPOINT closes the server-side cursors declared since.
+
+    The next query must not try to reuse (and CLOSE) one of them: SQLAlchemy's
+    own savepoint tests failed so ("cursor "_sp_0" does not exist").
+    """
+    with proxy_engine.connect() as conn:
+        outer = conn.execute(sa.text("SELECT 1 + 1")).scalar()
+        savepoint = conn.begin_nested()
+        inside = conn.execute(sa.text("SELECT 1 + 1")).scalar()
+        savepoint.rollback()
+        again = [conn.execute(sa.text("SELECT 3")).scalar() for _ in range(3)]
+        conn.rollback()
+    assert (outer, inside, again) == (2, 2, [3, 3, 3])
