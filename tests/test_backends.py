@@ -106,6 +106,36 @@ def _kill_connect(engine: sa.Engine) -> Any:
     return connect
 
 
+def _stop_while_running(conn: Any, backend_name: str, stop: Any) -> dict[str, Any]:
+    """Run a minute-long statement on ``conn`` in a thread, call ``stop``, and wait.
+
+    Returns what the statement gave: ``rows`` or ``error``.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        cursor = conn.cursor()
+        try:
+            cursor.execute(SLOW[backend_name])
+            outcome["rows"] = cursor.fetchall()
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            outcome["error"] = exc
+        finally:
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001, S110 - the session may be gone
+                pass
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(1.0)
+    assert thread.is_alive(), outcome
+    stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    return outcome
+
+
 def test_canceller_stops_a_running_statement(engine: sa.Engine) -> None:
     """The cancel the watchdog uses ends a statement that would run a minute."""
     backend = backends.for_engine(engine)
@@ -113,26 +143,8 @@ def test_canceller_stops_a_running_statement(engine: sa.Engine) -> None:
     try:
         conn = pooled.dbapi_connection
         cancel = backend.canceller(conn, _kill_connect(engine))
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(SLOW[backend.name])
-                outcome["rows"] = cursor.fetchall()
-            except Exception as exc:  # noqa: BLE001 - the test reads it
-                outcome["error"] = exc
-            finally:
-                cursor.close()
-
         started = time.monotonic()
-        thread = threading.Thread(target=run)
-        thread.start()
-        time.sleep(1.0)
-        assert thread.is_alive(), outcome
-        cancel()
-        thread.join(30)
-        assert not thread.is_alive()
+        outcome = _stop_while_running(conn, backend.name, cancel)
         # Well under the minute the statement would take.
         assert time.monotonic() - started < 30
         # MySQL's interrupted SLEEP() answers 1 instead of raising.
@@ -205,28 +217,7 @@ def test_terminator_ends_the_session(engine: sa.Engine) -> None:
     try:
         conn = pooled.dbapi_connection
         terminate = backend.terminator(conn, _kill_connect(engine))
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(SLOW[backend.name])
-                outcome["rows"] = cursor.fetchall()
-            except Exception as exc:  # noqa: BLE001 - the test reads it
-                outcome["error"] = exc
-            finally:
-                try:
-                    cursor.close()
-                except Exception:  # noqa: BLE001, S110 - the session may be gone
-                    pass
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        time.sleep(1.0)
-        assert thread.is_alive(), outcome
-        terminate()
-        thread.join(30)
-        assert not thread.is_alive()
+        outcome = _stop_while_running(conn, backend.name, terminate)
         if backend.name == "sqlite":
             assert "error" in outcome
             assert conn.execute("SELECT 1").fetchall() == [(1,)]
