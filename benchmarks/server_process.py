@@ -25,6 +25,7 @@ from pathlib import Path
 import requests
 
 from server.auth import generate_keypair, issue_token, load_private_key
+from session_proxy.wire import protocol
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -140,6 +141,16 @@ class ServerProcess:
     def headers(self) -> dict[str, str]:
         """The ``Authorization`` header carrying :attr:`token`."""
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def metric(self, name: str, token: str | None = None) -> float:
+        """One unlabelled value of ``/v1/metrics``, read with ``token`` (default: admin)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else self.headers
+        response = requests.get(self.url + protocol.METRICS_PATH, headers=headers, timeout=30)
+        response.raise_for_status()
+        for line in response.text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} is not in {self.name}'s metrics")
 
     def stop(self) -> None:
         """Terminate the server and wait for it to exit."""

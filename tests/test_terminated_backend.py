@@ -47,13 +47,7 @@ def post(server: ServerProcess, txn: str | None, steps: list[dict]) -> requests.
 
 
 def open_transactions(server: ServerProcess) -> int:
-    text = requests.get(
-        server.url + protocol.METRICS_PATH, headers=server.headers, timeout=TIMEOUT
-    ).text
-    for line in text.splitlines():
-        if line.startswith("session_proxy_open_transactions "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no open-transactions gauge")
+    return int(server.metric("session_proxy_open_transactions"))
 
 
 def open_and_kill(server: ServerProcess, backend: str, engine: sa.Engine) -> str:

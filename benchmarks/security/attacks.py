@@ -1464,15 +1464,7 @@ def _rss(lab: SecurityLab, config: str) -> int:
 
 def _metric(lab: SecurityLab, config: str, name: str) -> float:
     """One unlabelled value of ``config``'s ``/v1/metrics``, read with the admin token."""
-    response = requests.get(
-        f"{lab.servers[config].url}/v1/metrics",
-        headers={"Authorization": f"Bearer {lab.tokens.admin}"}, timeout=TIMEOUT,
-    )
-    response.raise_for_status()
-    for line in response.text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} is not in the metrics")
+    return lab.servers[config].metric(name, lab.tokens.admin)
 
 
 def _threads(lab: SecurityLab, config: str) -> int:

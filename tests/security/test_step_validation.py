@@ -62,13 +62,7 @@ def canary_rows(engine: sa.Engine) -> list[tuple]:
 
 
 def open_transactions(server: ServerProcess) -> int:
-    text = requests.get(
-        server.url + protocol.METRICS_PATH, headers=server.headers, timeout=TIMEOUT
-    ).text
-    for line in text.splitlines():
-        if line.startswith("session_proxy_open_transactions "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no open-transactions gauge")
+    return int(server.metric("session_proxy_open_transactions"))
 
 
 def post(server: ServerProcess, body: Any) -> requests.Response:
