@@ -10,12 +10,12 @@
     session-proxy-bench run --full --load-results load.json --out results.json --report report/
 
 ``run`` measures the workload in direct, proxy and logical modes (see
-:mod:`benchmarks.runner`), runs the attack suite, writes every raw sample
+:mod:`session_proxy_bench.runner`), runs the attack suite, writes every raw sample
 and outcome to one JSON file and prints a concise table; ``report`` writes
 ``report.md`` and a self-contained ``report.html`` computed only from that
 file; ``security`` runs the attack suite alone and writes its matrix.
 
-``load`` is the reliability load run (:mod:`benchmarks.load.runner`):
+``load`` is the reliability load run (:mod:`session_proxy_bench.load.runner`):
 concurrent clients against the server under gunicorn, through a relay that
 drops a share of the responses, mixing the workload's operations with
 transfers whose invariants are checked afterwards.  It writes its result
@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     preset.add_argument("--full", action="store_true",
                         help=f"PostgreSQL preset (default --db {PG_DEFAULT}) within 15 minutes")
     run.add_argument("--db", help="'sqlite' (a temporary file) or a SQLAlchemy URL")
-    run.add_argument("--server-url", help="use this running server (started with "
-                     "--operations benchmarks.workload.operations) instead of starting one")
+    run.add_argument("--server-url", help="use this running server (started with --operations "
+                     "session_proxy_bench.workload.operations) instead of starting one")
     run.add_argument("--token", default=os.environ.get("SESSION_PROXY_TOKEN"),
                      help="bearer token for --server-url (default: $SESSION_PROXY_TOKEN)")
     run.add_argument("--operations", type=_list(str),

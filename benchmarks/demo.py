@@ -1,6 +1,6 @@
 """Run the README example direct and through a real session-proxy server.
 
-``python -m benchmarks.demo`` creates a SQLite database in a temporary
+``python -m session_proxy_bench.demo`` creates a SQLite database in a temporary
 directory, starts ``session-proxy-server`` in front of it as a subprocess,
 runs the same ORM code over a direct engine and over a proxy engine, checks
 that both give the same answer, and writes ``report/demo.md`` with the

@@ -1,13 +1,13 @@
 """Start and stop the server under gunicorn, as it is deployed.
 
-:class:`GunicornProcess` is :class:`~benchmarks.server_process.ServerProcess`
+:class:`GunicornProcess` is :class:`~session_proxy_bench.server_process.ServerProcess`
 for the production set-up: ``gunicorn --workers 1 --threads N
-server.wsgi:app`` on a free loopback port, configured through the
-``SESSION_PROXY_*`` environment variables :mod:`server.wsgi` reads.  One
+session_proxy_server.wsgi:app`` on a free loopback port, configured through
+the ``SESSION_PROXY_*`` environment variables :mod:`session_proxy_server.wsgi` reads.  One
 worker process, because a transaction lives in the process that opened it.
 
 Authentication is on: the server verifies tokens with the public half of
-:func:`benchmarks.server_process.signing_key`, and :attr:`GunicornProcess.token`
+:func:`session_proxy_bench.server_process.signing_key`, and :attr:`GunicornProcess.token`
 is an ``admin`` token signed with its private half.  gunicorn's output goes
 to a log file that start-up failures quote.  The gunicorn used is the one
 installed next to the running Python (the ``gunicorn`` extra).
@@ -30,7 +30,7 @@ def gunicorn_path() -> str | None:
 
 
 class GunicornProcess(ServerProcess):
-    """``gunicorn --workers 1 --threads THREADS server.wsgi:app`` in front of ``db_url``.
+    """``gunicorn ... session_proxy_server.wsgi:app`` with THREADS threads, in front of ``db_url``.
 
     :param db_url: the database's SQLAlchemy URL (``SESSION_PROXY_DB_URL``).
     :param threads: gunicorn worker threads: requests served at once.
@@ -78,6 +78,6 @@ class GunicornProcess(ServerProcess):
         self._argv = [
             gunicorn, "--workers", "1", "--threads", str(threads),
             "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning",
-            "--graceful-timeout", "10", "server.wsgi:app",
+            "--graceful-timeout", "10", "session_proxy_server.wsgi:app",
         ]
         self._launch("session-proxy-gunicorn", start_timeout)

@@ -8,7 +8,7 @@ table of its own (``bench_probe``), direct and through the proxy:
 - ``select_rows``: read N rows with one SELECT (the per-row cost).
 
 The one-row SELECT through the proxy is measured with the floors
-(:meth:`benchmarks.runner.Benchmark._floors`), interleaved with the HTTP echo
+(:meth:`session_proxy_bench.runner.Benchmark._floors`), interleaved with the HTTP echo
 it is compared to.
 """
 

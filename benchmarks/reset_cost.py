@@ -1,8 +1,8 @@
 """What the reset between leases costs, per backend: microseconds and round trips.
 
-``python -m benchmarks.reset_cost URL [URL ...]`` checks out one pooled
+``python -m session_proxy_bench.reset_cost URL [URL ...]`` checks out one pooled
 connection of the server's own engine, runs a one-statement transaction on
-it and then its backend's ``reset_session`` (:mod:`server.backends`), many
+it and then its backend's ``reset_session`` (:mod:`session_proxy_server.backends`), many
 times, and prints the median and 95th percentile of the reset alone.  Round trips are counted by
 wrapping the driver's network send (psycopg: ``PGconn.send_query``/``exec_``;
 pymysql: ``Connection._write_bytes``, one per command); SQLite has none (it
@@ -17,9 +17,9 @@ import sys
 import time
 from typing import Any
 
-from server import backends
-from server.config import ServerConfig
-from server.database import create_engine_for
+from session_proxy_server import backends
+from session_proxy_server.config import ServerConfig
+from session_proxy_server.database import create_engine_for
 
 
 def _count_round_trips(dbapi_connection: Any, driver: str) -> list[int]:

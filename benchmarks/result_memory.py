@@ -5,7 +5,7 @@ transactions that each run a ``--rows``-row SELECT (and read only its first
 page), then rolls them back, printing the server process's resident set
 size (RSS, from ``/proc``) at each point as JSON::
 
-    python -m benchmarks.result_memory --db-url postgresql+psycopg://postgres@127.0.0.1/test
+    python -m session_proxy_bench.result_memory --db-url postgresql+psycopg://postgres@127.0.0.1/test
 
 The SELECT makes its rows itself (``generate_series`` on PostgreSQL,
 MariaDB's ``seq_1_to_N`` tables, a recursive CTE on SQLite), so no table is

@@ -1,7 +1,7 @@
 """Run the workload in direct, proxy and logical modes and record every sample.
 
 For each scale (``tasks_per_dag``) the database is reset and seeded; for each
-injected round-trip time a :class:`~benchmarks.relay.Relay` sits between the
+injected round-trip time a :class:`~session_proxy_bench.relay.Relay` sits between the
 client and the session-proxy server (and, for a networked database, between
 the direct-mode client and the database); for each mode every operation is
 warmed up and then sampled.  Each sample records the wall latency and the
@@ -42,7 +42,7 @@ from .workload import operations as ops
 from .workload.modes import MODES, ModeRunner
 from .workload.seed import BASE_TIME, reset_schema, seed
 
-OPERATIONS_MODULE = "benchmarks.workload.operations"
+OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 
 
 @dataclasses.dataclass
@@ -65,7 +65,7 @@ class BenchConfig:
     server_url: str | None = None
     #: Bearer token for ``server_url`` (a started server makes its own).
     token: str | None = None
-    #: Run the attack suite (:mod:`benchmarks.security`) after the measurements.
+    #: Run the attack suite (:mod:`session_proxy_bench.security`) after the measurements.
     security: bool = True
 
     def __post_init__(self) -> None:

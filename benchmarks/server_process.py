@@ -24,8 +24,8 @@ from pathlib import Path
 
 import requests
 
-from server.auth import generate_keypair, issue_token, load_private_key
 from session_proxy.wire import protocol
+from session_proxy_server.auth import generate_keypair, issue_token, load_private_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ class ServerProcess:
         #: A token for the ``admin`` role (``None`` without ``auth``).
         self.token = issue() if auth else None
         auth_args = ["--public-key", str(signing_key()[1])] if auth else ["--insecure-no-auth"]
-        self._argv = [sys.executable, "-m", "server.cli", "--db-url", db_url,
+        self._argv = [sys.executable, "-m", "session_proxy_server.cli", "--db-url", db_url,
                       "--port", str(self.port), "--log-level", "WARNING",
                       # Stopping waits this long for open transactions
                       # (``extra_args`` may say otherwise: the last one wins).

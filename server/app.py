@@ -2,7 +2,7 @@
 
 :func:`create_app` builds one :class:`ProxyServer` for one database: a real
 SQLAlchemy engine (the only place database credentials live), the lease
-registry and its reaper, the executor, and the :class:`~server.security.Gate`
+registry and its reaper, the executor, and the :class:`~session_proxy_server.security.Gate`
 that authenticates callers and applies their role's policy.  Requests flow::
 
     WSGI -> ProxyServer.__call__ -> Gate.authenticate -> route handler
@@ -66,7 +66,7 @@ class ProxyServer:
         trusted_clients: bool = False,
     ) -> None:
         self.engine = engine
-        #: What differs by database (see :mod:`server.backends`).
+        #: What differs by database (see :mod:`session_proxy_server.backends`).
         self.backend = backends.for_engine(engine)
         self.config = config
         self.gate = gate
@@ -466,7 +466,7 @@ def create_app(
     ``sqlite_attach`` maps schema names to SQLite files attached to every
     pooled connection.  ``trusted_clients`` lets logical calls carry pickled
     (dill) arguments, which gives every client code execution on the server.
-    ``settings`` are :class:`~server.config.ServerConfig` fields
+    ``settings`` are :class:`~session_proxy_server.config.ServerConfig` fields
     (``lease_seconds=30``, ``page_size=1000``, ...), used when ``config`` is
     not given.
     """

@@ -9,7 +9,7 @@ Example::
         --public-key keys/session-proxy-public.pem --tls-self-signed tls
 
 ``keys`` and ``token`` are subcommands; anything else serves.  For
-production, run the same app under gunicorn (see :mod:`server.wsgi`).
+production, run the same app under gunicorn (see :mod:`session_proxy_server.wsgi`).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _lifetime(text: str) -> int:
-    """argparse type of a lifetime such as ``24h`` (see :func:`server.auth.parse_ttl`)."""
+    """argparse type of a lifetime such as ``24h`` (see :func:`~.auth.parse_ttl`)."""
     try:
         return parse_ttl(text)
     except ValueError as exc:

@@ -4,7 +4,7 @@
 metadata (an :class:`Option`) gives its command-line flag, help text and
 group.  The CLI (:func:`add_arguments`, :meth:`ServerConfig.from_args`) and
 the environment loader (:meth:`ServerConfig.from_env`, used by
-:mod:`server.wsgi` under gunicorn) both walk the fields, so a new field gets
+:mod:`session_proxy_server.wsgi` under gunicorn) both walk the fields, so a new field gets
 its ``--flag`` and its ``SESSION_PROXY_<FIELD>`` variable by being declared.
 """
 
@@ -68,7 +68,7 @@ class ServerConfig:
     :param max_transactions_per_subject: open transactions one token
         subject may hold at once (429 above it).
     :param outcome_window_seconds: how long the outcome of a finished
-        request is kept for a retry to find (see :mod:`server.outcomes`).
+        request is kept for a retry to find (see :mod:`session_proxy_server.outcomes`).
     :param outcome_memory_bytes: response bytes the in-memory outcome store
         keeps at most (oldest dropped first); commits stay answerable from
         their database record.

@@ -3,9 +3,9 @@
 The engine also carries the statement timeout where the database enforces
 it (PostgreSQL's ``statement_timeout`` as a connection startup option,
 MySQL's or MariaDB's session variable set on connect); each backend profile
-(:mod:`server.backends`) says how.  SQLite has no such setting; the executor
+(:mod:`session_proxy_server.backends`) says how.  SQLite has no such setting; the executor
 interrupts its statements instead
-(:meth:`server.backends.sqlite.SQLiteBackend.statement_deadline`).
+(:meth:`session_proxy_server.backends.sqlite.SQLiteBackend.statement_deadline`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ server's driver dialect), keeps a server-side cursor for results longer than
 one page, and turns driver exceptions into protocol error bodies that keep
 the PEP 249 class, message, args and backend error code.
 
-It also makes every request run at most once (see :mod:`server.outcomes`):
+It also makes every request run at most once (see :mod:`session_proxy_server.outcomes`):
 a request whose idempotency key already ran is answered from its record, a
 commit that wrote records its response in the same transaction, and a
 failed commit ends the transaction, so a retry can never commit part of it.
@@ -165,7 +165,7 @@ class Executor:
         self.watchdog = Watchdog()
         #: Opens a driver connection of its own (MySQL's ``KILL QUERY``).
         self.kill_connect = self._connect_for_kill
-        #: Read long results through server-side cursors (see :mod:`server.cursors`).
+        #: Read long results through server-side cursors (:mod:`.cursors`).
         self.streaming = self.backend.streams_results
         #: Address of this instance that opening responses name, if any.
         self.base_url: str | None = None
@@ -184,9 +184,9 @@ class Executor:
         ``steps`` have been validated, checked against the caller's policy
         and their parameters decoded.  ``key`` is the request's idempotency
         key, ``retry`` whether the client says this is a retry and
-        ``digest`` names the request (:func:`server.outcomes.request_digest`):
+        ``digest`` names the request (:func:`session_proxy_server.outcomes.request_digest`):
         a record of ``key`` answers it only if made by the same role for
-        the same digest.  Raises :class:`~server.leases.LeaseError` when the
+        the same digest.  Raises :class:`~session_proxy_server.leases.LeaseError` when the
         transaction cannot be used or the key names another request;
         nothing ran then.
         """
@@ -352,9 +352,9 @@ class Executor:
     def _wrote(self, lease: Lease) -> bool:
         """Whether the transaction may have written, so its commit is recorded.
 
-        By its statements' text (:func:`server.sql.writes.may_write`); where the
+        By its statements' text (:func:`session_proxy_server.sql.writes.may_write`); where the
         text looked read-only, the database is asked too
-        (:meth:`server.backends.base.Backend.transaction_wrote`), since a
+        (:meth:`session_proxy_server.backends.base.Backend.transaction_wrote`), since a
         view or a row-level security policy can call a writing function that
         no text shows.
         """
@@ -620,7 +620,7 @@ class Executor:
             raise
 
     def _execute_streamed(self, lease: Lease, step: dict) -> dict:
-        """Run a query through its backend's server-side cursor (see :mod:`server.cursors`)."""
+        """Run a query through its backend's server-side cursor (:mod:`.cursors`)."""
         backend = self.backend
         params = step.get("params")
         with backend.statement_deadline(lease.dbapi_connection, self.statement_timeout_seconds):

@@ -1,7 +1,7 @@
 """Reading and writing the server's key and certificate files.
 
-Shared by :mod:`server.auth` and :mod:`server.tls`: a secret is written with
-its permissions set before any byte lands, an existing file is never
+Shared by :mod:`session_proxy_server.auth` and :mod:`session_proxy_server.tls`:
+a secret is written with its permissions set before any byte lands, an existing file is never
 replaced by accident, and a file that cannot be read is named in the error.
 """
 

@@ -1,15 +1,15 @@
 """Makes every request with an idempotency key run at most once.
 
 One module for both hosts that run requests: the statement executor
-(:mod:`server.executor`) and the logical-operation host
-(:mod:`server.operations`).  It owns
+(:mod:`session_proxy_server.executor`) and the logical-operation host
+(:mod:`session_proxy_server.operations`).  It owns
 
 - **replay lookup**, in the order that costs least: the answer kept on the
   open lease (a retry of the last request of a transaction), this
   instance's memory, and on a retry the outcome table
-  (:class:`server.outcomes.OutcomeStore`);
+  (:class:`session_proxy_server.outcomes.OutcomeStore`);
 - **conflict checks**: a record answers only the request that made it, the
-  same subject, role and request digest (:func:`server.outcomes.request_digest`);
+  same subject, role and request digest (:func:`session_proxy_server.outcomes.request_digest`);
   a key naming another request is refused (409) and nothing runs;
 - **recording**: in the committing transaction itself (driver connection or
   ORM session), on the lease while its transaction is open, and in memory
@@ -21,7 +21,7 @@ executor only for a commit that wrote, the operation host only for a call
 that wrote); this module decides *how* and *where*.
 
 When not to use this: the outcome table itself (its columns, purging, the
-scope of records) is :mod:`server.outcomes`; a request without a key never
+scope of records) is :mod:`session_proxy_server.outcomes`; a request without a key never
 comes here.
 """
 

@@ -20,7 +20,7 @@ earlier run of this one, rather than just "unknown".
 
 A lease also remembers the idempotency keys of the requests that ran on it
 and the last one's response, so a retried request is answered from that
-record instead of running twice (see :mod:`server.outcomes`).
+record instead of running twice (see :mod:`session_proxy_server.outcomes`).
 """
 
 from __future__ import annotations
@@ -76,14 +76,14 @@ class Lease:
         #: (subject, role) of the caller that opened the transaction.
         self.owner = owner
         self.cursors: dict[str, Any] = {}
-        #: PostgreSQL cursors of this lease (:class:`server.cursors.Portals`).
+        #: PostgreSQL cursors of this lease (:class:`session_proxy_server.cursors.Portals`).
         self.portals: Any = None
         self.lock = threading.Lock()
         self.created = time.monotonic()
         self.last_used = self.created
         self.ended = False
         #: Idempotency keys of the requests that ran on this lease, with
-        #: the digest of each request (:func:`server.outcomes.request_digest`).
+        #: the digest of each request (:func:`session_proxy_server.outcomes.request_digest`).
         self.keys: dict[str, str] = {}
         #: The key and response of the last of them, for a retry.
         self.last_key: str | None = None

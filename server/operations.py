@@ -1,14 +1,14 @@
 """The server half of the logical API.
 
 The server exposes only the operations defined in modules named at start-up
-(``--operations benchmarks.workload.operations``); a client can never make it
+(``--operations session_proxy_bench.workload.operations``); a client can never make it
 import anything.  Each call runs the registered function on a new session in
 one transaction: committed when it returns, rolled back when it raises or
 when its result cannot be encoded.
 
 A call that carries an idempotency key runs at most once: if it wrote
 anything, its answer is recorded in the outcome table in its own
-transaction (:mod:`server.outcomes`), and a retry gets that answer back; an
+transaction (:mod:`session_proxy_server.outcomes`), and a retry gets that answer back; an
 operation's exception is remembered on this instance for the same window.
 """
 

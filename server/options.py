@@ -1,6 +1,6 @@
 """Which ``begin`` connection options this server's backend accepts.
 
-:func:`server.requests_validation.parse_pipeline_request` checks the shape of
+:func:`session_proxy_server.requests_validation.parse_pipeline_request` checks the shape of
 ``begin`` options (an isolation level out of :data:`~session_proxy.wire.protocol.ISOLATION_LEVELS`,
 booleans for ``read_only`` and ``deferrable``).  Each backend accepts less:
 SQLite has no ``READ COMMITTED`` or ``REPEATABLE READ``, and only PostgreSQL

@@ -7,7 +7,7 @@ finished:
 - **The outcome table** (``session_proxy_outcomes`` in the served
   database, in a schema of its own, ``session_proxy``, on PostgreSQL and
   MySQL, so reflecting the application's schema does not show it).  A
-  commit, or a logical call, that may have written (:mod:`server.writes`)
+  commit, or a logical call, that may have written (:mod:`session_proxy_server.writes`)
   inserts its response under (scope, subject, key) *in the transaction it
   commits*, so the row exists if and only if the work committed.  The row
   also holds the caller's role and the digest of the request
@@ -27,7 +27,7 @@ finished:
   replay too, without a database round trip.
 
 Requests that leave a transaction open are remembered on their lease (see
-:mod:`server.leases`).
+:mod:`session_proxy_server.leases`).
 """
 
 from __future__ import annotations

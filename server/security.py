@@ -1,15 +1,16 @@
 """Who may call the server, and what they may run.
 
-:class:`Gate` puts :mod:`server.auth` and :mod:`server.sql.policy` in front of
-every endpoint (health answers without a token too, but then says only
-whether the server is up):
+:class:`Gate` puts :mod:`session_proxy_server.auth` and
+:mod:`session_proxy_server.sql.policy` in front of every endpoint (health
+answers without a token too, but then says only whether the server is up):
 
 - :meth:`Gate.authenticate` turns the ``Authorization`` header into verified
-  :class:`~server.auth.Claims`, or raises :class:`~server.auth.AuthError`
+  :class:`~session_proxy_server.auth.Claims`, or raises
+  :class:`~session_proxy_server.auth.AuthError`
   (the app answers 401 with its reason).  Without a verifier (the CLI's
   ``--insecure-no-auth``) every caller is :data:`ANONYMOUS`.
 - :meth:`Gate.check_statements` and :meth:`Gate.check_operation` apply the
-  caller's role's policy, raising :class:`~server.sql.policy.PolicyViolation`
+  caller's role's policy, raising :class:`~session_proxy_server.sql.policy.PolicyViolation`
   (403 naming the statement's fingerprint).  With a recorder
   (``--policy-record FILE``) they also learn what each role runs; the policy
   file is rewritten whenever something new is learned, so it is complete
@@ -84,7 +85,7 @@ class Gate:
             raise ValueError("a policy recorder needs a record_path, and only it")
 
     def authenticate(self, authorization: str | None) -> Claims:
-        """The caller's verified claims; raises :class:`~server.auth.AuthError`."""
+        """The caller's verified claims; raises :class:`~session_proxy_server.auth.AuthError`."""
         if self.verifier is None:
             return ANONYMOUS
         return self.verifier.verify_header(authorization)

@@ -9,7 +9,7 @@ fetches rows, with a deadline (the statement timeout plus a little grace,
 or the transaction's end, whichever is first), and *disarms* it when the
 call returns.  One thread sleeps until the nearest deadline and then
 cancels that connection's running statement with the cancel its backend
-profile gives (:meth:`server.backends.base.Backend.canceller`):
+profile gives (:meth:`session_proxy_server.backends.base.Backend.canceller`):
 
 - PostgreSQL (psycopg): ``connection.cancel()``, a cancel request on a
   connection of its own;
@@ -21,7 +21,7 @@ A statement can ignore a cancel: a PL/pgSQL block or a MySQL procedure
 that catches ``query_canceled`` / the interruption and loops on.  So a
 watch that fired and whose call has still not returned
 :data:`ESCALATE_SECONDS` later ends the connection itself, with the
-terminate its profile gives (:meth:`server.backends.base.Backend.terminator`:
+terminate its profile gives (:meth:`session_proxy_server.backends.base.Backend.terminator`:
 ``pg_terminate_backend`` or ``KILL CONNECTION`` from a connection of its
 own, SQLite interrupted again).
 

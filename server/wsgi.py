@@ -4,7 +4,7 @@
 
     SESSION_PROXY_DB_URL=postgresql+psycopg://postgres@127.0.0.1/test \\
     SESSION_PROXY_PUBLIC_KEY=keys/session-proxy-public.pem \\
-        gunicorn --workers 1 --threads 16 --bind 127.0.0.1:8765 'server.wsgi:app'
+        gunicorn --workers 1 --threads 16 --bind 127.0.0.1:8765 'session_proxy_server.wsgi:app'
 
 ``SESSION_PROXY_DB_URL`` is required, and so is ``SESSION_PROXY_PUBLIC_KEY``
 unless ``SESSION_PROXY_INSECURE_NO_AUTH=1``.  Optional:
@@ -16,7 +16,7 @@ roles that may read the metrics, default ``admin``),
 ``SESSION_PROXY_TRUSTED_CLIENTS=1`` (accept pickles: code execution for
 every client), ``SESSION_PROXY_OPERATIONS`` (comma-separated modules whose
 logical operations the server exposes) and every
-:class:`~server.config.ServerConfig` field as ``SESSION_PROXY_<FIELD>``.
+:class:`~session_proxy_server.config.ServerConfig` field as ``SESSION_PROXY_<FIELD>``.
 TLS is gunicorn's own (``--certfile``/``--keyfile``).  A transaction lives
 in one process, so run one worker process with threads, and scale out with
 more instances, each with its own ``SESSION_PROXY_INSTANCE`` and

@@ -14,7 +14,7 @@ which is the only place the settings are used.  Build one, pass it anywhere::
     engine = session_proxy.create_engine(config)
     configure_remote(config)
 
-Not for server settings: those are :class:`server.config.ServerConfig`.
+Not for server settings: those are :class:`session_proxy_server.config.ServerConfig`.
 """
 
 from __future__ import annotations

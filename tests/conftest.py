@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import session_proxy
-from benchmarks.server_process import REPO, ServerProcess, free_port
+from session_proxy_bench.server_process import REPO, ServerProcess, free_port
 
 __all__ = ["REPO", "ServerProcess", "free_port", "wait_for"]
 
@@ -34,7 +34,7 @@ BACKEND_URLS = {
 }
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 MODES = ["direct", "proxy"]
-WORKLOAD_OPERATIONS = "benchmarks.workload.operations"
+WORKLOAD_OPERATIONS = "session_proxy_bench.workload.operations"
 ON_CI = os.environ.get("CI", "").lower() == "true"
 
 

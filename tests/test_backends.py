@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from server import backends
-from server.backends.base import Backend
-from server.config import ServerConfig
-from server.database import create_engine_for
-from server.outcomes import OutcomeStore
+from session_proxy_server import backends
+from session_proxy_server.backends.base import Backend
+from session_proxy_server.config import ServerConfig
+from session_proxy_server.database import create_engine_for
+from session_proxy_server.outcomes import OutcomeStore
 
 #: A statement that runs far longer than any test waits, per backend family.
 SLOW = {

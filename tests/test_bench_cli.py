@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cli import PRESETS, build_parser, config_from, parse_duration, summary_table
-from benchmarks.runner import BenchConfig
-from benchmarks.stats import (
+from session_proxy_bench.cli import (
+    PRESETS,
+    build_parser,
+    config_from,
+    parse_duration,
+    summary_table,
+)
+from session_proxy_bench.runner import BenchConfig
+from session_proxy_bench.stats import (
     break_even,
     group,
     linear_fit,
@@ -60,7 +66,7 @@ def test_bad_configuration_names_the_problem() -> None:
 
 def test_cli_rejects_unknown_operation_without_running(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli", "run", "--operations", "nope",
+        [sys.executable, "-m", "session_proxy_bench.cli", "run", "--operations", "nope",
          "--out", str(tmp_path / "r.json")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
@@ -111,7 +117,8 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     report = tmp_path / "report"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cli", "run", "--operations", ",".join(operations),
+        [sys.executable, "-m", "session_proxy_bench.cli", "run",
+         "--operations", ",".join(operations),
          "--modes", ",".join(modes), "--rtt", ",".join(rtts), "--tasks-per-dag", "4,6",
          "--clients", "1,2", "--samples", "2", "--warmup", "1", "--throughput-seconds", "0.3",
          "--no-progress", "--no-security", "--out", str(out), "--report", str(report)],

@@ -14,14 +14,14 @@ import requests
 import sqlalchemy as sa
 
 import session_proxy
-from benchmarks.server_process import issue, signing_key
+from session_proxy_bench.server_process import issue, signing_key
 
 from .conftest import REPO, ServerProcess, free_port
 
 
 def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db"],
+        [sys.executable, "-m", "session_proxy_server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -32,7 +32,7 @@ def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
     assert "--public-key" in result.stderr and "--insecure-no-auth" in result.stderr
 
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--db-url", "sqlite:///:memory:",
+        [sys.executable, "-m", "session_proxy_server.cli", "--db-url", "sqlite:///:memory:",
          "--insecure-no-auth"],
         cwd=REPO,
         capture_output=True,
@@ -43,7 +43,7 @@ def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
     assert "in-memory database is not supported" in result.stderr
 
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db",
+        [sys.executable, "-m", "session_proxy_server.cli", "--db-url", f"sqlite:///{tmp_path}/x.db",
          "--page-size", "0", "--insecure-no-auth"],
         cwd=REPO,
         capture_output=True,
@@ -54,7 +54,7 @@ def test_cli_rejects_bad_settings(tmp_path: Path) -> None:
     assert "page_size must be positive" in result.stderr
 
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--db-url", "postgresql+psycopg2://u@h/d",
+        [sys.executable, "-m", "session_proxy_server.cli", "--db-url", "postgresql+psycopg2://u@h/d",
          "--insecure-no-auth"],
         cwd=REPO,
         capture_output=True,
@@ -133,7 +133,7 @@ def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
     )
     process = subprocess.Popen(
         [_gunicorn(), "--workers", "1", "--threads", "8", "--bind", f"127.0.0.1:{port}",
-         "server.wsgi:app"],
+         "session_proxy_server.wsgi:app"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -192,7 +192,7 @@ def test_gunicorn_serves_postgresql_transactions(sqlite_path: Path) -> None:
 def test_wsgi_module_requires_database_url() -> None:
     env = {k: v for k, v in os.environ.items() if k != "SESSION_PROXY_DB_URL"}
     result = subprocess.run(
-        [sys.executable, "-c", "import server.wsgi"],
+        [sys.executable, "-c", "import session_proxy_server.wsgi"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -27,10 +27,10 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from benchmarks.relay import Relay
-from benchmarks.server_process import ServerProcess, issue
-from server.outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
 from session_proxy.wire import protocol
+from session_proxy_bench.relay import Relay
+from session_proxy_bench.server_process import ServerProcess, issue
+from session_proxy_server.outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
 
 TABLE = "sp_outcome_shapes"
 TIMEOUT = 30

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from server.idempotency import Idempotency, Replay, Request, StaleRequest, request_of
-from server.outcomes import OutcomeStore
+from session_proxy_server.idempotency import Idempotency, Replay, Request, StaleRequest, request_of
+from session_proxy_server.outcomes import OutcomeStore
 
 
 class Conflict(Exception):

@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from benchmarks.gunicorn_process import gunicorn_path
-from benchmarks.load import transfer
+from session_proxy_bench.gunicorn_process import gunicorn_path
+from session_proxy_bench.load import transfer
 
 from .conftest import BACKEND_URLS, _reachable
 
@@ -53,10 +53,10 @@ def load_db_url() -> Iterator[str]:
 
 
 def test_small_load_run_checks_real_rows(load_db_url: str, tmp_path: Path) -> None:
-    from benchmarks.cli import load_summary
-    from benchmarks.load.runner import LoadConfig, run_load
-    from benchmarks.report import render_markdown
-    from benchmarks.report.sections.reliability import reliability_section
+    from session_proxy_bench.cli import load_summary
+    from session_proxy_bench.load.runner import LoadConfig, run_load
+    from session_proxy_bench.report import render_markdown
+    from session_proxy_bench.report.sections.reliability import reliability_section
 
     config = LoadConfig(db_url=load_db_url, clients=4, seconds=3.0, drop_rate=0.05, seed=1234,
                         accounts=20, initial_balance=500, lease_seconds=2.0)
@@ -106,8 +106,8 @@ def test_small_load_run_checks_real_rows(load_db_url: str, tmp_path: Path) -> No
 
     # `report` writes the whole report with the section when the results carry
     # the load result, and reliability.md from a load result alone.
-    from benchmarks.cli import main
-    from benchmarks.report import write_report
+    from session_proxy_bench.cli import main
+    from session_proxy_bench.report import write_report
 
     from .test_report import make_results
 

@@ -501,9 +501,9 @@ def test_session_argument_is_not_sent(direct_engine: sa.Engine, client: RemoteCl
 def test_workload_get_dag_run_is_detached_with_unloaded_relationship(
     server: ServerProcess, direct_engine: sa.Engine
 ) -> None:
-    from benchmarks.workload import operations as workload_ops
-    from benchmarks.workload.models import DagRun
-    from benchmarks.workload.seed import reset_schema, seed
+    from session_proxy_bench.workload import operations as workload_ops
+    from session_proxy_bench.workload.models import DagRun
+    from session_proxy_bench.workload.seed import reset_schema, seed
 
     reset_schema(direct_engine)
     with Session(direct_engine) as session:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from server.outcomes import Outcome, OutcomeStore
 from session_proxy.dialects import register
+from session_proxy_server.outcomes import Outcome, OutcomeStore
 
 
 def test_recorded_outcomes_are_found_then_purged_after_the_window(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Response
 
-from benchmarks.relay import Relay
+from session_proxy_bench.relay import Relay
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from benchmarks.relay import Faults, Relay
+from session_proxy_bench.relay import Faults, Relay
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,7 +1,7 @@
 """Faults between client and server: nothing lost, nothing done twice.
 
 Every test runs a real server process on a real database, with the fault
-injecting relay (:mod:`benchmarks.relay`) between the client and the server
+injecting relay (:mod:`session_proxy_bench.relay`) between the client and the server
 where the network misbehaves, and checks the database afterwards through a
 direct engine: exactly the acknowledged rows, no duplicate, no partial
 transaction.
@@ -24,12 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import session_proxy
-from benchmarks.relay import Relay
-from benchmarks.server_process import REPO, ServerProcess
 from session_proxy import errors
 from session_proxy.logical import RemoteClient
 from session_proxy.retry import NO_RETRIES, RetryPolicy
 from session_proxy.wire import protocol
+from session_proxy_bench.relay import Relay
+from session_proxy_bench.server_process import REPO, ServerProcess
 from tests import operations_for_tests
 from tests.conftest import wait_for
 

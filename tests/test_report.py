@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks import charts, report
-from benchmarks.stats import median, nearest, percentile
+from session_proxy_bench import charts, report
+from session_proxy_bench.stats import median, nearest, percentile
 
 RTTS_MS = [0.0, 1.0, 2.0, 5.0]
 SCALES = [10, 100]
@@ -434,8 +434,8 @@ def _security(outcomes: dict[tuple[str, str], tuple[int, str | None]]) -> dict:
 
 
 def test_security_section_counts_and_contradictions() -> None:
-    from benchmarks.report import render_markdown
-    from benchmarks.report.sections.security import security_section
+    from session_proxy_bench.report import render_markdown
+    from session_proxy_bench.report.sections.security import security_section
 
     outcomes = {
         ("drop", "proxy"): (200, "dropped log"),
@@ -454,7 +454,7 @@ def test_security_section_counts_and_contradictions() -> None:
 
 
 def test_security_section_without_a_suite_run() -> None:
-    from benchmarks.report import render_markdown
-    from benchmarks.report.sections.security import security_section
+    from session_proxy_bench.report import render_markdown
+    from session_proxy_bench.report.sections.security import security_section
 
     assert "was not run" in render_markdown(security_section({"security": None}))

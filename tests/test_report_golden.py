@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.report import write_report
+from session_proxy_bench.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report"
@@ -82,7 +82,7 @@ def test_fixture_reaches_every_section() -> None:
 def test_cli_report_regenerates_the_same_files(tmp_path: Path) -> None:
     """``session-proxy-bench report`` run as a process writes the same bytes."""
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.cli", "report", str(RESULTS),
+    done = subprocess.run([sys.executable, "-m", "session_proxy_bench.cli", "report", str(RESULTS),
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr

@@ -19,9 +19,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from server.outcomes import Outcome, OutcomeStore
 from session_proxy.wire import protocol
 from session_proxy.wire.codec import dumps
+from session_proxy_server.outcomes import Outcome, OutcomeStore
 
 from .conftest import ServerProcess
 
@@ -123,7 +123,7 @@ def test_outcome_memory_is_capped_by_bytes(tmp_path: Path) -> None:
 def test_outcome_memory_bytes_option(start_server, backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("a CLI option; one backend is enough")
-    from server.cli import build_parser
+    from session_proxy_server.cli import build_parser
 
     parse = build_parser().parse_args
     assert parse(["--db-url", "sqlite:///x.db"]).outcome_memory_bytes == 64 * 1024 * 1024
@@ -259,7 +259,7 @@ def test_every_mysql_url_spelling_caps_the_first_lease_of_a_new_connection(
 
 
 def test_which_statements_a_cursor_runs() -> None:
-    from server.cursors import cursorable
+    from session_proxy_server.cursors import cursorable
 
     for sql in (
         "SELECT a FROM t",
@@ -337,7 +337,7 @@ def test_server_memory_stays_flat_with_four_million_row_results_open(
 ) -> None:
     if backend == "sqlite":
         pytest.skip("measured for the backends whose drivers buffer results")
-    from benchmarks.result_memory import measure
+    from session_proxy_bench.result_memory import measure
 
     result = measure(db_url, rows=1_000_000, cursors=4)
     growth = result["rss_open"][-1] - result["rss_before"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from server import requests_validation
 from session_proxy.retry import NO_RETRIES, RetryPolicy
 from session_proxy.wire.errors import ProtocolError
+from session_proxy_server import requests_validation
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:

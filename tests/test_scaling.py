@@ -1,7 +1,7 @@
 """Two server instances behind nginx as a plain round-robin load balancer.
 
 A transaction spans several requests but lives on one instance.  The tests
-run real nginx (Debian's package, configured by :mod:`benchmarks.nginx`
+run real nginx (Debian's package, configured by :mod:`session_proxy_bench.nginx`
 exactly as ``docs/scaling.md`` shows) in front of two real server
 processes, and check that transactions opened through the balancer finish
 on their own instance, with every row committed once.
@@ -17,11 +17,11 @@ import requests
 import sqlalchemy as sa
 
 import session_proxy
-from benchmarks.nginx import NginxBalancer, nginx_binary
-from benchmarks.server_process import ServerProcess, free_port
 from session_proxy import errors
 from session_proxy.retry import NO_RETRIES, RetryPolicy
 from session_proxy.wire import protocol
+from session_proxy_bench.nginx import NginxBalancer, nginx_binary
+from session_proxy_bench.server_process import ServerProcess, free_port
 from tests.conftest import ON_CI
 
 TABLE = "sp_scaling"

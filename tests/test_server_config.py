@@ -13,8 +13,8 @@ import re
 
 import pytest
 
-from server import cli
-from server.config import ServerConfig, env_variable, flag, value_parser
+from session_proxy_server import cli
+from session_proxy_server.config import ServerConfig, env_variable, flag, value_parser
 from tests.conftest import REPO
 
 FIELDS = dataclasses.fields(ServerConfig)

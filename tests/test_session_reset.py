@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import session_proxy
-from benchmarks.server_process import issue
+from session_proxy_bench.server_process import issue
 
 from .conftest import ServerProcess
 

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from benchmarks.workload.modes import MODES, ModeRunner
-from benchmarks.workload.script import SCRIPT, dump_tables, plain
-from benchmarks.workload.seed import reset_schema, seed
+from session_proxy_bench.workload.modes import MODES, ModeRunner
+from session_proxy_bench.workload.script import SCRIPT, dump_tables, plain
+from session_proxy_bench.workload.seed import reset_schema, seed
 
 from .conftest import ServerProcess
 

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from server.sql.policy import STARTUP_STATEMENTS
-from server.sql.writes import may_write
+from session_proxy_server.sql.policy import STARTUP_STATEMENTS
+from session_proxy_server.sql.writes import may_write
 
 READS = [
     "SELECT 1",

@@ -1,9 +1,9 @@
 """The reliability load run: concurrent clients, a lossy network, an invariant.
 
 ``run_load(LoadConfig(db_url))`` starts the server under gunicorn
-(:class:`~benchmarks.gunicorn_process.GunicornProcess`, one worker process
-with threads, exposing :mod:`benchmarks.load.transfer` and the workload's
-operations), puts a :class:`~benchmarks.relay.Relay` in front of it that
+(:class:`~session_proxy_bench.gunicorn_process.GunicornProcess`, one worker process
+with threads, exposing :mod:`session_proxy_bench.load.transfer` and the workload's
+operations), puts a :class:`~session_proxy_bench.relay.Relay` in front of it that
 drops the response to a share of the requests (the server did the work, the
 client sees its connection reset), and runs ``clients`` clients for
 ``seconds``.
@@ -17,13 +17,13 @@ threads would share theirs); each logical client has its own
 deadline and draws every call from the mix:
 
 ``transfer.proxy``
-    :func:`~benchmarks.load.transfer.transfer_orm` on a
+    :func:`~session_proxy_bench.load.transfer.transfer_orm` on a
     :class:`~session_proxy.ProxySession`, then ``commit()``;
 ``transfer.logical``
     the logical operation ``load.transfer``, one HTTP call;
 ``workload``
     one of the Airflow-like workload's operations (:data:`WORKLOAD_CALLS`),
-    run as :mod:`benchmarks.workload.modes` runs them in proxy mode, on data
+    run as :mod:`session_proxy_bench.workload.modes` runs them in proxy mode, on data
     seeded once before the run; recorded as ``workload.<operation>``.
 
 A transfer is *acknowledged* when its commit (or logical call) returned
@@ -31,7 +31,7 @@ normally.  Every call is recorded with its kind, start, latency and error
 kind (``type(exc.orig).__name__`` for SQLAlchemy's DBAPI error wrappers,
 else ``type(exc).__name__``).  After the deadline the run waits until the
 server holds no transaction (orphaned ones end with their lease), then
-checks the invariants of :func:`~benchmarks.load.transfer.check_invariants`
+checks the invariants of :func:`~session_proxy_bench.load.transfer.check_invariants`
 through a direct engine, reads the server's ``/v1/metrics`` and the relay's
 fault counts, and returns a JSON-able result whose ``passed`` is true when
 there were no violations.
@@ -66,8 +66,8 @@ from ..workload.seed import BASE_TIME, dag_id, reset_schema, run_id, seed
 from . import transfer
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TRANSFER_MODULE = "benchmarks.load.transfer"
-WORKLOAD_MODULE = "benchmarks.workload.operations"
+TRANSFER_MODULE = "session_proxy_bench.load.transfer"
+WORKLOAD_MODULE = "session_proxy_bench.workload.operations"
 KINDS = ("transfer.proxy", "transfer.logical", "workload")
 DEFAULT_MIX: dict[str, float] = {"transfer.proxy": 0.4, "transfer.logical": 0.3, "workload": 0.3}
 #: The seed the workload operations run on: one DAG per 4 clients or so, so that

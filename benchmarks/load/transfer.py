@@ -11,7 +11,7 @@ The same code runs two ways:
 - :func:`transfer_orm` on any session: the load run calls it on a
   :class:`~session_proxy.ProxySession`, statement by statement over HTTP;
 - :func:`transfer`, the logical operation ``load.transfer``, which a server
-  started with ``--operations benchmarks.load.transfer`` runs on its own
+  started with ``--operations session_proxy_bench.load.transfer`` runs on its own
   session in one transaction.
 
 :func:`check_invariants` then reads the tables directly and checks that the

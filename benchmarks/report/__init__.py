@@ -1,11 +1,11 @@
 """Turn a benchmark results document into ``report.md`` and a self-contained ``report.html``.
 
 Every number in the report is computed from the results dict the runner
-wrote (see :mod:`benchmarks.runner`) with the helpers of
-:mod:`benchmarks.stats`; nothing is typed in by hand.  The report is built
+wrote (see :mod:`session_proxy_bench.runner`) with the helpers of
+:mod:`session_proxy_bench.stats`; nothing is typed in by hand.  The report is built
 once as a list of blocks (headings, paragraphs, tables, figures) and rendered
 twice, so both formats carry the same content.  Charts are inline SVG from
-:mod:`benchmarks.charts`: embedded in the HTML and written next to the
+:mod:`session_proxy_bench.charts`: embedded in the HTML and written next to the
 markdown as ``chart-*.svg`` files.  Cells, modes or operations missing from
 the results are reported as "not measured".
 
@@ -19,8 +19,8 @@ The package, in the direction the data flows:
 - :mod:`.markdown` and :mod:`.html_page`: blocks -> text;
 - :mod:`.build`: the sections in order, and the files written.
 
-Each module imports only modules listed before it (and :mod:`benchmarks.stats`,
-:mod:`benchmarks.charts`, :mod:`benchmarks.scenarios`), never this
+Each module imports only modules listed before it (and :mod:`session_proxy_bench.stats`,
+:mod:`session_proxy_bench.charts`, :mod:`session_proxy_bench.scenarios`), never this
 ``__init__``, which only re-exports what callers use.
 """
 

@@ -1,8 +1,8 @@
 """The report's document model: the blocks a report is made of.
 
-Sections (:mod:`benchmarks.report.sections`) build a list of these blocks
-from a results document; the renderers (:mod:`benchmarks.report.markdown`,
-:mod:`benchmarks.report.html_page`) turn the same list into text, so both
+Sections (:mod:`session_proxy_bench.report.sections`) build a list of these blocks
+from a results document; the renderers (:mod:`session_proxy_bench.report.markdown`,
+:mod:`session_proxy_bench.report.html_page`) turn the same list into text, so both
 formats carry the same content.  Blocks hold already formatted text: they
 know nothing of measurements, and the renderers know nothing of sections.
 Text in a block may use ``code`` and **bold**, which both renderers support;

@@ -2,7 +2,7 @@
 
 The page has its CSS inline and each figure's SVG embedded, and no scripts,
 so it can be mailed or attached as one file.  Like the Markdown renderer it
-knows only the document model (:mod:`benchmarks.report.document`); of inline
+knows only the document model (:mod:`session_proxy_bench.report.document`); of inline
 markup it understands ``code`` and **bold**, and escapes everything else.
 """
 

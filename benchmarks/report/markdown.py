@@ -1,9 +1,9 @@
 """Render report blocks as GitHub-flavoured Markdown.
 
-The renderer knows only the document model (:mod:`benchmarks.report.document`):
+The renderer knows only the document model (:mod:`session_proxy_bench.report.document`):
 any list of blocks can be rendered, whole reports as well as a single section
 (``session-proxy-bench security`` and ``load`` use it that way).  Figures are
-linked as ``chart-*.svg`` files, which :func:`benchmarks.report.build.write_report`
+linked as ``chart-*.svg`` files, which :func:`session_proxy_bench.report.build.write_report`
 writes next to the Markdown; the SVG itself is not embedded.
 """
 

@@ -1,10 +1,10 @@
 """The results document as the sections read it: samples grouped into summarised cells.
 
 :class:`Measurements` wraps the dict the runner wrote (see
-:mod:`benchmarks.runner`) once, rounds RTTs so cells line up, and answers
+:mod:`session_proxy_bench.runner`) once, rounds RTTs so cells line up, and answers
 the sections' questions (the p50 of one cell, the scales measured for an
 operation, one throughput run) with ``None`` for anything not measured.
-It computes with :mod:`benchmarks.stats` and produces numbers only; turning
+It computes with :mod:`session_proxy_bench.stats` and produces numbers only; turning
 them into text is the sections' job.  The security and reliability sections
 read their own entries of the results dict directly and do not need it.
 """
@@ -48,7 +48,7 @@ class Measurements:
         return sorted({s["tasks_per_dag"] for s in self.samples if s["operation"] == operation})
 
     def reference_scale(self, operation: str) -> int | None:
-        """The measured scale closest to :data:`~benchmarks.report.terms.REFERENCE_SCALE`."""
+        """The measured scale closest to :data:`.terms.REFERENCE_SCALE`."""
         scales = self.scales(operation)
         return int(nearest(scales, REFERENCE_SCALE)) if scales else None
 

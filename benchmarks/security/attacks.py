@@ -32,8 +32,8 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from server.auth import generate_keypair, issue_token, load_private_key
 from session_proxy.wire import protocol
+from session_proxy_server.auth import generate_keypair, issue_token, load_private_key
 
 from .lab import CONFIGS, LIMITS, TIMEOUT, SecurityLab
 

@@ -1,6 +1,6 @@
 """Three server configurations in front of one seeded database, for attacks.
 
-:class:`SecurityLab` sets up what :mod:`benchmarks.security.attacks` attacks:
+:class:`SecurityLab` sets up what :mod:`session_proxy_bench.security.attacks` attacks:
 
 ``proxy``
     the statement proxy with authentication but no policy: any valid token
@@ -12,7 +12,7 @@
     ``triggerer``; the enforcing server loads that file, plus an ``admin``
     role allowed everything.
 ``logical``
-    the logical API (``--operations benchmarks.workload.operations``) with a
+    the logical API (``--operations session_proxy_bench.workload.operations``) with a
     policy recorded the same way, so ``worker`` may call the operations it
     called and no SQL at all.
 
@@ -45,7 +45,7 @@ from ..workload.script import SCRIPT, dump_tables
 from ..workload.seed import reset_schema, seed
 
 CONFIGS = ("proxy", "proxy+policy", "logical")
-OPERATIONS_MODULE = "benchmarks.workload.operations"
+OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 
 #: Server limits shared by every configuration.
 LIMITS = {

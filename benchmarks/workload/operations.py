@@ -2,7 +2,7 @@
 
 Every function here is a ``@remote_operation``: direct and proxy modes call
 it with a session of their engine, logical mode sends the call to a server
-started with ``--operations benchmarks.workload.operations``.  Times that
+started with ``--operations session_proxy_bench.workload.operations``.  Times that
 end up in the database are taken from a ``now`` argument (default: the
 current UTC time), so a fixed script of calls writes identical rows in
 every mode.

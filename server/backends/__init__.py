@@ -1,7 +1,7 @@
-"""The backends the server serves, one profile each (see :mod:`server.backends.base`).
+"""The backends the server serves, one profile each (see :mod:`session_proxy_server.backends.base`).
 
 :func:`for_url` and :func:`for_engine` map a SQLAlchemy URL or engine to its
-:class:`~server.backends.base.Backend`, by dialect name and driver: each
+:class:`~session_proxy_server.backends.base.Backend`, by dialect name and driver: each
 dialect is served through exactly one driver (the one its client dialect
 mimics), and the server refuses to start with another.
 
@@ -66,5 +66,5 @@ def for_url(url: str | URL) -> Backend:
 
 
 def for_engine(engine: Engine) -> Backend:
-    """The backend of an engine made by :func:`server.database.create_engine_for`."""
+    """The backend of an engine made by :func:`session_proxy_server.database.create_engine_for`."""
     return lookup(engine.dialect.name, engine.dialect.driver)

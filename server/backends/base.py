@@ -2,7 +2,7 @@
 
 Everything the server does differently for SQLite, PostgreSQL or MySQL goes
 through one object of this type, chosen once from the engine's dialect
-(:func:`server.backends.for_engine`); callers ask it and never branch on a
+(:func:`session_proxy_server.backends.for_engine`); callers ask it and never branch on a
 driver or dialect name.  The protocol is typed the way SQLAlchemy's
 ``ext/horizontal_shard.py`` types its plug points (``ShardChooser``,
 ``IdentityChooser``): a :class:`typing.Protocol` that a module implements,

@@ -12,7 +12,7 @@ Quirks it owns:
 - the session's handler write counters say whether a transaction wrote;
 - long results stream through PyMySQL's unbuffered ``SSCursor``, spilling to
   a temporary file when another statement needs the socket
-  (:class:`server.cursors.SpillingCursor`);
+  (:class:`session_proxy_server.cursors.SpillingCursor`);
 - the outcome table's ``session_proxy`` database is one per database server,
   shared by the proxies of all its databases: records are scoped by the
   served database's name.

@@ -11,7 +11,7 @@ Quirks it owns:
 - a failed statement aborts the transaction; the database says whether a
   transaction wrote (``txid_current_if_assigned()``);
 - long results read through ``DECLARE ... CURSOR`` portals
-  (:class:`server.cursors.Portals`);
+  (:class:`session_proxy_server.cursors.Portals`);
 - the watchdog cancels with ``connection.cancel()``, and ends a session
   that ignored the cancel with ``pg_terminate_backend``.
 """

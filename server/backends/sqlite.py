@@ -9,7 +9,7 @@ Quirks it owns:
   ``interrupt()``;
 - no schemas: the outcome table lives beside the application's tables;
 - the session state a client can change (temporary objects, attached
-  databases, the pragmas of :data:`server.sql.session_guard.RESET_PRAGMAS`) is
+  databases, the pragmas of :data:`session_proxy_server.sql.session_guard.RESET_PRAGMAS`) is
   read when a connection opens and put back between leases.
 """
 
@@ -121,7 +121,7 @@ class SQLiteBackend(BackendDefaults):
         """Drop temporary objects and put the pragmas back to the starting state.
 
         Statements that change anything else are refused before they run
-        (see :mod:`server.sql.session_guard`).
+        (see :mod:`session_proxy_server.sql.session_guard`).
         """
         dbapi_connection.rollback()
         baseline = info.get(STATE_INFO_KEY)

@@ -22,6 +22,6 @@ One concept per module, in the order a statement meets them:
 
 Nothing here talks to a database or imports the client package's SQL code;
 the client never imports this package.  Import the module you need
-(``from server.sql.policy import Policy``): this file re-exports nothing, so
+(``from session_proxy_server.sql.policy import Policy``): this file re-exports nothing, so
 importing the lexer does not pull in sqlglot.
 """

@@ -6,12 +6,12 @@ statements), whether it holds several statements, the tables it reads and
 writes, the functions it calls, whether it takes row locks, and why a
 backend might read it differently (:attr:`StatementInfo.ambiguity`).
 Tables come from two independent readers, the hand-written
-:class:`~server.sql.scanner.Scanner` and sqlglot
-(:func:`server.sql.tables.parser_tables`), and are their union; when the
+:class:`~session_proxy_server.sql.scanner.Scanner` and sqlglot
+(:func:`session_proxy_server.sql.tables.parser_tables`), and are their union; when the
 second cannot parse the text, :attr:`StatementInfo.table_doubt` says so.
 
 Table detection errs on the side of reporting too much.  Do not use it to
-decide whether a transaction wrote (that is :mod:`server.sql.writes`, which
+decide whether a transaction wrote (that is :mod:`session_proxy_server.sql.writes`, which
 is stricter), and do not trust the kind of a text with an ambiguity.
 Results are cached with :func:`functools.lru_cache`.
 """
@@ -155,7 +155,7 @@ def classify(sql: str, dialect: str | None = None, tables: bool = True) -> State
 
     Table detection errs on the side of reporting too much: a word that may
     be a table in some dialect is reported as one.  ``dialect`` reads the
-    text as that backend does (see :func:`server.sql.lexer.lex`).  ``tables``
+    text as that backend does (see :func:`session_proxy_server.sql.lexer.lex`).  ``tables``
     False skips the second table extractor (sqlglot, the costly part): the
     table lists are then the hand scanner's alone and
     :attr:`StatementInfo.table_doubt` is None, for callers that judge no

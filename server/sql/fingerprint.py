@@ -220,7 +220,7 @@ def fingerprint(sql: str, dialect: str | None = None) -> str:
     upper-cased, identifiers keep their case, quoted identifiers lose their
     quotes unless they need them; tokens are separated by single spaces.
     Trailing semicolons are dropped.  Idempotent.  ``dialect`` reads the
-    text as that backend does (see :func:`server.sql.lexer.lex`).
+    text as that backend does (see :func:`session_proxy_server.sql.lexer.lex`).
     """
     if len(sql) > _CACHE_MAX_SQL:
         return _fingerprint_uncached(sql, dialect)

@@ -3,17 +3,17 @@
 :class:`Policy` maps role names to :class:`RolePolicy` and is loaded from
 JSON (see :meth:`Policy.load` for the schema).  :meth:`Policy.check_statement`
 decides whether a role may run a statement without talking to the database,
-from its :func:`~server.sql.fingerprint.fingerprint` and what
-:func:`~server.sql.classify.classify` finds: text that dialects read
+from its :func:`~session_proxy_server.sql.fingerprint.fingerprint` and what
+:func:`~session_proxy_server.sql.classify.classify` finds: text that dialects read
 differently is refused for every role without ``allow_all``; otherwise a
 listed fingerprint, or table rules every table and function of the statement
 meets.  Violations raise :class:`PolicyViolation`.
 
 The policy is one layer: the statement text guard
-(:mod:`server.sql.text_guard`) and the isolation guard
-(:mod:`server.sql.session_guard`) run before it on every backend, with or
+(:mod:`session_proxy_server.sql.text_guard`) and the isolation guard
+(:mod:`session_proxy_server.sql.session_guard`) run before it on every backend, with or
 without a policy, and do not depend on any role's rules.  To build a policy
-from a workload, see :mod:`server.sql.recorder`.
+from a workload, see :mod:`session_proxy_server.sql.recorder`.
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class RolePolicy:
         """``"none"``, ``"read"`` or ``"write"`` for ``table`` ("*" is the default).
 
         ``table`` may be qualified (``public.task``, ``db.public.task``); see
-        :func:`server.sql.tables.rule_access` for how it meets the rules.
+        :func:`session_proxy_server.sql.tables.rule_access` for how it meets the rules.
         """
         return rule_access(self.tables, table)
 
@@ -268,7 +268,7 @@ class Policy:
                  "allow_all": false}}}
 
         Every role key is optional.  ``metrics`` lets the role read
-        ``/v1/metrics`` (so does ``allow_all``; see :class:`server.security.Gate`).
+        ``/v1/metrics`` (so does ``allow_all``; see :class:`session_proxy_server.security.Gate`).
         ``statements`` are normalized with :func:`fingerprint`, so plain SQL
         works as well as fingerprints.
         Table names are compared lower-cased.

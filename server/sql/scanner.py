@@ -8,8 +8,8 @@ are function calls, and whether the statement takes row locks.  When unsure
 it over-reports tables (refusing a statement is safe, missing a table read
 is not).
 
-It is one of two opinions: :func:`server.sql.classify.classify` adds the
-tables sqlglot finds (:mod:`server.sql.tables`).  Do not use the scanner
+It is one of two opinions: :func:`session_proxy_server.sql.classify.classify` adds the
+tables sqlglot finds (:mod:`session_proxy_server.sql.tables`).  Do not use the scanner
 alone to decide access; it never sees a syntax tree.
 """
 

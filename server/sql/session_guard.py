@@ -2,7 +2,8 @@
 
 The server pools connections per transaction, so whatever one client leaves
 on a connection meets the next client of that connection.  Most session
-state is cleared between leases (the backend profile's ``reset_session`` (:mod:`server.backends`));
+state is cleared between leases (``reset_session`` of the backend profile in
+:mod:`session_proxy_server.backends`);
 this module refuses, before anything runs, the statements whose effect the
 reset cannot undo or that reach data that belongs to no client:
 
@@ -41,7 +42,7 @@ reset cannot undo or that reach data that belongs to no client:
   a transaction and its row locks past the lease, past the connection, and
   lets anyone commit it later).
 
-The guard reads the same tokens as the policy (:func:`server.sql.lexer.lex`)
+The guard reads the same tokens as the policy (:func:`session_proxy_server.sql.lexer.lex`)
 and errs towards refusing: a refused statement changed nothing.
 """
 
@@ -54,7 +55,7 @@ from .lexer import Token, lex, split_statements
 
 __all__ = ["RESET_PRAGMAS", "IsolationViolation", "check_sql"]
 
-#: The outcome table's name and its schema's (see :mod:`server.outcomes`).
+#: The outcome table's name and its schema's (see :mod:`session_proxy_server.outcomes`).
 PROTECTED_NAMES = ("session_proxy_outcomes", "session_proxy")
 
 #: Connection-wide SQLite pragmas a client may set: the server reads them

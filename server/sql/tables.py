@@ -1,6 +1,6 @@
 """Which tables a statement touches, by a second parser, and how table rules match them.
 
-:func:`server.sql.classify.classify` finds tables with its own scanner over the
+:func:`session_proxy_server.sql.classify.classify` finds tables with its own scanner over the
 lexer's tokens.  This module adds a second, independent opinion from
 `sqlglot <https://github.com/tobymao/sqlglot>`_, a maintained SQL parser
 that builds a full syntax tree for the PostgreSQL, MySQL and SQLite
@@ -371,7 +371,7 @@ def _parse_all_uncached(texts: tuple[str, ...]) -> TableAccess:
 def parser_tables(tokens: Sequence[Token]) -> TableAccess:
     """Tables read and written by the statement(s) ``tokens`` spell, by sqlglot.
 
-    ``tokens`` come from :func:`server.sql.lexer.lex`.  See the module
+    ``tokens`` come from :func:`session_proxy_server.sql.lexer.lex`.  See the module
     docstring for how the text is rebuilt and read.
     """
     if _depth(tokens) > MAX_DEPTH:

@@ -20,9 +20,9 @@ pymysql / MariaDB 10.11 and sqlite3; see docs/security.md):
   no driver can encode them.
 - Text longer than :data:`MAX_STATEMENT_CHARS`, requests whose statements
   add up to more than :data:`MAX_REQUEST_SQL_CHARS`, and parentheses nesting
-  deeper than :data:`server.sql.lexer.MAX_NESTING`: refused before any
+  deeper than :data:`session_proxy_server.sql.lexer.MAX_NESTING`: refused before any
   further work.
-- Whatever the backend's own lexer (:func:`server.sql.lexer.lex` told the
+- Whatever the backend's own lexer (:func:`session_proxy_server.sql.lexer.lex` told the
   dialect) cannot be sure it reads as the backend does: MySQL executable
   comments, ``--`` without a following space on MySQL, quoted text whose
   end depends on backslash escapes (``sql_mode`` / ``standard_conforming_

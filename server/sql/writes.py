@@ -1,6 +1,6 @@
 """Which statements provably only read: decides whether a commit records its outcome.
 
-A commit records its answer in the outcome table (:mod:`server.outcomes`)
+A commit records its answer in the outcome table (:mod:`session_proxy_server.outcomes`)
 when its transaction may have written, so that a retry after a lost answer
 learns the truth even from a restarted server.  Judging a transaction that
 wrote as read-only is the dangerous mistake: no record, and the retry is
@@ -25,18 +25,18 @@ A statement is read-only when all of these hold:
   function, may write;
 - it uses only the operators of :data:`PLAIN_OPERATORS` (a PostgreSQL
   user-defined operator runs a function; ``:=`` assigns);
-- :func:`server.sql.classify.classify` agrees: a ``select``-like kind, no table
+- :func:`session_proxy_server.sql.classify.classify` agrees: a ``select``-like kind, no table
   written, no row lock, no dialect ambiguity (text two backends read
   differently, such as MySQL's ``/*! ... */``, is not provably anything).
 
-The tests work on :func:`server.sql.fingerprint.fingerprint`, which has dropped
+The tests work on :func:`session_proxy_server.sql.fingerprint.fingerprint`, which has dropped
 comments and literals, so no word inside a string or a comment counts.
 
 What text cannot show: a view, a row-level security policy or a domain
 check that calls a writing function, or a builtin name overloaded by a
 user function for a user type.  On PostgreSQL the executor asks the
 database at commit time whether a transaction that looked read-only has a
-transaction id (:meth:`server.executor.Executor._wrote`).  SQLite has no
+transaction id (:meth:`session_proxy_server.executor.Executor._wrote`).  SQLite has no
 stored functions, so its text is the whole story.  On MySQL a view over a
 writing stored function is the remaining gap (documented in
 docs/reliability.md).

@@ -1,6 +1,6 @@
 """The attack suite: every hostile request against proxy, proxy+policy and logical.
 
-Real servers, real HTTP, real databases (see :mod:`benchmarks.security.lab`).
+Real servers, real HTTP, real databases (see :mod:`session_proxy_bench.security.lab`).
 Each case asserts the status, the error message (or, where the project
 claims the attack gets through, what it achieved) and that a stopped attack
 left every workload table exactly as it was.  The benchmark report's
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.security.attacks import ATTACKS, Attack, run_attack
-from benchmarks.security.lab import CONFIGS, SecurityLab
-from benchmarks.workload.script import SCRIPT
+from session_proxy_bench.security.attacks import ATTACKS, Attack, run_attack
+from session_proxy_bench.security.lab import CONFIGS, SecurityLab
+from session_proxy_bench.workload.script import SCRIPT
 
 pytestmark = pytest.mark.attack_suite
 
@@ -43,7 +43,8 @@ def test_policies_were_learnt_from_the_trusted_run(lab: SecurityLab) -> None:
     assert not proxy["worker"].get("allow_all") and not proxy["worker"].get("allow_ddl")
     assert set(logical["worker"]["operations"]) == {op.name for _, op, _, _ in SCRIPT}
     assert not logical["worker"]["statements"]
-    assert logical["triggerer"]["operations"] == ["benchmarks.workload.operations.heartbeat"]
+    heartbeat = "session_proxy_bench.workload.operations.heartbeat"
+    assert logical["triggerer"]["operations"] == [heartbeat]
 
 
 @pytest.mark.parametrize("config", CONFIGS)

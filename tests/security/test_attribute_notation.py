@@ -22,11 +22,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from benchmarks.server_process import issue
-from server.sql import classify as classify_module
-from server.sql.classify import classify
-from server.sql.policy import Policy, PolicyViolation
-from server.sql.session_guard import IsolationViolation, check_sql
+from session_proxy_bench.server_process import issue
+from session_proxy_server.sql import classify as classify_module
+from session_proxy_server.sql.classify import classify
+from session_proxy_server.sql.policy import Policy, PolicyViolation
+from session_proxy_server.sql.session_guard import IsolationViolation, check_sql
 
 from ..conftest import ServerProcess, backend_url
 

@@ -15,9 +15,9 @@ import requests
 import sqlalchemy as sa
 
 import session_proxy
-from benchmarks.server_process import ServerProcess, issue
 from session_proxy import errors
 from session_proxy.wire import protocol
+from session_proxy_bench.server_process import ServerProcess, issue
 
 TIMEOUT = 30
 

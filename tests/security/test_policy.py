@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from server.sql.classify import StatementInfo, classify
-from server.sql.fingerprint import fingerprint
-from server.sql.policy import SAFE_FUNCTIONS, Policy, PolicyViolation, RolePolicy
-from server.sql.recorder import PolicyRecorder
+from session_proxy_server.sql.classify import StatementInfo, classify
+from session_proxy_server.sql.fingerprint import fingerprint
+from session_proxy_server.sql.policy import SAFE_FUNCTIONS, Policy, PolicyViolation, RolePolicy
+from session_proxy_server.sql.recorder import PolicyRecorder
 
 # ---------------------------------------------------------------------------
 # fingerprint
@@ -1017,7 +1017,7 @@ def test_role_policy_defaults() -> None:
 
 
 def test_dialect_startup_statements_need_no_listing() -> None:
-    from server.sql.policy import STARTUP_STATEMENTS
+    from session_proxy_server.sql.policy import STARTUP_STATEMENTS
 
     policy = Policy.from_dict({"version": 1, "roles": {"worker": {"tables": {"t": "read"}}}})
     for sql in STARTUP_STATEMENTS:

@@ -28,12 +28,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import session_proxy
-from benchmarks.server_process import issue, signing_key
-from server.auth import TokenVerifier, load_public_key
-from server.sql.fingerprint import fingerprint
 from session_proxy import ProxySession, errors
 from session_proxy.dialects import register
 from session_proxy.logical import RemoteClient
+from session_proxy_bench.server_process import issue, signing_key
+from session_proxy_server.auth import TokenVerifier, load_public_key
+from session_proxy_server.sql.fingerprint import fingerprint
 
 from .. import operations_for_tests as ops
 from ..conftest import REPO, ServerProcess, wait_for
@@ -111,7 +111,7 @@ def transaction_id(conn: sa.Connection) -> str | None:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """``session-proxy-server ARGS`` as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
+        [sys.executable, "-m", "session_proxy_server.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

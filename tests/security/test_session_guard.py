@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.sql.policy import STARTUP_STATEMENTS
-from server.sql.session_guard import RESET_PRAGMAS, IsolationViolation, check_sql
+from session_proxy_server.sql.policy import STARTUP_STATEMENTS
+from session_proxy_server.sql.session_guard import RESET_PRAGMAS, IsolationViolation, check_sql
 
 TABLE = "session_proxy_outcomes"
 SCHEMA = "session_proxy"

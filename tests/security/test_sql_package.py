@@ -16,22 +16,24 @@ import sys
 
 import pytest
 
-from server.sql.keywords import CLAUSE_END
-from server.sql.lexer import lex, split_statements
-from server.sql.scanner import _WORD_RULES, Scanner
+from session_proxy_server.sql.keywords import CLAUSE_END
+from session_proxy_server.sql.lexer import lex, split_statements
+from session_proxy_server.sql.scanner import _WORD_RULES, Scanner
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+INSTALL_NAMES = {"server": "session_proxy_server", "benchmarks": "session_proxy_bench"}
 
 
 OLD_MODULES = frozenset(
-    {"server.policy", "server.sql_tables", "server.statement_guard", "server.session_guard",
-     "server.writes"}
+    f"session_proxy_server.{name}"
+    for name in ("policy", "sql_tables", "statement_guard", "session_guard", "writes")
 )
 
 
 def _imported_modules(path: pathlib.Path) -> set[str]:
     """Absolute names of the modules ``path`` imports (relative imports resolved)."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    folder, *rest = path.relative_to(ROOT).with_suffix("").parts[:-1] or ("",)
+    package = ".".join([INSTALL_NAMES.get(folder, folder), *rest])
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -55,22 +57,26 @@ def test_nothing_imports_the_old_module_paths() -> None:
         if name in OLD_MODULES
     }
     assert not stale
-    assert not any((ROOT / (name.replace(".", "/") + ".py")).exists() for name in OLD_MODULES)
+    assert not any(
+        (ROOT / "server" / (name.split(".", 1)[1].replace(".", "/") + ".py")).exists()
+        for name in OLD_MODULES
+    )
 
 
 def test_the_lexer_imports_neither_sqlglot_nor_the_policy() -> None:
     """The guards need only the lexer; importing it must not pull in the parser or the policy."""
     code = (
-        "import sys, server.sql.lexer, server.sql.session_guard; "
-        "print(sorted(m for m in sys.modules if m.startswith(('sqlglot', 'server.sql.'))))"
+        "import sys, session_proxy_server.sql.lexer, session_proxy_server.sql.session_guard; "
+        "print(sorted(m for m in sys.modules"
+        " if m.startswith(('sqlglot', 'session_proxy_server.sql.'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout
     assert "sqlglot" not in out
-    assert "server.sql.policy" not in out
-    assert "server.sql.lexer" in out
+    assert "session_proxy_server.sql.policy" not in out
+    assert "session_proxy_server.sql.lexer" in out
 
 
 def test_each_word_keeps_the_rule_the_old_if_chain_gave_it() -> None:

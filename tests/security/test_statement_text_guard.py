@@ -27,11 +27,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.server_process import issue
-from server.sql import fingerprint as fingerprint_module
-from server.sql.lexer import MAX_NESTING, lex
-from server.sql.text_guard import UnsafeStatement, check_params, check_sql
 from session_proxy.wire import protocol
+from session_proxy_bench.server_process import issue
+from session_proxy_server.sql import fingerprint as fingerprint_module
+from session_proxy_server.sql.lexer import MAX_NESTING, lex
+from session_proxy_server.sql.text_guard import UnsafeStatement, check_params, check_sql
 
 from ..conftest import ServerProcess
 

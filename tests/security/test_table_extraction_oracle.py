@@ -1,4 +1,4 @@
-"""PostgreSQL is the oracle for the tables :func:`server.sql.classify.classify` reports.
+"""PostgreSQL is the oracle for the tables ``session_proxy_server.sql.classify`` reports.
 
 Hypothesis generates statements over a small real schema (tables in
 ``public`` and in a second schema ``other`` on the search_path, a table
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.sql.classify import classify
+from session_proxy_server.sql.classify import classify
 from tests.conftest import backend_url
 
 pytestmark = pytest.mark.postgresql

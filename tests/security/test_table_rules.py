@@ -2,7 +2,7 @@
 
 Examples for issue 14, item 2: the ``TABLE x`` shorthand, set operations,
 LATERAL, CTE scope, schema-, database-qualified and quoted names on each
-backend, how a qualified name meets a rule (:func:`server.sql.tables.rule_access`),
+backend, how a qualified name meets a rule (:func:`session_proxy_server.sql.tables.rule_access`),
 and statements the extractors cannot read, which are refused (fail closed).
 The generated, PostgreSQL-checked proof is in
 ``test_table_extraction_oracle.py``.
@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from server.sql.classify import classify
-from server.sql.lexer import lex, split_statements
-from server.sql.policy import Policy, PolicyViolation
-from server.sql.scanner import Scanner
-from server.sql.tables import MAX_DEPTH, parse_budget, rule_access
+from session_proxy_server.sql.classify import classify
+from session_proxy_server.sql.lexer import lex, split_statements
+from session_proxy_server.sql.policy import Policy, PolicyViolation
+from session_proxy_server.sql.scanner import Scanner
+from session_proxy_server.sql.tables import MAX_DEPTH, parse_budget, rule_access
 from tests.conftest import backend_url
 
 ALLOW = {"tables": {"task": "read", "xcom": "read", "*": "none"}}

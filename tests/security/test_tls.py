@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from server.tls import TLSConfigError, generate_self_signed, server_ssl_context
+from session_proxy_server.tls import TLSConfigError, generate_self_signed, server_ssl_context
 
 
 @Request.application

@@ -12,8 +12,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from benchmarks.server_process import REPO, ServerProcess, signing_key
-from server.auth import (
+from session_proxy.wire import protocol
+from session_proxy_bench.server_process import REPO, ServerProcess, signing_key
+from session_proxy_server.auth import (
     DEFAULT_MAX_TOKEN_LIFETIME,
     AuthError,
     TokenVerifier,
@@ -21,7 +22,6 @@ from server.auth import (
     load_private_key,
     load_public_key,
 )
-from session_proxy.wire import protocol
 
 from .test_tokens import NOW, good_claims, signed
 
@@ -130,7 +130,7 @@ def test_the_cli_flag_sets_the_maximum(short_server: ServerProcess) -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "session_proxy_server.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

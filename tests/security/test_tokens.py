@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from server.auth import (
+from session_proxy_server.auth import (
     ROLES,
     AuthError,
     Claims,

@@ -1,7 +1,7 @@
 """The report's "Charts" section: latency against RTT and scale, txn time, throughput, bytes.
 
-Each chart is an SVG string from :mod:`benchmarks.charts` wrapped in a
-:class:`~benchmarks.report.document.Figure`; a chart whose data was not
+Each chart is an SVG string from :mod:`session_proxy_bench.charts` wrapped in a
+:class:`~session_proxy_bench.report.document.Figure`; a chart whose data was not
 measured becomes a "not measured" paragraph instead of an empty plot.
 """
 

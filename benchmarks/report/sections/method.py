@@ -1,6 +1,6 @@
 """The report's "Method" section: the three modes, the latency relay, the samples, the counters.
 
-The text describes how :mod:`benchmarks.runner` measures; only the sample
+The text describes how :mod:`session_proxy_bench.runner` measures; only the sample
 counts, the throughput mix and the SQLite wording depend on the results.
 """
 

@@ -1,7 +1,7 @@
 """The report's "Reliability under load" section: throughput, tails, errors, invariants.
 
 Everything comes from the results file's ``reliability`` entry, the document
-:func:`benchmarks.load.runner.run_load` returns (``session-proxy-bench load``
+:func:`session_proxy_bench.load.runner.run_load` returns (``session-proxy-bench load``
 writes it; ``session-proxy-bench run --load-results`` embeds it): concurrent
 clients through gunicorn and a relay that drops responses, each call's
 latency and error kind, the relay's fault counts, and the transfer

@@ -1,7 +1,7 @@
 """The report's "Security" section: which attacks each approach stops.
 
 Everything comes from the results file's ``security`` entry, written by
-:func:`benchmarks.security.attacks.security_results`: one outcome per attack
+:func:`session_proxy_bench.security.attacks.security_results`: one outcome per attack
 and configuration, each with the status the server answered and the harm
 the attacker achieved, checked against the database afterwards.
 """

@@ -2,7 +2,7 @@
 
 Every value comes from the results file: the floors (HTTP echo and a
 one-row SELECT through the proxy, interleaved), the probes of
-:mod:`benchmarks.probes`, and the operation samples.
+:mod:`session_proxy_bench.probes`, and the operation samples.
 """
 
 from __future__ import annotations
