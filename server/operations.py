@@ -25,11 +25,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-import session_proxy.values as values
-from session_proxy.logical import Operation, operations
+import session_proxy.wire.values as values
 from session_proxy.wire import protocol
 from session_proxy.wire.codec import dumps
 from session_proxy.wire.errors import ProtocolError
+from session_proxy.wire.operations import Operation, operations
 
 from . import requests_validation
 from .idempotency import Idempotency, Replay, Request, request_of

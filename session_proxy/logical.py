@@ -28,18 +28,16 @@ the caller can rebuild it.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from . import values
 from .config import ClientConfig
 from .retry import RetryPolicy
 from .stats import ProxyStats
 from .transport import HTTPTransport
-from .wire import protocol
+from .wire.operations import Operation, operations, remote_operation, set_dispatcher
 
 __all__ = [
     "Operation",
@@ -54,10 +52,6 @@ __all__ = [
 
 ENV_URL = "SESSION_PROXY_OPERATIONS_URL"
 ENV_TOKEN = "SESSION_PROXY_OPERATIONS_TOKEN"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-_OPERATIONS: dict[str, Operation] = {}
 
 
 class RemoteClient:
@@ -177,88 +171,18 @@ def operation_mode(
         _mode = saved
 
 
-class Operation:
-    """A function registered as a logical operation; call it like the function."""
-
-    def __init__(self, fn: Callable[..., Any], name: str) -> None:
-        signature = inspect.signature(fn)
-        if "session" not in signature.parameters:
-            raise TypeError(f"operation {name!r} must take a 'session' keyword argument")
-        functools.update_wrapper(self, fn)
-        self.fn = fn
-        self.name = name
-        self.signature = signature
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("session") is not None:
-            return self.fn(*args, **kwargs)
-        kwargs.pop("session", None)
-        mode = _current_mode()
-        if mode.client is not None:
-            return mode.client.call(self.name, args, kwargs)
-        if mode.session_factory is None:
-            raise RuntimeError(
-                f"operation {self.name!r} called without a session and no mode is "
-                "configured: pass session=..., or call configure_local() or "
-                f"configure_remote() (or set {ENV_URL})"
-            )
-        return self.run_in_transaction(mode.session_factory, args, kwargs)
-
-    def check_arguments(self, args: tuple, kwargs: dict[str, Any]) -> None:
-        """Raise TypeError if the arguments don't fit the function's signature."""
-        if "session" in kwargs:
-            raise TypeError("the 'session' argument is supplied by the server")
-        self.signature.bind(*args, session=None, **kwargs)
-
-    def run_in_transaction(
-        self,
-        session_factory: Callable[[], Any],
-        args: tuple,
-        kwargs: dict[str, Any],
-        encode: Callable[[Any], Any] | None = None,
-        before_commit: Callable[[Any, Any], None] | None = None,
-    ) -> Any:
-        """Run on a new session in one transaction; commit on success.
-
-        ``encode`` turns the result into its wire form inside the
-        transaction, so a result that cannot be sent rolls the work back.
-        ``before_commit(session, result)`` runs last inside the transaction
-        (the server records the call's outcome there); if it raises, the
-        work is rolled back.
-        """
-        with session_factory() as session:
-            session.expire_on_commit = False
-            with session.begin():
-                result = self.fn(*args, session=session, **kwargs)
-                if encode is not None:
-                    result = encode(result)
-                if before_commit is not None:
-                    session.flush()
-                    before_commit(session, result)
-        return result
-
-    def __repr__(self) -> str:
-        return f"<remote operation {self.name}>"
+def _dispatch(operation: Operation, args: tuple, kwargs: dict[str, Any]) -> Any:
+    """Run ``operation`` called without a session, in the process-wide mode."""
+    mode = _current_mode()
+    if mode.client is not None:
+        return mode.client.call(operation.name, args, kwargs)
+    if mode.session_factory is None:
+        raise RuntimeError(
+            f"operation {operation.name!r} called without a session and no mode is "
+            "configured: pass session=..., or call configure_local() or "
+            f"configure_remote() (or set {ENV_URL})"
+        )
+    return operation.run_in_transaction(mode.session_factory, args, kwargs)
 
 
-def remote_operation(fn: F | None = None, *, name: str | None = None) -> Any:
-    """Register ``fn`` as a logical operation (usable with or without arguments).
-
-    ``name`` defaults to ``module.function``; it is what the server exposes at
-    ``POST /v1/operations/<name>``.
-    """
-
-    def decorate(function: F) -> Operation:
-        op_name = name or f"{function.__module__}.{function.__qualname__}"
-        if not protocol.OPERATION_NAME.fullmatch(op_name):
-            raise ValueError(f"invalid operation name {op_name!r}")
-        operation = Operation(function, op_name)
-        _OPERATIONS[op_name] = operation
-        return operation
-
-    return decorate(fn) if fn is not None else decorate
-
-
-def operations() -> dict[str, Operation]:
-    """Every operation registered in this process, by name."""
-    return dict(_OPERATIONS)
+set_dispatcher(_dispatch)

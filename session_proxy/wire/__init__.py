@@ -6,11 +6,15 @@
   decoder each;
 - :mod:`.codec`: typed JSON for the values inside messages;
 - :mod:`.errors`: :class:`WireError` (code, status, transaction, step and
-  request id as declared fields) and :class:`ProtocolError`.
+  request id as declared fields) and :class:`ProtocolError`;
+- :mod:`.operations` and :mod:`.values`: the logical API's shared half, the
+  operation registry and the encoding of arguments, results and exceptions.
 
 It imports neither the client (``session_proxy`` outside this package) nor the
-server, and no third-party package (``orjson`` only when installed), so the
-server can depend on it alone and importing it stays cheap.
+server, so the server can depend on it alone.  Importing the package, its
+protocol, messages and codec loads no third-party package (``orjson`` only
+when installed); :mod:`.values` uses SQLAlchemy and is imported only where
+logical operations are sent or run.
 """
 
 from __future__ import annotations
