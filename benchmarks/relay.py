@@ -8,6 +8,16 @@ they would on a network, while data already in flight keeps flowing
 (pipelined, no bandwidth limit).  Nothing sleeps in client or server code:
 the wait happens here, on the wire.
 
+A new connection also pays TCP's handshake, as on a network, where
+``connect()`` returns one RTT after the SYN and the server learns of the
+connection half an RTT later: the relay accepts at once (loopback), so it
+holds the first client bytes until one RTT after the connection opened,
+then ``rtt / 2`` in flight, and the first server bytes (a MySQL greeting,
+say) until 1.5 RTT after it opened, then ``rtt / 2``.  A request on a fresh
+connection therefore costs two RTTs and one on a kept-alive connection
+one; TLS handshakes are bytes like any others and pay their own round
+trips.  ``handshake=False`` turns this off (the first wave's model).
+
 Each direction of each connection has a reader thread, which stamps every
 chunk with its due time, and a writer thread, which sends it when due;
 ``time.sleep`` is precise to well under a millisecond, unlike an event
@@ -146,12 +156,14 @@ class Relay:
         rtt: float = 0.0,
         target_host: str = "127.0.0.1",
         faults: Faults | None = None,
+        handshake: bool = True,
     ) -> None:
         if rtt < 0:
             raise ValueError(f"rtt must be >= 0, got {rtt}")
         self.target_host = target_host
         self.target_port = target_port
         self.rtt = rtt
+        self.handshake = handshake
         self.faults: Faults = faults if faults is not None else Faults()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -242,8 +254,13 @@ class Relay:
             with self._lock:
                 self._sockets.update((client, upstream))
             conn = _Connection(client, upstream)
-            self._forward(client, upstream, lambda conn=conn: self._on_request_chunk(conn))
-            self._forward(upstream, client, lambda conn=conn: self._on_response_chunk(conn))
+            opened = time.monotonic()
+            # The first bytes each way wait for the handshake (module docstring).
+            setup = self.rtt if self.handshake else 0.0
+            self._forward(client, upstream, lambda conn=conn: self._on_request_chunk(conn),
+                          not_before=opened + setup)
+            self._forward(upstream, client, lambda conn=conn: self._on_response_chunk(conn),
+                          not_before=opened + 1.5 * setup)
 
     def _start_request(self) -> str | None:
         """Count a new request and decide its fault (``None``: no fault)."""
@@ -318,11 +335,14 @@ class Relay:
         source: socket.socket,
         target: socket.socket,
         inspect: Callable[[], float | None],
+        not_before: float = 0.0,
     ) -> None:
         """Copy ``source`` to ``target``, each chunk held for half the RTT.
 
         ``inspect`` runs for each chunk read and returns the chunk's extra
         hold, or ``None`` to stop both threads without touching ``target``.
+        No chunk leaves before ``not_before`` (a ``time.monotonic()`` value)
+        plus half the RTT.
         """
         delay = self.rtt / 2
         pending: queue.SimpleQueue[tuple[float, bytes | None]] = queue.SimpleQueue()
@@ -337,7 +357,7 @@ class Relay:
                 if extra is None:
                     pending.put((0.0, None))
                     return
-                pending.put((time.monotonic() + delay + extra, data))
+                pending.put((max(time.monotonic(), not_before) + delay + extra, data))
                 if not data:
                     return
 

@@ -67,3 +67,60 @@ def test_relay_keeps_bytes_and_order_both_ways() -> None:
 def test_negative_rtt_is_rejected() -> None:
     with pytest.raises(ValueError, match="rtt must be >= 0"):
         Relay(1, -0.001)
+
+
+def _echo_server(greeting: bytes = b"") -> socket.socket:
+    """A loopback server that sends ``greeting`` on accept, then echoes each connection."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            if greeting:
+                conn.sendall(greeting)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+def test_a_new_connection_pays_the_tcp_handshake() -> None:
+    """Lower bounds: first exchange on a fresh connection 2 RTT, later ones 1 RTT."""
+    rtt = 0.1
+    listener = _echo_server()
+    with Relay(listener.getsockname()[1], rtt) as relay:
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", relay.port)) as client:
+            client.sendall(b"first")
+            assert client.recv(16) == b"first"
+            first = time.perf_counter() - started
+            started = time.perf_counter()
+            client.sendall(b"again")
+            assert client.recv(16) == b"again"
+            again = time.perf_counter() - started
+    listener.close()
+    assert first >= 2 * rtt  # handshake (1 RTT) + request and response (1 RTT)
+    assert again >= rtt
+
+
+def test_a_server_greeting_arrives_two_rtts_after_connecting() -> None:
+    """As a MySQL greeting would: SYN, SYN-ACK, ACK reach the server at 1.5 RTT."""
+    rtt = 0.1
+    listener = _echo_server(greeting=b"hello")
+    with Relay(listener.getsockname()[1], rtt) as relay:
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", relay.port)) as client:
+            assert client.recv(16) == b"hello"
+            waited = time.perf_counter() - started
+    listener.close()
+    assert waited >= 2 * rtt
