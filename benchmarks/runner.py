@@ -240,6 +240,8 @@ class Benchmark:
             "command": list(command),
             "config": dataclasses.asdict(config),
             "environment": env,
+            # What the latency relay charges (benchmarks/relay.py).
+            "network": {"relay_handshake": True},
             "started": started.isoformat(),
             "finished": finished.isoformat(),
             "samples": self.samples,

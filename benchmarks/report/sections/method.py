@@ -16,6 +16,7 @@ def method_section(m: Measurements) -> list[Block]:
     """Heading, the modes, the relay, the sampling and the counters recorded."""
     c = m.config
     sqlite = m.backend == "sqlite"
+    handshake = bool(m.results.get("network", {}).get("relay_handshake"))
     mix = listing(THROUGHPUT_MIX) if THROUGHPUT_MIX else "a mix of light operations"
     return [
         Heading(2, "Method"),
@@ -43,7 +44,10 @@ def method_section(m: Measurements) -> list[Block]:
             + ("" if sqlite else " (and between the direct-mode client and the database)")
             + ": it delays each direction by RTT/2, so every request/response exchange costs "
             "one RTT on top of loopback, while bytes in flight keep flowing (no bandwidth "
-            "limit). RTT 0 means no relay."),
+            "limit). RTT 0 means no relay."
+            + (" A new connection also pays TCP's handshake: its first bytes wait one more "
+               "RTT, so a request on a fresh connection costs two RTTs and one on a "
+               "kept-alive connection one." if handshake else "")),
         Paragraph(
             f"For each operation, mode, RTT and tasks-per-DAG scale the runner made "
             f"{plural(c.get('warmup', NOT_MEASURED), 'unrecorded warm-up call')}, then "
