@@ -42,7 +42,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
 
 from . import backends
 
@@ -152,11 +151,14 @@ def _add_columns(engine: Engine, table: sa.Table, missing: list[str]) -> None:
 def outcome_schema(engine: Engine) -> str | None:
     """Create :data:`SCHEMA` if the backend has schemas; None where it cannot.
 
-    SQLite has none (the table then lives beside the application's); a
-    server without the privilege to create one logs why and does the same.
+    SQLite has none: its backend attaches a database file of its own as
+    the schema where commits stay atomic, else the table lives beside the
+    application's.  A server without the privilege to create a schema logs
+    why and uses the default one.
     """
-    if not backends.for_engine(engine).outcome_in_schema:
-        return None
+    backend = backends.for_engine(engine)
+    if not backend.outcome_in_schema:
+        return backend.outcome_attached_schema(engine)
     try:
         with engine.begin() as connection:
             connection.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
@@ -240,7 +242,7 @@ class OutcomeStore:
         self.engine = engine
         # Lookups and purges must not wait for the leases' pool, which can
         # be full of open transactions: they get connections of their own.
-        self._own_engine = sa.create_engine(engine.url, poolclass=NullPool)
+        self._own_engine = backends.for_engine(engine).side_engine(engine)
         self.window_seconds = window_seconds
         self.table = outcome_table(sa.MetaData(), outcome_schema(engine))
         self.table.create(engine, checkfirst=True)

@@ -9,8 +9,10 @@ the profile says.
 from __future__ import annotations
 
 import inspect
+import sqlite3
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,7 +203,10 @@ def test_outcome_table_goes_where_the_profile_says(engine: sa.Engine) -> None:
     backend = backends.for_engine(engine)
     store = OutcomeStore(engine, window_seconds=60)
     try:
-        assert (store.table.schema is not None) == backend.outcome_in_schema
+        # PostgreSQL and MySQL: a schema of its own; SQLite: an attached file.
+        assert store.table.schema == "session_proxy"
+        assert "session_proxy_outcomes" not in sa.inspect(engine).get_table_names()
+        assert (backend.outcome_attached_schema(engine) is None) == backend.outcome_in_schema
         if backend.outcome_table_shared:
             assert store.scope == engine.url.database
         else:
@@ -258,3 +263,48 @@ def test_transaction_wrote_asks_the_database(engine: sa.Engine) -> None:
         pooled.close()
         with engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE IF EXISTS profile_wrote"))
+
+
+def test_sqlite_in_wal_mode_keeps_the_outcome_table_in_its_own_file(tmp_path: Path) -> None:
+    """WAL commits each attached file atomically, not the set: no separate outcome file."""
+    path = tmp_path / "wal.db"
+    with sqlite3.connect(path) as probe:
+        assert probe.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    engine = create_engine_for(f"sqlite:///{path}", ServerConfig(max_transactions=2))
+    store = OutcomeStore(engine, window_seconds=60)
+    try:
+        assert store.table.schema is None
+        assert "session_proxy_outcomes" in sa.inspect(engine).get_table_names()
+        assert not (tmp_path / "wal.db.session_proxy").exists()
+    finally:
+        store.stop()
+        engine.dispose()
+
+
+def test_sqlite_outcome_file_commits_with_the_data(tmp_path: Path) -> None:
+    """In rollback-journal mode one commit covers both files (SQLite's super-journal)."""
+    path = tmp_path / "app.db"
+    engine = create_engine_for(f"sqlite:///{path}", ServerConfig(max_transactions=2))
+    store = OutcomeStore(engine, window_seconds=60)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA main.journal_mode").scalar() == "delete"
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.commit()
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            record = store.table.insert().values(
+                subject="s", idem_key="k", created=0.0, body="{}", status=200)
+            conn.execute(record)
+            conn.rollback()  # one transaction: both files roll back
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+            assert conn.execute(sa.select(sa.func.count()).select_from(store.table)).scalar() == 0
+            conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            conn.execute(record)
+            conn.commit()
+        with sqlite3.connect(tmp_path / "app.db.session_proxy") as outcome_file:
+            assert outcome_file.execute("SELECT idem_key FROM session_proxy_outcomes").fetchall() \
+                == [("k",)]
+    finally:
+        store.stop()
+        engine.dispose()
+    assert (tmp_path / "app.db.session_proxy").exists()

@@ -24,6 +24,8 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import sqlalchemy
+
 from session_proxy.wire.protocol import DBAPI_ERROR_CLASSES
 
 if TYPE_CHECKING:
@@ -53,7 +55,9 @@ class Backend(Protocol):
     aborts_on_error: bool
     #: Whether long results are read through server-side cursors.
     streams_results: bool
-    #: Whether the outcome table goes in a schema of its own.
+    #: Whether the outcome table goes in a schema of its own (created with
+    #: ``CREATE SCHEMA``; SQLite attaches a database file instead, see
+    #: :meth:`outcome_attached_schema`).
     outcome_in_schema: bool
     #: Whether the outcome table is shared by every database of the server
     #: (MySQL: one ``session_proxy`` database), so records carry a scope.
@@ -67,6 +71,14 @@ class Backend(Protocol):
 
     def on_engine(self, engine: Engine, config: ServerConfig) -> None:
         """Connect-time setup: statement timeout, session-state baseline."""
+        ...
+
+    def outcome_attached_schema(self, engine: Engine) -> str | None:
+        """The attached schema holding the outcome table, where there is one."""
+        ...
+
+    def side_engine(self, engine: Engine) -> Engine:
+        """An unpooled engine on the same database, seeing the same outcome table."""
         ...
 
     def attach_databases(self, engine: Engine, schemas: Mapping[str, str]) -> None:
@@ -198,6 +210,12 @@ class BackendDefaults:
 
     def on_engine(self, engine: Engine, config: ServerConfig) -> None:
         return None
+
+    def outcome_attached_schema(self, engine: Engine) -> str | None:
+        return None
+
+    def side_engine(self, engine: Engine) -> Engine:
+        return sqlalchemy.create_engine(engine.url, poolclass=sqlalchemy.pool.NullPool)
 
     def attach_databases(self, engine: Engine, schemas: Mapping[str, str]) -> None:
         raise ValueError("--sqlite-attach applies to SQLite databases only")

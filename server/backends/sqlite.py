@@ -7,7 +7,14 @@ Quirks it owns:
 - no statement timeout in the database: :meth:`SQLiteBackend.statement_deadline`
   interrupts work through the progress handler, and the watchdog calls
   ``interrupt()``;
-- no schemas: the outcome table lives beside the application's tables;
+- no schemas: the outcome table lives in a database file of its own,
+  ``<database>.session_proxy``, attached as ``session_proxy`` on every
+  connection, so the application's reflection (``sqlite_master`` of
+  ``main``) never shows it.  A transaction that writes both files commits
+  them atomically through SQLite's super-journal, which holds in the
+  rollback-journal modes; in WAL mode it does not (SQLite commits each
+  file atomically, not the set), so a database already in WAL mode keeps
+  the outcome table beside the application's tables, as before;
 - the session state a client can change (temporary objects, attached
   databases, the pragmas of :data:`session_proxy_server.sql.session_guard.RESET_PRAGMAS`) is
   read when a connection opens and put back between leases.
@@ -16,7 +23,10 @@ Quirks it owns:
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +43,45 @@ if TYPE_CHECKING:
 
 #: Where :meth:`SQLiteBackend.on_engine` keeps a connection's starting state.
 STATE_INFO_KEY = "sqlite_state"
+
+#: The name the outcome database is attached as (the outcome module's schema).
+OUTCOME_SCHEMA = "session_proxy"
+#: Appended to the served file's path to name the outcome database.
+OUTCOME_FILE_SUFFIX = ".session_proxy"
+
+log = logging.getLogger("session_proxy.server")
+
+#: Engine -> the outcome database file its connections attach.
+_outcome_files: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def outcome_database_file(url: URL) -> str | None:
+    """The outcome database beside the file ``url`` serves; None where it cannot be atomic.
+
+    None for a database in WAL mode (commits are atomic per file only) and
+    for URI file names, whose options the outcome file could not share.
+    """
+    if url.query.get("uri") or not url.database or url.database.startswith("file:"):
+        return None
+    with contextlib.closing(sqlite3.connect(url.database)) as probe:
+        mode = str(probe.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    if mode == "wal":
+        log.warning(
+            "%s is in WAL mode, where a commit is atomic per file only: the outcome "
+            "table stays in it (and shows in its reflection)", url.database,
+        )
+        return None
+    return url.database + OUTCOME_FILE_SUFFIX
+
+
+def _attach_outcome_file(engine: Engine, path: str) -> None:
+    """Attach ``path`` as :data:`OUTCOME_SCHEMA` on every connection ``engine`` opens."""
+
+    @event.listens_for(engine, "connect")
+    def attach(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute(f"ATTACH DATABASE ? AS {OUTCOME_SCHEMA}", (path,))
+
+    _outcome_files[engine] = path
 
 #: What a SQLite connection's session state is read back as: temporary
 #: objects, attached databases (``temp`` appears once used, and stays) and
@@ -94,17 +143,33 @@ class SQLiteBackend(BackendDefaults):
         }
 
     def on_engine(self, engine: Engine, config: ServerConfig) -> None:
-        """Remember each new connection's session state; the reset restores it."""
+        """Attach the outcome database, then remember each new connection's
+        session state (attachments included); the reset restores it."""
+        path = outcome_database_file(engine.url)
+        if path is not None:
+            _attach_outcome_file(engine, path)
 
         @event.listens_for(engine, "connect")
         def remember(dbapi_connection: Any, record: Any) -> None:
             record.info[STATE_INFO_KEY] = sqlite_state(dbapi_connection)
+
+    def outcome_attached_schema(self, engine: Engine) -> str | None:
+        return OUTCOME_SCHEMA if engine in _outcome_files else None
+
+    def side_engine(self, engine: Engine) -> Engine:
+        side = super().side_engine(engine)
+        path = _outcome_files.get(engine)
+        if path is not None:
+            _attach_outcome_file(side, path)
+        return side
 
     def attach_databases(self, engine: Engine, schemas: Mapping[str, str]) -> None:
         """Attach ``schemas`` (name -> file) on every connection the pool opens."""
         for name in schemas:
             if not name.isidentifier():
                 raise ValueError(f"SQLite schema name {name!r} is not an identifier")
+            if name.lower() == OUTCOME_SCHEMA:
+                raise ValueError(f"SQLite schema name {name!r} is the outcome table's")
 
         @event.listens_for(engine, "connect")
         def attach(dbapi_connection: Any, record: Any) -> None:
