@@ -18,11 +18,13 @@ the matrix the run actually produced.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import json
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -1255,9 +1257,8 @@ def _lock_left(lab: SecurityLab, config: str) -> Observation:
 
 
 def _outcome_table(lab: SecurityLab, config: str) -> Observation:
-    table = "session_proxy_outcomes"
-    if lab.backend != "sqlite":
-        table = "session_proxy." + table
+    # In a schema of its own; on SQLite an attached file named session_proxy.
+    table = "session_proxy.session_proxy_outcomes"
     quoted = f"`{table.replace('.', '`.`')}`" if lab.backend == "mysql" else (
         '"' + table.upper().replace(".", '"."') + '"')
     attempts = [f"SELECT subject, body FROM {table}", f"DELETE FROM {table}",
@@ -1285,11 +1286,14 @@ _DYNAMIC_OUTCOME_SQL = {
 
 
 def _outcome_rows(lab: SecurityLab) -> int:
-    table = "session_proxy_outcomes"
-    if lab.backend != "sqlite":
-        table = "session_proxy." + table
+    if lab.backend == "sqlite":
+        # The server's own file, attached on its connections only.
+        outcome_file = str(lab.direct.url.database) + ".session_proxy"
+        with contextlib.closing(sqlite3.connect(outcome_file)) as conn:
+            return conn.execute("SELECT count(*) FROM session_proxy_outcomes").fetchone()[0]
     with lab.direct.connect() as conn:
-        return conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+        return conn.exec_driver_sql(
+            "SELECT count(*) FROM session_proxy.session_proxy_outcomes").scalar()
 
 
 def _outcome_by_dynamic_sql(lab: SecurityLab, config: str) -> Observation:
