@@ -31,8 +31,8 @@ from pathlib import Path
 
 from session_proxy_bench.report import write_report
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "report"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "report"
 RESULTS = FIXTURE / "results.json"
 EXPECTED_MD = FIXTURE / "report.md"
 EXPECTED_HASHES = FIXTURE / "expected-sha256.json"

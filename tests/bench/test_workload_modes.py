@@ -2,7 +2,8 @@
 
 Every mode must return equal values and leave byte-for-byte equal table
 contents (full dumps compared), on every backend.  Round trips per operation
-are asserted for a few operations.
+are asserted for a few operations; a workload operation's result comes back
+through the logical API detached, with its lazy relationship left unloaded.
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm.exc import DetachedInstanceError
 
+from session_proxy.logical import RemoteClient, operation_mode
+from session_proxy_bench.workload import operations as workload_ops
+from session_proxy_bench.workload.models import DagRun
 from session_proxy_bench.workload.modes import MODES, ModeRunner
 from session_proxy_bench.workload.script import SCRIPT, dump_tables, plain
 from session_proxy_bench.workload.seed import reset_schema, seed
@@ -95,3 +100,26 @@ def test_all_modes_agree(
     }
     assert proxy_trips == {label: n + 1 for label, n in needed.items()}
     assert outcomes["direct"][1] == [0] * len(SCRIPT)
+
+
+def test_workload_get_dag_run_is_detached_with_unloaded_relationship(
+    server: ServerProcess, direct_engine: sa.Engine
+) -> None:
+    reset_schema(direct_engine)
+    with sessionmaker(bind=direct_engine)() as session:
+        seed(session)
+        session.commit()
+    workload_client = RemoteClient(server.url, token=server.token)
+    try:
+        with operation_mode(client=workload_client):
+            run = workload_ops.get_dag_run("dag_000", "run_0002")
+    finally:
+        workload_client.close()
+    assert type(run) is DagRun
+    state = sa.inspect(run)
+    assert state.detached is True
+    assert (run.dag_id, run.run_id, run.state) == ("dag_000", "run_0002", "running")
+    assert "task_instances" in state.unloaded
+    assert "task_instances" not in state.dict
+    with pytest.raises(DetachedInstanceError):
+        _ = run.task_instances

@@ -26,7 +26,6 @@ import requests
 import sqlalchemy as sa
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import DetachedInstanceError
 
 from session_proxy import errors, remote_operation
 from session_proxy.logical import RemoteClient, operation_mode
@@ -492,36 +491,6 @@ def test_session_argument_is_not_sent(direct_engine: sa.Engine, client: RemoteCl
             session.rollback()
         assert (client.stats.snapshot() - before).round_trips == 0
     assert stored_notes(direct_engine) == {6: "sent without session"}
-
-
-# -- the workload through the shared server ---------------------------------------
-
-
-def test_workload_get_dag_run_is_detached_with_unloaded_relationship(
-    server: ServerProcess, direct_engine: sa.Engine
-) -> None:
-    from session_proxy_bench.workload import operations as workload_ops
-    from session_proxy_bench.workload.models import DagRun
-    from session_proxy_bench.workload.seed import reset_schema, seed
-
-    reset_schema(direct_engine)
-    with Session(direct_engine) as session:
-        seed(session)
-        session.commit()
-    workload_client = RemoteClient(server.url, token=server.token)
-    try:
-        with remote(workload_client):
-            run = workload_ops.get_dag_run("dag_000", "run_0002")
-    finally:
-        workload_client.close()
-    assert type(run) is DagRun
-    state = sa.inspect(run)
-    assert state.detached is True
-    assert (run.dag_id, run.run_id, run.state) == ("dag_000", "run_0002", "running")
-    assert "task_instances" in state.unloaded
-    assert "task_instances" not in state.dict
-    with pytest.raises(DetachedInstanceError):
-        _ = run.task_instances
 
 
 # -- environment-variable mode ------------------------------------------------------

@@ -20,7 +20,7 @@ from session_proxy_server.sql.keywords import CLAUSE_END
 from session_proxy_server.sql.lexer import lex, split_statements
 from session_proxy_server.sql.scanner import _WORD_RULES, Scanner
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 INSTALL_NAMES = {"server": "session_proxy_server", "benchmarks": "session_proxy_bench"}
 
 
