@@ -125,7 +125,7 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
-    # The attack suite has its own tests (tests/security/test_attacks.py).
+    # The attack suite has its own tests (tests/integration/security/test_attacks.py).
     assert results["security"] is None
     assert "The attack suite was not run" in (report / "report.md").read_text()
     assert results["command"][:2] == ["session-proxy-bench", "run"]

@@ -13,7 +13,7 @@ tests also pin that the split changed nothing.
 A deliberate change of the report's text, numbers or charts fails here; after
 checking the new output, regenerate the expected files with
 
-    python -m tests.test_report_golden
+    python -m tests.bench.test_report_golden
 
 and commit them with the change.  The last test checks the shape of the
 package: data flows one way (results -> sections -> blocks -> renderers), with

@@ -294,7 +294,7 @@ def test_unknown_operation(client: RemoteClient) -> None:
 
 
 def test_operation_registered_only_in_the_client(client: RemoteClient) -> None:
-    assert client_only_operation.name == "tests.test_logical_api.client_only_operation"
+    assert client_only_operation.name == "tests.integration.test_logical_api.client_only_operation"
     with remote(client), pytest.raises(errors.UnknownOperation) as excinfo:
         client_only_operation()
     assert client_only_operation.name in str(excinfo.value)

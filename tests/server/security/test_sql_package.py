@@ -2,7 +2,7 @@
 
 Behaviour of each module is tested where it always was (test_policy.py,
 test_table_rules.py, test_statement_text_guard.py, test_session_guard.py,
-test_table_extraction_oracle.py, tests/test_writes.py); this file checks what
+test_table_extraction_oracle.py, tests/server/test_writes.py); this file checks what
 the split itself promises.
 """
 
