@@ -21,8 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 import session_proxy
 from session_proxy import ProxySession
-
-from .server_process import ServerProcess
+from session_proxy_server.testing import ServerProcess
 
 
 class Base(DeclarativeBase):

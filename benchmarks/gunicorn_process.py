@@ -1,13 +1,13 @@
 """Start and stop the server under gunicorn, as it is deployed.
 
-:class:`GunicornProcess` is :class:`~session_proxy_bench.server_process.ServerProcess`
+:class:`GunicornProcess` is :class:`~session_proxy_server.testing.ServerProcess`
 for the production set-up: ``gunicorn --workers 1 --threads N
 session_proxy_server.wsgi:app`` on a free loopback port, configured through
 the ``SESSION_PROXY_*`` environment variables :mod:`session_proxy_server.wsgi` reads.  One
 worker process, because a transaction lives in the process that opened it.
 
 Authentication is on: the server verifies tokens with the public half of
-:func:`session_proxy_bench.server_process.signing_key`, and :attr:`GunicornProcess.token`
+:func:`session_proxy_server.testing.signing_key`, and :attr:`GunicornProcess.token`
 is an ``admin`` token signed with its private half.  gunicorn's output goes
 to a log file that start-up failures quote.  The gunicorn used is the one
 installed next to the running Python (the ``gunicorn`` extra).
@@ -21,7 +21,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .server_process import REPO, ServerProcess, free_port, issue, signing_key
+from session_proxy_server.testing import (
+    ServerProcess,
+    child_pythonpath,
+    free_port,
+    issue,
+    signing_key,
+)
 
 
 def gunicorn_path() -> str | None:
@@ -70,7 +76,7 @@ class GunicornProcess(ServerProcess):
             SESSION_PROXY_DB_URL=db_url,
             SESSION_PROXY_PUBLIC_KEY=str(signing_key()[1]),
             SESSION_PROXY_OPERATIONS=",".join(self.operations),
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            PYTHONPATH=child_pythonpath(),
         )
         env.pop("SESSION_PROXY_INSECURE_NO_AUTH", None)
         env.update(env_extra or {})

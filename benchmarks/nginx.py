@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .server_process import free_port
+from session_proxy_server.testing import free_port
 
 CONFIG = """\
 worker_processes 1;

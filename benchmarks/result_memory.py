@@ -23,8 +23,7 @@ import requests
 
 from session_proxy.wire import protocol
 from session_proxy.wire.codec import dumps
-
-from .server_process import ServerProcess
+from session_proxy_server.testing import ServerProcess
 
 
 def rss_bytes(pid: int) -> int:

@@ -31,12 +31,12 @@ from sqlalchemy.orm import sessionmaker
 
 import session_proxy
 from session_proxy.transport import HTTPTransport
+from session_proxy_server.testing import ServerProcess
 
 from .probes import run_probes
 from .relay import Relay
 from .scenarios import SCENARIOS, THROUGHPUT_MIX, Context, restore_live_run
 from .security.attacks import security_results
-from .server_process import ServerProcess
 from .stats import percentile
 from .workload import operations as ops
 from .workload.modes import MODES, ModeRunner

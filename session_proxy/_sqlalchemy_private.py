@@ -27,7 +27,7 @@ equivalent, and is named here, each with why it is needed:
 - ``SessionTransaction._begin().rollback(_capture_exception=True)``: what
   ``Session._flush`` itself does when a flush fails.
 
-``tests/test_sqlalchemy_private.py`` checks every name against the installed
+``tests/client/test_sqlalchemy_private.py`` checks every name against the installed
 SQLAlchemy, so an upgrade that renames one fails loudly there rather than
 quietly in a session.  setup.cfg allows the SQLAlchemy versions CI tests
 (2.0 and 2.1).

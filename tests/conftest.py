@@ -20,9 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import session_proxy
-from session_proxy_bench.server_process import REPO, ServerProcess, free_port
+from session_proxy_server.testing import ServerProcess, free_port
 
 __all__ = ["REPO", "ServerProcess", "free_port", "wait_for"]
+
+#: The source checkout the tests run from (subprocesses that need it use it as cwd).
+REPO = Path(__file__).resolve().parents[1]
 
 BACKEND_URLS = {
     "postgresql": os.environ.get(

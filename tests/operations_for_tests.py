@@ -1,4 +1,4 @@
-"""Logical operations used only by the tests (``tests/test_logical_api.py``).
+"""Logical operations used only by the tests (``tests/integration/test_logical_api.py``).
 
 A server started with ``--operations tests.operations_for_tests`` exposes
 them.  They work on one small table of their own, ``sp_logical_note``, with

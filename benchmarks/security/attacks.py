@@ -1585,7 +1585,7 @@ def _first_lease_timeouts(lab: SecurityLab, config: str) -> Observation:
     On MySQL the server is started with the ``mariadb+pymysql://`` spelling
     of the lab's URL, which once skipped the connect-time timeout.
     """
-    from ..server_process import ServerProcess
+    from session_proxy_server.testing import ServerProcess
 
     slow = {"postgresql": "SELECT pg_sleep(4)", "mysql": "SELECT SLEEP(4)",
             "sqlite": _INTERRUPTED_VALUE["sqlite"]}[lab.backend]

@@ -37,8 +37,8 @@ from sqlalchemy.orm import sessionmaker
 
 from session_proxy.wire import codec, protocol
 from session_proxy.wire.codec import dumps
+from session_proxy_server.testing import ServerProcess, issue, signing_key
 
-from ..server_process import ServerProcess, issue, signing_key
 from ..workload import operations as ops
 from ..workload.modes import ModeRunner
 from ..workload.script import SCRIPT, dump_tables

@@ -54,7 +54,7 @@ class ModeRunner:
         elif mode == "proxy":
             # The proxy at its best: Core DML and explicit flushes pipelined
             # too.  The workload never catches errors from them, so its
-            # behaviour is the same (tests/test_workload_modes.py).
+            # behaviour is the same (tests/bench/test_workload_modes.py).
             self.engine = session_proxy.create_engine(
                 server_url, token=token, pool_size=pool_size, max_overflow=0,
                 proxy_pipeline_dml=True,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from session_proxy_bench.server_process import ServerProcess
+from session_proxy_server.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = "tests.compliance.requirements:ProxyRequirements"

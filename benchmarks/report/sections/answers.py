@@ -172,7 +172,7 @@ def _answer_transactions(m: Measurements) -> list[Block]:
         ratio_table(m, "proxy", "direct", "txn_s"),
         Paragraph(
             "That the same script of operations leaves identical database contents in every "
-            "mode is checked by the test suite (`tests/test_workload_modes.py`), not by this "
+            "mode is checked by the test suite (`tests/bench/test_workload_modes.py`), not by this "
             "run: not measured here."),
     ]
     if m.backend == "sqlite":

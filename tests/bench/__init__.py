@@ -1,0 +1,1 @@
+"""Bench layer: the benchmark harness (session_proxy_bench): workload, relay, report, CLI."""

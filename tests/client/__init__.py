@@ -1,0 +1,1 @@
+"""Client layer: the session_proxy package alone, no server (tests/test_layers.py checks)."""

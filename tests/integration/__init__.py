@@ -1,0 +1,1 @@
+"""Integration layer: client + real server process + real database, end to end."""

@@ -1,0 +1,1 @@
+"""Server-side security: tokens, TLS, the SQL firewall and guards, raw hostile HTTP."""
