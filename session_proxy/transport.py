@@ -366,7 +366,8 @@ def _error_code(body: dict[str, Any]) -> str | None:
 
 
 def _retry_after(response: Reply) -> float | None:
+    value = response.headers.get("Retry-After")
     try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
+        return float(value) if value is not None else None
+    except ValueError:
         return None
