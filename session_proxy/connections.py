@@ -1,14 +1,13 @@
 """Pooled keep-alive HTTP/1.1 connections from the client to its servers.
 
 The client's hot path: every proxied statement and logical call is one
-request here.  It sits directly on :mod:`http.client` (what urllib3 and
-``requests`` use underneath) with nothing per request that can be done
-once: the TLS context, the parsed address and each URL's path are made once
+request here.  It sits directly on sockets and :mod:`ssl`, with nothing per
+request that can be done once: the TLS context, the parsed address and each URL's path are made once
 and cached; idle connections wait in a per-origin pool and are reused while
 the server keeps them open; the headers every request carries are encoded
 once, and the request line, headers and body leave in one ``send``; the
-response is parsed by :class:`http.client.HTTPResponse` and its body read
-once, as bytes.
+response is parsed by :func:`session_proxy.http11.read_response` from a
+buffered reader kept with the socket, and its body read once, as bytes.
 
 What this module does not do, on purpose: follow redirects, read proxy or
 CA settings from the environment, or compress.  A failed request raises
@@ -28,8 +27,9 @@ import ssl
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email.message import Message
 from urllib.parse import urlsplit
+
+from .http11 import Headers, read_response
 
 #: Idle connections kept per origin; more may be open at once, the extra
 #: ones are closed when they come back.
@@ -44,7 +44,7 @@ class Reply:
     """One HTTP response: ``status``, case-insensitive ``headers``, the whole ``body``."""
 
     status: int
-    headers: Message
+    headers: Headers
     body: bytes
 
 
@@ -125,7 +125,7 @@ class Origin:
         self._fixed = encode_headers(
             [("Host", host_header), ("Accept-Encoding", "identity"), *headers]
         )
-        self._idle: list[socket.socket] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
     def request(
@@ -143,49 +143,47 @@ class Origin:
             b"Content-Length: %d\r\n\r\n" % len(body),
             body,
         ))
-        sock = self._checkout()
+        conn = self._checkout()
         try:
-            sock.sendall(message)  # request line, headers and body in one send
-            response = http.client.HTTPResponse(sock, method=method)
-            response.begin()
-            data = response.read()
+            conn.sock.sendall(message)  # request line, headers and body in one send
+            status, reply_headers, data, keep_alive = read_response(conn.rfile, method)
         except (OSError, http.client.HTTPException) as exc:
-            sock.close()
+            conn.close()
             raise RequestFailed("response", isinstance(exc, TimeoutError), exc) from exc
         except BaseException:
-            sock.close()
+            conn.close()
             raise
-        if response.will_close:
-            sock.close()
+        if keep_alive:
+            self._checkin(conn)
         else:
-            self._checkin(sock)
-        return Reply(response.status, response.headers, data)
+            conn.close()
+        return Reply(status, reply_headers, data)
 
     def close(self) -> None:
         """Close the idle connections (ones in use close when they come back)."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for sock in idle:
-            sock.close()
+        for conn in idle:
+            conn.close()
 
-    def _checkout(self) -> socket.socket:
+    def _checkout(self) -> _Connection:
         while True:
             with self._lock:
-                sock = self._idle.pop() if self._idle else None
-            if sock is None:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
                 return self._connect()
-            if _still_open(sock):
-                return sock
-            sock.close()
+            if _still_open(conn.sock):
+                return conn
+            conn.close()
 
-    def _checkin(self, sock: socket.socket) -> None:
+    def _checkin(self, conn: _Connection) -> None:
         with self._lock:
             if len(self._idle) < POOL_SIZE:
-                self._idle.append(sock)
+                self._idle.append(conn)
                 return
-        sock.close()
+        conn.close()
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> _Connection:
         try:
             sock = socket.create_connection((self.host, self.port), self.timeout)
         except OSError as exc:
@@ -199,7 +197,21 @@ class Origin:
             raise RequestFailed("connect", isinstance(exc, TimeoutError), exc) from exc
         with self._lock:
             self.opened += 1
-        return sock
+        return _Connection(sock)
+
+
+class _Connection:
+    """One open socket and the buffered reader its responses are read from."""
+
+    __slots__ = ("sock", "rfile")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
 
 
 def encode_headers(headers: Iterable[tuple[str, str]]) -> bytes:
