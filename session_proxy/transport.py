@@ -28,7 +28,7 @@ from .config import ClientConfig
 from .connections import ConnectionPools, Reply, RequestFailed
 from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
-from .wire import protocol
+from .wire import __version__, protocol
 from .wire.codec import dumps, from_wire, loads
 from .wire.messages import ErrorBody, Execute, ExecuteMany, Handshake, Step, encode_steps
 
@@ -67,6 +67,7 @@ class HTTPTransport:
         self.retry = self.config.retry
         self.stats = ProxyStats()
         headers = {
+            "User-Agent": f"session-proxy/{__version__}",
             "Content-Type": protocol.JSON_CONTENT_TYPE,
             protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
         }

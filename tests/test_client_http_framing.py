@@ -103,6 +103,7 @@ def test_busy_without_retry_after_is_retried_under_the_same_key(scripted: _Scrip
     assert protocol.RETRY_ATTEMPT_HEADER not in first
     assert second[protocol.RETRY_ATTEMPT_HEADER] == "1"
     assert first["Authorization"] == "Bearer tok"
+    assert first["User-Agent"].startswith("session-proxy/")
     assert transport.stats.retries == 1 and transport.stats.round_trips == 2
     assert scripted.connections == 1 and transport.connections_opened == 1
     transport.close()
