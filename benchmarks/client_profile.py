@@ -1,8 +1,9 @@
 """Client CPU per proxied statement, against the same statement run directly.
 
 ``python -m session_proxy_bench.client_profile [--db-url URL] [--requests N]``
-starts the server under gunicorn (keep-alive, one worker, 8 threads) in
-front of ``--db-url`` (default: a fresh SQLite file), opens a transaction,
+starts the server under gunicorn (keep-alive, one worker, 8 threads; or,
+with ``--server builtin``, the ``session-proxy-server`` command) in front of
+``--db-url`` (default: a fresh SQLite file), opens a transaction,
 and runs a one-row ``SELECT`` ``N`` times through the proxy engine and ``N``
 times through a direct SQLAlchemy engine on the same database, in
 interleaved rounds.  It prints the client process's CPU time
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 import session_proxy
 
 from .gunicorn_process import GunicornProcess
+from .server_process import ServerProcess
 
 TABLE = "client_profile_t"
 SELECT = sa.text(f"SELECT v FROM {TABLE} WHERE id = :id")
@@ -121,10 +123,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="also print a cProfile report")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--server", choices=("gunicorn", "builtin"), default="gunicorn",
+        help="gunicorn (keep-alive) or the session-proxy-server command's own server",
+    )
     args = parser.parse_args(argv)
     db_url = args.db_url or f"sqlite:///{tempfile.mkdtemp(prefix='client-profile-')}/p.db"
     prepare(db_url)
-    with GunicornProcess(db_url, threads=8) as server:
+    server: ServerProcess = (
+        GunicornProcess(db_url, threads=8) if args.server == "gunicorn" else ServerProcess(db_url)
+    )
+    with server:
         proxy = session_proxy.create_engine(server.url, token=server.token)
         direct = sa.create_engine(db_url)
         samples = measure({"direct": direct, "proxy": proxy}, args.requests, args.rounds)
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     direct_us = 1e6 * statistics.median(samples["direct"])
     proxy_us = 1e6 * statistics.median(samples["proxy"])
     print(f"session_proxy from {Path(session_proxy.__file__).parent}")
-    print(f"database {sa.make_url(db_url).get_backend_name()}, "
+    print(f"database {sa.make_url(db_url).get_backend_name()}, server {args.server}, "
           f"{args.rounds} rounds x {args.requests} statements, medians of rounds")
     print(f"client CPU per one-row SELECT: direct {direct_us:7.1f} us, "
           f"proxy {proxy_us:7.1f} us, proxy - direct {proxy_us - direct_us:7.1f} us "
