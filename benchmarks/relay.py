@@ -177,6 +177,7 @@ class Relay:
         self._random = random.Random(self.faults.seed)
         self._armed: collections.deque[str] = collections.deque()
         self._counts: dict[str, int] = dict.fromkeys(("requests", *FAULT_KINDS), 0)
+        self._connections = 0
 
     @property
     def url(self) -> str:
@@ -192,6 +193,12 @@ class Relay:
         """
         with self._faults_lock:
             return dict(self._counts)
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections clients opened to the relay so far."""
+        with self._faults_lock:
+            return self._connections
 
     def inject(self, kind: str, count: int = 1) -> None:
         """Arm ``count`` one-shot ``kind`` faults for the next requests, on any connection.
@@ -244,6 +251,8 @@ class Relay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            with self._faults_lock:
+                self._connections += 1
             try:
                 upstream = socket.create_connection((self.target_host, self.target_port))
             except OSError:

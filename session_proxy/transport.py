@@ -1,8 +1,9 @@
 """HTTP transport from the DBAPI shim to a session-proxy server.
 
-One :class:`HTTPTransport` per engine: a :class:`requests.Session` with
-keep-alive connections, the handshake fetched once and cached, and the
-engine's :class:`~session_proxy.stats.ProxyStats`.  It turns every way a
+One :class:`HTTPTransport` per engine: pooled keep-alive connections
+(:mod:`session_proxy.connections`, on :mod:`http.client`), the request
+headers built once, the handshake fetched once and cached, and the engine's
+:class:`~session_proxy.stats.ProxyStats`.  It turns every way a
 request can fail into an exception from :mod:`session_proxy.errors` that
 says what failed and where.
 
@@ -18,23 +19,24 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from . import errors
 from .config import ClientConfig
+from .connections import ConnectionPools, Reply, RequestFailed
 from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
-from .wire import protocol
+from .wire import __version__, protocol
 from .wire.codec import dumps, from_wire, loads
 from .wire.messages import ErrorBody, Execute, ExecuteMany, Handshake, Step, encode_steps
 
-#: Pooled HTTP connections per host: enough for one per pooled DB connection.
-HTTP_POOL_SIZE = 64
-
 SERVER_TIME_HEADER = protocol.SERVER_TIME_HEADER
+
+#: A request's own headers, as bytes: its idempotency key and retry number.
+KEY_HEADER = f"{protocol.IDEMPOTENCY_KEY_HEADER}: %s\r\n".encode()
+ATTEMPT_HEADER = f"{protocol.RETRY_ATTEMPT_HEADER}: %d\r\n".encode()
 
 
 class HTTPTransport:
@@ -64,21 +66,17 @@ class HTTPTransport:
         self.timeout = self.config.timeout
         self.retry = self.config.retry
         self.stats = ProxyStats()
-        self._http = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=HTTP_POOL_SIZE)
-        self._http.mount("http://", adapter)
-        self._http.mount("https://", adapter)
-        # No proxy/netrc/CA lookups from the environment on every request.
-        self._http.trust_env = False
-        self._http.verify = self.config.verify
-        self._http.headers.update(
-            {
-                "Content-Type": protocol.JSON_CONTENT_TYPE,
-                protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
-            }
-        )
+        headers = {
+            "User-Agent": f"session-proxy/{__version__}",
+            "Content-Type": protocol.JSON_CONTENT_TYPE,
+            protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
+        }
         if self.config.token:
-            self._http.headers["Authorization"] = f"Bearer {self.config.token}"
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        #: The headers every request carries, built once.
+        self.headers: Mapping[str, str] = MappingProxyType(headers)
+        # No proxy/netrc/CA lookups from the environment, ever.
+        self._pools = ConnectionPools(headers.items(), self.timeout, self.config.verify)
         self._handshake: Handshake | None = None
         self._handshake_lock = threading.Lock()
 
@@ -94,7 +92,7 @@ class HTTPTransport:
         url = self.base_url + protocol.HEALTH_PATH
         response = self._get_with_retries(url)
         body = self._decode(response, url)
-        if response.status_code != 200:
+        if response.status != 200:
             raise self._error_from(body, response, url)
         if isinstance(body, dict) and "dialect" not in body and body.get("status") == "ok":
             # The server tells only callers with a valid token what it runs.
@@ -111,7 +109,7 @@ class HTTPTransport:
             )
         return handshake
 
-    def _get_with_retries(self, url: str) -> requests.Response:
+    def _get_with_retries(self, url: str) -> Reply:
         """GET ``url`` (reads nothing from the database), retried on connection errors."""
         started = time.monotonic()
         attempt = 0
@@ -127,9 +125,9 @@ class HTTPTransport:
         """Check that the server answers its health endpoint."""
         url = self.base_url + protocol.HEALTH_PATH
         response = self._send("GET", url, None)
-        if response.status_code != 200:
+        if response.status != 200:
             raise errors.ServerUnreachable(
-                f"session-proxy server at {url} answered HTTP {response.status_code}"
+                f"session-proxy server at {url} answered HTTP {response.status}"
             )
 
     def pipeline(
@@ -147,7 +145,7 @@ class HTTPTransport:
             1 for step in steps if isinstance(step, (Execute, ExecuteMany))
         )
         response, body = self.exchange(url, payload, statements)
-        if response.status_code != 200:
+        if response.status != 200:
             raise self._error_from(body, response, url)
         return body
 
@@ -168,7 +166,7 @@ class HTTPTransport:
         )
         url = self.base_url + protocol.OPERATIONS_PREFIX + name
         response, body = self.exchange(url, payload, 0)
-        if response.status_code == 200:
+        if response.status == 200:
             return values.from_wire(body.get("result"))
         error = ErrorBody.from_json(body)
         if error is not None:
@@ -183,7 +181,7 @@ class HTTPTransport:
 
     def exchange(
         self, url: str, payload: bytes, statements: int
-    ) -> tuple[requests.Response, dict[str, Any]]:
+    ) -> tuple[Reply, dict[str, Any]]:
         """POST ``payload`` under a new idempotency key, retrying where worth it.
 
         Returns the last response and its decoded body; raises
@@ -195,9 +193,9 @@ class HTTPTransport:
         started = time.monotonic()
         attempt = 0
         while True:
-            headers = {protocol.IDEMPOTENCY_KEY_HEADER: key}
+            headers = KEY_HEADER % key.encode()
             if attempt:
-                headers[protocol.RETRY_ATTEMPT_HEADER] = str(attempt)
+                headers += ATTEMPT_HEADER % attempt
             retry_after: float | None = None
             try:
                 response = self._send("POST", url, payload, headers)
@@ -209,10 +207,10 @@ class HTTPTransport:
                     self.stats.add(replays=1)
                 body = self._decode_or_none(response)
                 if body is None:
-                    if response.status_code not in GATEWAY_STATUSES:
+                    if response.status not in GATEWAY_STATUSES:
                         body = self._decode(response, url)  # raises, naming the body
                     outcome = errors.ServerUnreachable(
-                        f"{url}: a gateway answered HTTP {response.status_code} "
+                        f"{url}: a gateway answered HTTP {response.status} "
                         "instead of the session-proxy server"
                     )
                 elif _error_code(body) in RETRY_CODES:
@@ -244,7 +242,7 @@ class HTTPTransport:
         time.sleep(policy.delay(attempt, retry_after))
         return True
 
-    def _record(self, payload: bytes, response: requests.Response, statements: int) -> None:
+    def _record(self, payload: bytes, response: Reply, statements: int) -> None:
         """Count one round trip, with the measurements the server reported."""
         headers = response.headers
         try:
@@ -254,50 +252,55 @@ class HTTPTransport:
         except ValueError:
             server_seconds = transaction_seconds = 0.0
         self.stats.record(
-            len(payload), len(response.content), statements, server_seconds, transaction_seconds
+            len(payload), len(response.body), statements, server_seconds, transaction_seconds
         )
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections this transport opened so far (keep-alive reuses them)."""
+        return self._pools.opened
+
     def close(self) -> None:
-        """Close pooled HTTP connections."""
-        self._http.close()
+        """Close pooled HTTP connections (the transport stays usable)."""
+        self._pools.close()
 
     def _send(
         self,
         method: str,
         url: str,
         payload: bytes | None,
-        headers: dict[str, str] | None = None,
-    ) -> requests.Response:
+        headers: bytes = b"",
+    ) -> Reply:
+        origin, path = self._pools.target(url)
         try:
-            return self._http.request(
-                method, url, data=payload, headers=headers, timeout=self.timeout
-            )
-        except requests.Timeout as exc:
-            raise errors.ProxyTimeout(
-                f"session-proxy server at {url} did not answer within "
-                f"{self.timeout} s ({exc.__class__.__name__})"
-            ) from exc
-        except requests.RequestException as exc:
+            return origin.request(method, path, payload, headers)
+        except RequestFailed as exc:
+            if exc.timed_out:
+                kind = "ConnectTimeout" if exc.phase == "connect" else "ReadTimeout"
+                raise errors.ProxyTimeout(
+                    f"session-proxy server at {url} did not answer within "
+                    f"{self.timeout} s ({kind})"
+                ) from exc.cause
             raise errors.ServerUnreachable(
                 f"cannot reach session-proxy server at {url}: {exc}"
-            ) from exc
+            ) from exc.cause
 
     @staticmethod
-    def _decode_or_none(response: requests.Response) -> dict[str, Any] | None:
+    def _decode_or_none(response: Reply) -> dict[str, Any] | None:
         """The JSON object body, or None when the body is not one."""
         try:
-            body = loads(response.content)
+            body = loads(response.body)
         except ValueError:
             return None
         return body if isinstance(body, dict) else None
 
     @staticmethod
-    def _decode(response: requests.Response, url: str) -> dict[str, Any]:
+    def _decode(response: Reply, url: str) -> dict[str, Any]:
         try:
-            body = loads(response.content)
+            body = loads(response.body)
         except ValueError:
             raise errors.ProtocolMismatch(
-                f"{url} answered HTTP {response.status_code} with a body that is "
+                f"{url} answered HTTP {response.status} with a body that is "
                 f"not JSON ({response.headers.get('Content-Type')!r}); is it a "
                 "session-proxy server?"
             ) from None
@@ -307,15 +310,15 @@ class HTTPTransport:
 
     @staticmethod
     def _error_from(
-        body: dict[str, Any], response: requests.Response, url: str
+        body: dict[str, Any], response: Reply, url: str
     ) -> Exception:
         error = ErrorBody.from_json(body)
         request_id = response.headers.get(protocol.REQUEST_ID_HEADER)
         if error is None:
             exc: errors.WireError = errors.ProtocolMismatch(
-                f"{url} answered HTTP {response.status_code} without an error object"
+                f"{url} answered HTTP {response.status} without an error object"
             )
-            return exc.annotate(status=response.status_code, request_id=request_id)
+            return exc.annotate(status=response.status, request_id=request_id)
         code, message, extra = error.code, error.message, error.extra
         where = f" [{url}, request {request_id}]" if request_id else f" [{url}]"
         if code == protocol.DATABASE_ERROR:
@@ -349,11 +352,11 @@ class HTTPTransport:
             exc = errors.ProtocolMismatch(message + where)
         else:
             exc = errors.RequestRejected(
-                f"{code}: {message} (HTTP {response.status_code}){where}"
+                f"{code}: {message} (HTTP {response.status}){where}"
             )
         # txn: the lease the server kept open despite the error, if any.
         return exc.annotate(
-            status=response.status_code, txn=error.txn, step=error.step,
+            status=response.status, txn=error.txn, step=error.step,
             request_id=request_id,
         )
 
@@ -363,8 +366,9 @@ def _error_code(body: dict[str, Any]) -> str | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: Reply) -> float | None:
+    value = response.headers.get("Retry-After")
     try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
+        return float(value) if value is not None else None
+    except ValueError:
         return None
