@@ -57,6 +57,8 @@ def read_response(rfile: BinaryIO, method: str) -> tuple[int, Headers, bytes, bo
         size = int(length)
     except ValueError:
         raise HTTPException(f"bad Content-Length {length!r}") from None
+    if size < 0:
+        raise HTTPException(f"bad Content-Length {length!r}")
     return status, headers, _exactly(rfile, size), keep_alive
 
 
@@ -113,6 +115,8 @@ def _chunked(rfile: BinaryIO) -> bytes:
             size = int(line.split(b";", 1)[0].strip(), 16)
         except ValueError:
             raise IncompleteRead(b"".join(pieces)) from None
+        if size < 0:
+            raise IncompleteRead(b"".join(pieces))
         if size == 0:
             break
         pieces.append(_exactly(rfile, size))

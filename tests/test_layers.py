@@ -55,6 +55,11 @@ BENCH_IN_INTEGRATION: dict[str, tuple[str, frozenset[str]]] = {
         " client and server",
         frozenset({"session_proxy_bench.relay"}),
     ),
+    "tests/integration/test_client_request_path.py": (
+        "the latency relay counts the TCP connections the client opens; gunicorn is a"
+        " keep-alive server to count them against",
+        frozenset({"session_proxy_bench.relay", "session_proxy_bench.gunicorn_process"}),
+    ),
     "tests/integration/test_scaling.py": (
         "scaling: the nginx balancer in front of two server instances, configured as"
         " docs/scaling.md shows",

@@ -136,3 +136,21 @@ def test_a_non_json_answer_names_its_status_and_type(scripted: _Scripted) -> Non
     with pytest.raises(errors.ProtocolMismatch, match=r"HTTP 404 .*'text/plain'"):
         transport.pipeline("t1", [])
     transport.close()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\n{}\r\n0\r\n\r\n",
+    ],
+)
+def test_a_negative_length_is_refused_not_read_to_the_end(response: bytes) -> None:
+    """A negative size would read until the server closes: refuse it instead."""
+    import io
+    from http.client import HTTPException
+
+    from session_proxy.http11 import read_response
+
+    with pytest.raises(HTTPException):
+        read_response(io.BufferedReader(io.BytesIO(response)), "POST")  # type: ignore[arg-type]
