@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="PORT",
         help="with --workers, worker i listens privately on PORT+i and advertises "
-        "it (default --port + 1)",
+        "it (default --port + 1; 0: a free port each)",
     )
     serving.add_argument(
         "--dev-server",
@@ -458,12 +458,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = make_server(app, sockets, options, _count_connection(app))
         return serve(app, server, f"{scheme}://{args.host}:{sockets[0].getsockname()[1]}")
 
-    base = args.worker_port_base or args.port + 1
+    base = args.port + 1 if args.worker_port_base is None else args.worker_port_base
 
     def start(index: int) -> int:
-        private_port = base + index
         try:
-            sockets = worker_sockets(args.host, args.port, private_port)
+            sockets = worker_sockets(args.host, args.port, base + index if base else 0)
+            private_port = sockets[1].getsockname()[1]
             app = build(_worker_config(args, config, scheme, private_port))
         except (ValueError, ImportError, OSError) as exc:
             print(f"session-proxy-server worker {index}: {exc}", file=sys.stderr)

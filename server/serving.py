@@ -130,7 +130,8 @@ class _WaitressServer:
             app,
             sockets=sockets,
             threads=options.threads,
-            connection_limit=options.max_connections,
+            # waitress counts its listening sockets and its wake-up pipe too
+            connection_limit=options.max_connections + len(sockets) + 1,
             channel_timeout=options.socket_timeout,
             cleanup_interval=max(0.5, min(30.0, options.socket_timeout / 3)),
             asyncore_use_poll=True,  # select() stops at 1,024 descriptors
@@ -143,13 +144,18 @@ class _WaitressServer:
                 dispatcher.channel_class = CountingChannel
 
     def serve_forever(self) -> None:
-        self._server.run()
+        try:
+            self._server.run()
+        finally:
+            self._server.task_dispatcher.shutdown()
 
     def stop(self) -> None:
-        # Run the exit on the loop's own thread: waitress's loop lets
-        # SystemExit through and closes everything.
+        # Close every socket on the loop's own thread; the loop ends when
+        # none is left.
+        from waitress import wasyncore
+
         def leave() -> None:
-            raise SystemExit
+            wasyncore.close_all(self._map, ignore_all=True)
 
         for dispatcher in list(self._map.values()):
             if hasattr(dispatcher, "pull_trigger"):

@@ -1,0 +1,219 @@
+"""The production HTTP server of ``session-proxy-server``, as real processes over real HTTP.
+
+Keep-alive (one TCP connection for 100 proxied statements and a commit,
+counted by the server's ``session_proxy_http_connections_total``), the
+same over TLS with the client trusting the self-signed certificate, health
+answering while half-open sockets are held, and ``--workers``: new
+transactions spread across worker processes while every follow-up reaches
+the worker that began the transaction.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+import session_proxy
+from session_proxy.wire import protocol
+from session_proxy.wire.codec import dumps
+from session_proxy_bench.server_process import ServerProcess, issue
+
+CONNECTIONS = "session_proxy_http_connections_total"
+
+
+@pytest.fixture
+def start_server(db_url: str) -> Iterator:
+    started: list[ServerProcess] = []
+
+    def start(*flags: str, url: str | None = None, **kwargs: object) -> ServerProcess:
+        proc = ServerProcess(url or db_url, *flags, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def _only(backend: str, wanted: str) -> None:
+    if backend != wanted:
+        pytest.skip(f"the HTTP server does not depend on the backend; runs on {wanted}")
+
+
+def _hundred_statements_and_commit(server: ServerProcess) -> int:
+    """TCP connections the server accepted for 100 statements + commit (one engine)."""
+    engine = session_proxy.create_engine(server.url, token=server.token, verify=server.verify)
+    before = server.metric(CONNECTIONS)
+    with engine.connect() as conn:
+        values = [conn.execute(sa.text("SELECT :n"), {"n": n}).scalar() for n in range(100)]
+        conn.commit()
+    engine.dispose()
+    assert values == list(range(100))
+    # The second metric read opened one connection of its own.
+    return int(server.metric(CONNECTIONS) - before) - 1
+
+
+def test_keep_alive_one_connection_for_a_hundred_statements(start_server, backend) -> None:
+    _only(backend, "sqlite")
+    server = start_server()
+    statements = server.metric("session_proxy_statements_total")
+    assert _hundred_statements_and_commit(server) == 1
+    assert server.metric("session_proxy_statements_total") - statements >= 100
+
+
+def test_the_dev_server_opens_a_connection_per_request(start_server, backend) -> None:
+    """The counter the keep-alive test trusts sees every connection Werkzeug opens."""
+    _only(backend, "sqlite")
+    server = start_server("--dev-server")
+    assert _hundred_statements_and_commit(server) >= 101
+
+
+def test_tls_keep_alive_with_the_self_signed_certificate_trusted(
+    start_server, backend, tmp_path: Path
+) -> None:
+    _only(backend, "sqlite")
+    server = start_server(tls_dir=tmp_path / "tls")
+    assert server.url.startswith("https://")
+    assert server.verify == str(tmp_path / "tls" / "cert.pem")
+    connections = _hundred_statements_and_commit(server)
+    assert connections == 1
+    # A client that does not trust the certificate is refused.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(server.url + protocol.HEALTH_PATH, timeout=10)
+
+
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def test_health_answers_while_300_half_open_sockets_are_held(start_server, backend) -> None:
+    _only(backend, "sqlite")
+    server = start_server()
+    threads = _threads(server.process.pid)
+    held = []
+    try:
+        for index in range(300):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            if index % 2:  # half of them send half a request; the rest nothing
+                sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: slow\r\nX-Half: ")
+            held.append(sock)
+        answers = [requests.get(server.url + protocol.HEALTH_PATH, timeout=5).status_code
+                   for _ in range(5)]
+        assert answers == [200] * 5
+        # No thread per connection: the pool stays as it was.
+        assert _threads(server.process.pid) <= threads + 2
+        assert server.metric(CONNECTIONS) >= 300 + 5
+    finally:
+        for sock in held:
+            sock.close()
+
+
+# -- several worker processes ------------------------------------------------------------------
+
+
+def _worker_ports(server: ServerProcess, count: int) -> list[int]:
+    """The private ports the workers printed, once all ``count`` have."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ports = [int(p) for p in re.findall(r"own port (\d+)", server.log_path.read_text())]
+        if len(ports) >= count:
+            return ports
+        time.sleep(0.1)
+    raise AssertionError(f"workers did not start: {server.log_path.read_text()}")
+
+
+def _transactions(url: str, token: str, first: int, count: int) -> None:
+    """``count`` transactions, each on a new engine (a new TCP connection)."""
+    for n in range(first, first + count):
+        engine = session_proxy.create_engine(url, token=token, timeout=30)
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO sp_workers (n) VALUES (:n)"), {"n": n})
+            conn.execute(sa.text("UPDATE sp_workers SET twice = n * 2 WHERE n = :n"), {"n": n})
+            assert conn.execute(sa.text("SELECT twice FROM sp_workers WHERE n = :n"),
+                                {"n": n}).scalar() == n * 2
+        engine.dispose()
+
+
+def _pipeline_requests(port: int, token: str) -> int:
+    """Answered pipeline requests of the worker on ``port``."""
+    text = requests.get(f"http://127.0.0.1:{port}{protocol.METRICS_PATH}", timeout=10,
+                        headers={"Authorization": f"Bearer {token}"}).text
+    return sum(int(float(m)) for m in re.findall(
+        r'session_proxy_requests_total\{endpoint="pipeline",status="200"\} (\S+)', text))
+
+
+def test_transactions_spread_across_workers(start_server, backend, db_url: str) -> None:
+    _only(backend, "postgresql")
+    direct = sa.create_engine(db_url)
+    with direct.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE IF EXISTS sp_workers")
+        conn.exec_driver_sql("CREATE TABLE sp_workers (n INTEGER PRIMARY KEY, twice INTEGER)")
+    server = start_server("--workers", "4", "--worker-port-base", "0")
+    try:
+        ports = _worker_ports(server, 4)
+        # A begin on the public port names the private address of the worker holding it.
+        begin = requests.post(
+            server.url + protocol.PIPELINE_PATH,
+            data=protocol_body([{"op": protocol.BEGIN},
+                                {"op": protocol.EXECUTE, "sql": "SELECT 1", "params": None}]),
+            headers={"Authorization": f"Bearer {server.token}",
+                     "Content-Type": protocol.JSON_CONTENT_TYPE},
+            timeout=30,
+        ).json()
+        assert begin["txn"], begin
+        assert begin["base_url"] in {f"http://127.0.0.1:{port}" for port in ports}
+        requests.post(begin["base_url"] + protocol.PIPELINE_PATH,
+                      data=protocol_body([{"op": protocol.ROLLBACK}], begin["txn"]),
+                      headers={"Authorization": f"Bearer {server.token}",
+                               "Content-Type": protocol.JSON_CONTENT_TYPE}, timeout=30)
+        token = issue("worker")
+        clients = [multiprocessing.Process(target=_transactions,
+                                           args=(server.url, token, 10 * i, 10))
+                   for i in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(120)
+        assert [client.exitcode for client in clients] == [0] * 4
+        with direct.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT n, twice FROM sp_workers ORDER BY n").all()
+        # No transaction lost: every follow-up reached the worker that began it.
+        assert rows == [(n, 2 * n) for n in range(40)]
+        served = [_pipeline_requests(port, server.token) for port in ports]
+        assert sum(1 for count in served if count) > 1, served
+    finally:
+        with direct.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS sp_workers")
+        direct.dispose()
+
+
+def protocol_body(steps: list[dict], txn: str | None = None) -> bytes:
+    """A pipeline request body."""
+    return dumps(protocol.pipeline_request(txn, steps))
+
+
+def test_a_dead_worker_is_started_again(start_server, backend) -> None:
+    _only(backend, "sqlite")
+    server = start_server("--workers", "2", "--worker-port-base", "0")
+    _worker_ports(server, 2)
+    children = [int(pid) for pid in re.findall(r"pid (\d+)", server.log_path.read_text())]
+    os.kill(children[0], signal.SIGKILL)
+    ports = _worker_ports(server, 3)  # the replacement prints its own line
+    assert requests.get(f"http://127.0.0.1:{ports[-1]}{protocol.HEALTH_PATH}",
+                        timeout=10).status_code == 200
+    server.process.terminate()
+    assert server.process.wait(30) == 0
+    for pid in children[1:]:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
