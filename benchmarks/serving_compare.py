@@ -18,6 +18,8 @@ loopback port, each as its own process.  Per server the script measures:
   from ``/proc``) over ``--cpu-requests`` proxied SELECTs, per request;
 - **tx/s**: one-row read transactions (begin, SELECT, commit) per second from
   4 client *processes* for ``--seconds``;
+- ``workersN`` is ``session-proxy-server --workers N`` (waitress in N
+  processes): the row to read for throughput;
 - **half-open**: whether health still answers (and its latency) while 1,000
   connections are held open, half of them having sent half a request line.
 
@@ -75,6 +77,11 @@ def _command(name: str, port: int) -> list[str]:
         return [str(bindir / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", "1", "--blocking-threads", str(THREADS),
                 "--log-level", "warning", "session_proxy_server.wsgi:app"]
+    if name.startswith("workers"):  # session-proxy-server --workers N
+        return [sys.executable, "-m", "session_proxy_server.cli", "--db-url",
+                os.environ["SESSION_PROXY_DB_URL"], "--insecure-no-auth", "--port", str(port),
+                "--workers", name.removeprefix("workers"), "--worker-port-base", "0",
+                "--threads", str(THREADS), "--log-level", "WARNING"]
     return [sys.executable, "-m", "session_proxy_bench.serving_compare", "--serve", name,
             "--port", str(port)]
 
@@ -89,6 +96,7 @@ class Candidate:
         env = dict(os.environ, SESSION_PROXY_DB_URL=db_url, SESSION_PROXY_INSECURE_NO_AUTH="1",
                    SESSION_PROXY_INSTANCE=name, PYTHONPATH=str(REPO))
         self.log = open(Path("/tmp") / f"serving-compare-{name}.log", "wb")  # noqa: SIM115
+        os.environ["SESSION_PROXY_DB_URL"] = db_url
         self.process = subprocess.Popen(_command(name, self.port), env=env, cwd=REPO,
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ map onto it:
 - ``--socket-timeout``: a connection with no activity for that long (a
   request, its headers or body not arriving, or a keep-alive connection
   left idle) is closed (waitress ``channel_timeout``, checked every
-  ``cleanup_interval``);
+  a tenth of the timeout);
 - ``--max-connections``: connections held open at once; at the limit the
   server stops accepting and new connections wait in the kernel's listen
   queue (back-pressure), then are accepted as others end;
@@ -133,7 +133,7 @@ class _WaitressServer:
             # waitress counts its listening sockets and its wake-up pipe too
             connection_limit=options.max_connections + len(sockets) + 1,
             channel_timeout=options.socket_timeout,
-            cleanup_interval=max(0.5, min(30.0, options.socket_timeout / 3)),
+            cleanup_interval=max(0.2, min(30.0, options.socket_timeout / 10)),
             asyncore_use_poll=True,  # select() stops at 1,024 descriptors
             backlog=BACKLOG,
             ident="session-proxy",
