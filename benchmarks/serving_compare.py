@@ -273,7 +273,8 @@ def compare(names: list[str], db_url: str, samples: int, cpu_requests: int,
             row["tx_per_s"] = throughput(server.url, seconds)
         for row, server in zip(rows, servers, strict=True):
             held, answered, p50 = half_open(server.port)
-            row["half_open"] = f"{held} held: {answered}/5 health, p50 {p50 * 1e3:.1f} ms"
+            row["half_open"] = f"{held} held: {answered}/5 health" + (
+                f", p50 {p50 * 1e3:.1f} ms" if answered else "")
         return rows
     finally:
         for server in servers:
