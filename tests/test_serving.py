@@ -217,3 +217,37 @@ def test_a_dead_worker_is_started_again(start_server, backend) -> None:
     for pid in children[1:]:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_sigterm_drains_every_worker(start_server, backend) -> None:
+    """An open transaction on a worker still commits after SIGTERM reached the parent."""
+    _only(backend, "sqlite")
+    server = start_server("--workers", "2", "--worker-port-base", "0", "--drain-seconds", "30")
+    ports = _worker_ports(server, 2)
+    engine = session_proxy.create_engine(server.url, token=server.token, timeout=30)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT 41 + 1")).scalar() == 42  # opens the transaction
+        server.process.terminate()
+        deadline = time.monotonic() + 20
+        statuses: list[int] = []
+        while time.monotonic() < deadline:
+            statuses = [_health_status(port) for port in ports]
+            if sorted(statuses) == [0, 503]:
+                break
+            time.sleep(0.05)
+        # The idle worker drained at once and stopped (0: refused); the one
+        # holding the transaction is draining (503).
+        assert sorted(statuses) == [0, 503]
+        assert server.process.poll() is None  # waiting for the open transaction
+        assert conn.execute(sa.text("SELECT 2 * 21")).scalar() == 42
+        conn.commit()
+    engine.dispose()
+    assert server.process.wait(30) == 0
+
+
+def _health_status(port: int) -> int:
+    """Health's status on ``port``, 0 when nothing listens there."""
+    try:
+        return requests.get(f"http://127.0.0.1:{port}{protocol.HEALTH_PATH}", timeout=5).status_code
+    except requests.ConnectionError:
+        return 0
