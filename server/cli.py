@@ -52,7 +52,7 @@ from .serving import (
     make_server,
 )
 from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, server_ssl_context
-from .workers import CONFIG_ERROR, supervise, worker_sockets
+from .workers import CONFIG_ERROR, check_port_free, supervise, worker_sockets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers == 1:
             sockets = [listen_socket(args.host, args.port)]
             app = build(config)
+        else:
+            check_port_free(args.host, args.port)
     except (ValueError, ImportError, TLSConfigError, OSError) as exc:
         print(f"session-proxy-server: {exc}", file=sys.stderr)
         return CONFIG_ERROR

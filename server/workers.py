@@ -42,6 +42,18 @@ def worker_sockets(host: str, port: int, private_port: int) -> list[socket.socke
     return [listen_socket(host, port, reuse_port=True), listen_socket(host, private_port)]
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise OSError when something listens on ``host:port`` already.
+
+    The workers bind the public port with ``SO_REUSEPORT``, which would let
+    them join an older server still listening there (and share its
+    traffic); a plain bind first refuses that.
+    """
+    if port == 0:
+        raise ValueError("--workers needs a fixed --port")
+    listen_socket(host, port).close()
+
+
 def supervise(count: int, start: Callable[[int], int]) -> int:
     """Run ``start(index)`` in ``count`` forked processes until SIGTERM; restart the dead.
 

@@ -15,6 +15,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ import session_proxy
 from session_proxy.wire import protocol
 from session_proxy.wire.codec import dumps
 from session_proxy_bench.server_process import ServerProcess, issue
+from session_proxy_server.serving import listen_socket
 
 CONNECTIONS = "session_proxy_http_connections_total"
 
@@ -251,3 +254,20 @@ def _health_status(port: int) -> int:
         return requests.get(f"http://127.0.0.1:{port}{protocol.HEALTH_PATH}", timeout=5).status_code
     except requests.ConnectionError:
         return 0
+
+
+def test_workers_refuse_a_port_another_server_shares(db_url: str, backend) -> None:
+    """SO_REUSEPORT would let new workers join an older server's port: refused instead."""
+    _only(backend, "sqlite")
+    older = listen_socket("127.0.0.1", 0, reuse_port=True)
+    try:
+        port = older.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "session_proxy_server.cli", "--db-url", db_url,
+             "--insecure-no-auth", "--port", str(port), "--workers", "2"],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        older.close()
+    assert result.returncode == 2
+    assert "Address already in use" in result.stderr
