@@ -18,9 +18,10 @@ map onto it:
   waits).
 
 Waitress has no TLS, so with ``--tls-cert``/``--tls-self-signed`` the app
-runs on **cheroot** (also keep-alive, bounded pool, ``--socket-timeout`` as
-its socket timeout); there a connection that sends half a request holds a
-thread until the timeout.  docs/serving.md has the measurements behind the
+runs on **cheroot** (also keep-alive, for up to ``--max-connections``
+connections; bounded pool; ``--socket-timeout`` as its socket timeout);
+there a connection that sends half a request holds a thread until the
+timeout.  docs/serving.md has the measurements behind the
 choice.  Werkzeug's development server, which closes every connection after
 one response, is still there behind ``--dev-server``.
 
@@ -190,6 +191,8 @@ class _CherootServer:
                     server_name="session-proxy",
                 )
                 self._prebound = sock
+                # cheroot's default keeps 10 connections alive, closes the rest
+                self.keep_alive_conn_limit = options.max_connections
 
             def bind(self, family: int, type: int, proto: int = 0) -> socket.socket:
                 self.socket = self._prebound
