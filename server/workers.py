@@ -35,6 +35,8 @@ log = logging.getLogger("session_proxy.server")
 
 #: A worker exiting with this code found a configuration error: do not restart it.
 CONFIG_ERROR = 2
+#: A worker dying sooner than this after its start is restarted with a growing delay.
+QUICK_DEATH_SECONDS = 5.0
 
 
 def worker_sockets(host: str, port: int, private_port: int) -> list[socket.socket]:
@@ -60,9 +62,12 @@ def supervise(count: int, start: Callable[[int], int]) -> int:
     ``start`` serves and returns an exit code; it runs in the child only.
     """
     children: dict[int, int] = {}  # pid -> index
+    started: dict[int, float] = {}  # index -> when it was last started
+    backoff: dict[int, float] = {}  # index -> wait before the next restart
     stopping = False
 
     def spawn(index: int) -> None:
+        started[index] = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -104,8 +109,13 @@ def supervise(count: int, start: Callable[[int], int]) -> int:
             code = CONFIG_ERROR
             forward(signal.SIGTERM, None)
             continue
-        log.warning("worker %d (pid %d) exited with %d; starting it again", index, pid,
-                    exit_code)
-        time.sleep(0.5)
-        spawn(index)
+        # A worker that keeps dying at start (database down) is restarted
+        # ever more slowly, up to once every 30 s.
+        quick = time.monotonic() - started[index] < QUICK_DEATH_SECONDS
+        backoff[index] = min(30.0, backoff.get(index, 0.25) * 2) if quick else 0.5
+        log.warning("worker %d (pid %d) exited with %d; starting it again in %g s", index,
+                    pid, exit_code, backoff[index])
+        time.sleep(backoff[index])
+        if not stopping:
+            spawn(index)
     return code

@@ -20,7 +20,8 @@ logical operations the server exposes) and every
 TLS is gunicorn's own (``--certfile``/``--keyfile``).  A transaction lives
 in one process and gunicorn's workers share one socket, so run one worker
 process with threads (for several processes on one machine use
-``session-proxy-server --workers N``), and scale out with more instances, each with its own ``SESSION_PROXY_INSTANCE`` and
+``session-proxy-server --workers N``), and scale out with more instances,
+each with its own ``SESSION_PROXY_INSTANCE`` and
 ``SESSION_PROXY_ADVERTISE_URL`` (see ``docs/scaling.md``).  When the worker
 exits (gunicorn's graceful SIGTERM finishes requests in flight first), the
 transactions still open are rolled back.
