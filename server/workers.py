@@ -75,6 +75,8 @@ def supervise(count: int, start: Callable[[int], int]) -> int:
             code = 1
             try:
                 code = start(index)
+            except Exception:
+                log.exception("worker %d failed", index)
             finally:
                 os._exit(code)
         children[pid] = index
