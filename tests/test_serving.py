@@ -90,6 +90,16 @@ def test_tls_keep_alive_with_the_self_signed_certificate_trusted(
     assert server.verify == str(tmp_path / "tls" / "cert.pem")
     connections = _hundred_statements_and_commit(server)
     assert connections == 1
+    # Twelve clients kept alive at once (cheroot's own default keeps ten).
+    before = server.metric(CONNECTIONS)
+    sessions = [requests.Session() for _ in range(12)]
+    for _ in range(3):
+        for session in sessions:
+            assert session.get(server.url + protocol.HEALTH_PATH, verify=server.verify,
+                               timeout=10).status_code == 200
+    for session in sessions:
+        session.close()
+    assert server.metric(CONNECTIONS) - before - 1 == 12
     # A client that does not trust the certificate is refused.
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(server.url + protocol.HEALTH_PATH, timeout=10)
