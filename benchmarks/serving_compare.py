@@ -217,7 +217,7 @@ def throughput(url: str, seconds: float, processes: int = 4) -> float:
     return total / seconds
 
 
-def half_open(port: int, count: int = 1000) -> tuple[int, int, float]:
+def half_open(port: int, count: int) -> tuple[int, int, float]:
     """(connections held, health answers out of 5, health p50 s) under ``count`` half-open."""
     held = []
     for index in range(count):
@@ -244,7 +244,7 @@ def half_open(port: int, count: int = 1000) -> tuple[int, int, float]:
 
 
 def compare(names: list[str], db_url: str, samples: int, cpu_requests: int,
-            seconds: float) -> list[dict[str, object]]:
+            seconds: float, half_open_count: int = 1000) -> list[dict[str, object]]:
     """Start every server, measure them, stop them; one row per server."""
     servers = [Candidate(name, db_url) for name in names]
     try:
@@ -272,7 +272,7 @@ def compare(names: list[str], db_url: str, samples: int, cpu_requests: int,
         for row, server in zip(rows, servers, strict=True):
             row["tx_per_s"] = throughput(server.url, seconds)
         for row, server in zip(rows, servers, strict=True):
-            held, answered, p50 = half_open(server.port)
+            held, answered, p50 = half_open(server.port, half_open_count)
             row["half_open"] = f"{held} held: {answered}/5 health" + (
                 f", p50 {p50 * 1e3:.1f} ms" if answered else "")
         return rows
@@ -281,11 +281,11 @@ def compare(names: list[str], db_url: str, samples: int, cpu_requests: int,
             server.stop()
 
 
-def table(rows: list[dict[str, object]], samples: int) -> str:
+def table(rows: list[dict[str, object]], samples: int, half_open_count: int = 1000) -> str:
     """The Markdown table of :func:`compare`'s rows."""
     lines = [
         f"| server | SELECT p50 ms | health p50 ms | TCP conns for {samples} health GETs "
-        "| server CPU µs/SELECT | tx/s, 4 client procs | 1,000 half-open |",
+        f"| server CPU µs/SELECT | tx/s, 4 client procs | {half_open_count:,} half-open |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--cpu-requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--half-open", type=int, default=1000)
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.db_url:
         parser.error("--db-url (or SESSION_PROXY_TEST_PG_URL) is required")
     rows = compare(args.servers.split(","), args.db_url, args.samples, args.cpu_requests,
-                   args.seconds)
-    print(table(rows, args.samples))
+                   args.seconds, args.half_open)
+    print(table(rows, args.samples, args.half_open))
     return 0
 
 

@@ -281,3 +281,21 @@ def test_workers_refuse_a_port_another_server_shares(db_url: str, backend) -> No
         older.close()
     assert result.returncode == 2
     assert "Address already in use" in result.stderr
+
+
+def test_the_serving_comparison_runs(db_url: str, backend) -> None:
+    """``python -m session_proxy_bench.serving_compare``, tiny: its table counts connections."""
+    _only(backend, "sqlite")
+    result = subprocess.run(
+        [sys.executable, "-m", "session_proxy_bench.serving_compare", "--db-url", db_url,
+         "--servers", "werkzeug,waitress", "--samples", "5", "--cpu-requests", "5",
+         "--seconds", "0.3", "--half-open", "20"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in result.stdout.splitlines() if line.startswith("| ")}
+    # Columns: SELECT p50, health p50, TCP conns for the health GETs, CPU, tx/s, half-open.
+    assert rows["werkzeug"][2] == "5"
+    assert rows["waitress"][2] == "1"
+    assert rows["waitress"][5].startswith("20 held: 5/5 health")
