@@ -90,10 +90,10 @@ def supervise(count: int, start: Callable[[int], int]) -> int:
             except ProcessLookupError:
                 pass
 
-    for index in range(count):
-        spawn(index)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for index in range(count):
+        spawn(index)
     code = 0
     while children:
         try:
