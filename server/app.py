@@ -99,6 +99,8 @@ class ProxyServer:
         self.executor.base_url = config.advertise_url or None
         #: Set by :meth:`drain`: no new transactions, health answers 503.
         self.draining = False
+        #: TCP connections the HTTP server accepted (it counts them here).
+        self.http_connections = 0
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self.handshake = self._build_handshake()
@@ -391,6 +393,8 @@ class ProxyServer:
              lambda: self._in_flight),
             ("session_proxy_draining", "gauge", "1 while the server shuts down.",
              lambda: int(self.draining)),
+            ("session_proxy_http_connections_total", "counter",
+             "TCP connections the HTTP server accepted.", lambda: self.http_connections),
         ])
         return Response(text, mimetype="text/plain; version=0.0.4")
 

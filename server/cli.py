@@ -1,4 +1,4 @@
-"""``session-proxy-server``: run the remote executor with Werkzeug's threaded server.
+"""``session-proxy-server``: run the remote executor on a production HTTP server.
 
 Example::
 
@@ -8,23 +8,28 @@ Example::
     session-proxy-server --db-url postgresql+psycopg://user@db/app --port 8765 \
         --public-key keys/session-proxy-public.pem --tls-self-signed tls
 
-``keys`` and ``token`` are subcommands; anything else serves.  For
-production, run the same app under gunicorn (see :mod:`session_proxy_server.wsgi`).
+``keys`` and ``token`` are subcommands; anything else serves, on waitress
+(HTTPS: cheroot; see :mod:`.serving`), with ``--workers N`` in N processes
+(see :mod:`.workers`).  The same app also runs under gunicorn (see
+:mod:`session_proxy_server.wsgi`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import signal
 import socket
 import ssl
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from .app import create_app
+from .app import ProxyServer, create_app
 from .auth import (
     DEFAULT_AUDIENCE,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -37,8 +42,17 @@ from .auth import (
 )
 from .config import ServerConfig, add_arguments
 from .security import DEFAULT_METRICS_ROLES, gate_from_options
-from .serving import MAX_CONNECTIONS, SOCKET_TIMEOUT, bounded_server
+from .serving import (
+    MAX_CONNECTIONS,
+    SOCKET_TIMEOUT,
+    THREADS,
+    Server,
+    ServingOptions,
+    listen_socket,
+    make_server,
+)
 from .tls import CERT_FILE, KEY_FILE, TLSConfigError, generate_self_signed, server_ssl_context
+from .workers import CONFIG_ERROR, check_port_free, supervise, worker_sockets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,20 +86,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="attach the SQLite file PATH as schema NAME on every connection (repeatable)",
     )
-    parser.add_argument(
+    serving = parser.add_argument_group("serving")
+    serving.add_argument(
         "--socket-timeout",
         type=float,
         default=SOCKET_TIMEOUT,
         metavar="SECONDS",
-        help="close a connection that sends nothing this long while a request, its "
-        "headers or body are awaited, or that idles between requests (default %(default)s)",
+        help="close a connection with no activity this long: a request, its headers "
+        "or body not arriving, or a keep-alive connection left idle (default %(default)s)",
     )
-    parser.add_argument(
+    serving.add_argument(
         "--max-connections",
         type=int,
         default=MAX_CONNECTIONS,
-        help="connections served at once (one thread each); more wait to be "
-        "accepted (default %(default)s)",
+        help="connections held open at once, per worker; at the limit new ones wait "
+        "in the listen queue to be accepted (default %(default)s)",
+    )
+    serving.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help="requests run at once, per worker; more queue (default %(default)s)",
+    )
+    serving.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes: each serves its own transactions on its own port "
+        "and all share --port (default %(default)s)",
+    )
+    serving.add_argument(
+        "--worker-port-base",
+        type=int,
+        metavar="PORT",
+        help="with --workers, worker i listens privately on PORT+i and advertises "
+        "it (default --port + 1; 0: a free port each)",
+    )
+    serving.add_argument(
+        "--dev-server",
+        action="store_true",
+        help="serve with Werkzeug's development server (one thread per connection, "
+        "no keep-alive) instead of waitress/cheroot",
     )
     security = parser.add_argument_group("security")
     security.add_argument(
@@ -247,7 +288,8 @@ def token_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+def _tls(args: argparse.Namespace) -> tuple[Path, Path, ssl.SSLContext] | None:
+    """(certificate, key, checked context) from the TLS flags, or ``None``."""
     if args.tls_self_signed and (args.tls_cert or args.tls_key):
         raise ValueError("--tls-self-signed excludes --tls-cert and --tls-key")
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -257,9 +299,10 @@ def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
         cert, key = directory / CERT_FILE, directory / KEY_FILE
         if not (cert.exists() and key.exists()):
             cert, key = generate_self_signed(directory, (args.host, "localhost", "127.0.0.1"))
-        return server_ssl_context(cert, key)
+        return cert, key, server_ssl_context(cert, key)
     if args.tls_cert:
-        return server_ssl_context(args.tls_cert, args.tls_key)
+        cert, key = Path(args.tls_cert), Path(args.tls_key)
+        return cert, key, server_ssl_context(cert, key)
     return None
 
 
@@ -268,6 +311,126 @@ def _name_and_path(text: str) -> tuple[str, str]:
     if not sep or not name or not path:
         raise ValueError(f"--sqlite-attach wants NAME=PATH, got {text!r}")
     return name, path
+
+
+def _check_serving(args: argparse.Namespace) -> None:
+    if args.socket_timeout <= 0 or args.max_connections <= 0 or args.threads <= 0:
+        raise ValueError("--socket-timeout, --max-connections and --threads must be positive")
+    if args.workers <= 0:
+        raise ValueError("--workers must be positive")
+    if args.workers > 1 and args.dev_server:
+        raise ValueError("--dev-server serves one process; leave out --workers")
+
+
+def _app_factory(args: argparse.Namespace) -> tuple[Callable[[ServerConfig], ProxyServer],
+                                                      ServerConfig, ServingOptions]:
+    """Check every option; return what builds the app (in the serving process)."""
+    config = ServerConfig.from_args(
+        args, instance=args.instance or f"{socket.gethostname()}:{args.port}"
+    )
+    _check_serving(args)
+    gate = gate_from_options(
+        public_key=args.public_key,
+        insecure_no_auth=args.insecure_no_auth,
+        audience=args.audience,
+        leeway_seconds=args.token_leeway,
+        policy=args.policy,
+        policy_record=args.policy_record,
+        max_token_lifetime=args.max_token_lifetime,
+        metrics_roles=args.metrics_role or DEFAULT_METRICS_ROLES,
+    )
+    options = ServingOptions(
+        threads=args.threads,
+        socket_timeout=args.socket_timeout,
+        max_connections=args.max_connections,
+        tls=_tls(args),
+        dev_server=args.dev_server,
+    )
+    modules = [name for item in args.operations for name in item.split(",") if name]
+    attach = dict(_name_and_path(item) for item in args.sqlite_attach)
+    if args.trusted_clients:
+        logging.getLogger("session_proxy.server").warning(
+            "--trusted-clients: logical calls may carry pickles; every client "
+            "can run code on this server"
+        )
+
+    def build(worker_config: ServerConfig) -> ProxyServer:
+        return create_app(
+            args.db_url,
+            gate,
+            worker_config,
+            operations=modules,
+            sqlite_attach=attach,
+            trusted_clients=args.trusted_clients,
+        )
+
+    return build, config, options
+
+
+def _worker_config(args: argparse.Namespace, config: ServerConfig, scheme: str,
+                   private_port: int) -> ServerConfig:
+    """``config`` for the worker on ``private_port``: its own name and advertised URL."""
+    advertised = urlsplit(config.advertise_url) if config.advertise_url else None
+    host = advertised.hostname if advertised else args.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    if host and ":" in host:
+        host = f"[{host}]"
+    scheme = advertised.scheme if advertised else scheme
+    return dataclasses.replace(
+        config,
+        instance=f"{config.instance_name}/{private_port}",
+        advertise_url=f"{scheme}://{host}:{private_port}",
+    )
+
+
+def serve(app: ProxyServer, server: Server, banner: str) -> int:
+    """Serve until SIGTERM (graceful drain) or Ctrl-C; then roll back and close."""
+    log = logging.getLogger("session_proxy.server")
+
+    def drain_then_stop() -> None:
+        log.info("draining: up to %g s for open transactions to end", app.config.drain_seconds)
+        app.drain()
+        server.stop()
+
+    def stop(signum: int, frame: object) -> None:
+        # Graceful: new transactions are refused at once (503, and health
+        # says so to load balancers); requests on open transactions still
+        # run, so they can commit, until none is open or the drain time is
+        # over.  Then the server stops accepting and exits.  stop() must
+        # not run on the serving loop's thread.
+        if not app.draining:
+            app.draining = True
+            threading.Thread(target=drain_then_stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info(
+        "serving %s %s: %s",
+        app.handshake.dialect,
+        ".".join(map(str, app.handshake.server_version_info)),
+        banner,
+    )
+    print(f"session-proxy-server listening on {banner}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if app.draining and len(app.registry):
+            log.warning(
+                "drain time over with %d transaction(s) open; rolling them back",
+                len(app.registry),
+            )
+        app.close()
+        log.info("stopped")
+    return 0
+
+
+def _count_connection(app: ProxyServer) -> Callable[[], None]:
+    def count() -> None:
+        app.http_connections += 1
+
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,95 +446,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Werkzeug's access log follows the chosen level too.
     logging.getLogger("werkzeug").setLevel(level)
     try:
-        config = ServerConfig.from_args(
-            args, instance=args.instance or f"{socket.gethostname()}:{args.port}"
-        )
-        if args.socket_timeout <= 0 or args.max_connections <= 0:
-            raise ValueError("--socket-timeout and --max-connections must be positive")
-        gate = gate_from_options(
-            public_key=args.public_key,
-            insecure_no_auth=args.insecure_no_auth,
-            audience=args.audience,
-            leeway_seconds=args.token_leeway,
-            policy=args.policy,
-            policy_record=args.policy_record,
-            max_token_lifetime=args.max_token_lifetime,
-            metrics_roles=args.metrics_role or DEFAULT_METRICS_ROLES,
-        )
-        ssl_context = _ssl_context(args)
-        modules = [name for item in args.operations for name in item.split(",") if name]
-        attach = dict(_name_and_path(item) for item in args.sqlite_attach)
-        if args.trusted_clients:
-            logging.getLogger("session_proxy.server").warning(
-                "--trusted-clients: logical calls may carry pickles; every client "
-                "can run code on this server"
-            )
-        app = create_app(
-            args.db_url,
-            gate,
-            config,
-            operations=modules,
-            sqlite_attach=attach,
-            trusted_clients=args.trusted_clients,
-        )
-    except (ValueError, ImportError, TLSConfigError) as exc:
+        build, config, options = _app_factory(args)
+        scheme = "https" if options.tls else "http"
+        if args.workers == 1:
+            sockets = [listen_socket(args.host, args.port)]
+            app = build(config)
+        else:
+            check_port_free(args.host, args.port)
+    except (ValueError, ImportError, TLSConfigError, OSError) as exc:
         print(f"session-proxy-server: {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR
+    if args.workers == 1:
+        server = make_server(app, sockets, options, _count_connection(app))
+        return serve(app, server, f"{scheme}://{args.host}:{sockets[0].getsockname()[1]}")
 
-    server = bounded_server(
-        args.host,
-        args.port,
-        app,
-        ssl_context=ssl_context,
-        socket_timeout=args.socket_timeout,
-        max_connections=args.max_connections,
-    )
-    scheme = "https" if ssl_context else "http"
+    base = args.port + 1 if args.worker_port_base is None else args.worker_port_base
 
-    log = logging.getLogger("session_proxy.server")
+    def start(index: int) -> int:
+        try:
+            sockets = worker_sockets(args.host, args.port, base + index if base else 0)
+            private_port = sockets[1].getsockname()[1]
+            app = build(_worker_config(args, config, scheme, private_port))
+        except (ValueError, ImportError, OSError) as exc:
+            print(f"session-proxy-server worker {index}: {exc}", file=sys.stderr)
+            return CONFIG_ERROR
+        server = make_server(app, sockets, options, _count_connection(app))
+        return serve(app, server, f"{scheme}://{args.host}:{args.port} (worker {index}, pid "
+                     f"{os.getpid()}, own port {private_port})")
 
-    def drain_then_stop() -> None:
-        log.info("draining: up to %g s for open transactions to end", config.drain_seconds)
-        app.drain()
-        server.shutdown()
-
-    def stop(signum: int, frame: object) -> None:
-        # Graceful: new transactions are refused at once (503, and health
-        # says so to load balancers); requests on open transactions still
-        # run, so they can commit, until none is open or the drain time is
-        # over.  Then the server stops accepting and exits.  shutdown()
-        # waits for the serve loop, so it must not run on the loop's thread.
-        if not app.draining:
-            app.draining = True
-            threading.Thread(target=drain_then_stop, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    log.info(
-        "serving %s %s on %s://%s:%d",
-        app.handshake.dialect,
-        ".".join(map(str, app.handshake.server_version_info)),
-        scheme,
-        args.host,
-        server.server_port,
-    )
-    print(
-        f"session-proxy-server listening on {scheme}://{args.host}:{server.server_port}",
-        flush=True,
-    )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        if app.draining and len(app.registry):
-            log.warning(
-                "drain time over with %d transaction(s) open; rolling them back",
-                len(app.registry),
-            )
-        app.close()
-        log.info("stopped")
-    return 0
+    return supervise(args.workers, start)
 
 
 if __name__ == "__main__":

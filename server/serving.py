@@ -1,77 +1,285 @@
-"""The built-in HTTP server, bounded against slow and idle clients.
+"""The HTTP servers ``session-proxy-server`` runs the WSGI app on.
 
-``session-proxy-server`` serves the WSGI app with Werkzeug's threaded
-server, which by itself starts one thread per connection and waits for a
-client's request line, headers and body for ever: 1,000 half-open requests
-made 1,003 threads.  :func:`bounded_server` adds two limits:
+By default (plain HTTP) the app runs on **waitress**: one event loop reads
+every connection and buffers a whole request (line, headers, body) before a
+thread of a bounded pool runs the app, so a slow or silent client holds a
+socket, never a thread.  HTTP/1.1 keep-alive is on.  The command-line bounds
+map onto it:
 
-- **a socket timeout** (``--socket-timeout``): a connection that sends
-  nothing for that long while the server waits for a request, its headers
-  or its body (or lets a keep-alive connection sit idle) is closed; so is
-  one that stops reading a response.  The TLS handshake runs in the
-  connection's thread under the same timeout, not in the accept loop.
-- **a bound on connection threads** (``--max-connections``): when that many
-  connections are being served, the server stops accepting until one ends;
-  new connections wait in the listen queue, which the kernel bounds.
+- ``--socket-timeout``: a connection with no activity for that long (a
+  request, its headers or body not arriving, or a keep-alive connection
+  left idle) is closed (waitress ``channel_timeout``, checked every
+  a tenth of the timeout);
+- ``--max-connections``: connections held open at once; at the limit the
+  server stops accepting and new connections wait in the kernel's listen
+  queue (back-pressure), then are accepted as others end;
+- ``--threads``: the worker pool; requests beyond it queue, one per
+  connection at most (a connection is not read further while its request
+  waits).
 
-A client that sends one byte just inside every timeout can still hold a
-thread; the serving issue that follows puts a buffering front end (or an
-event-driven server) before the app.  See docs/security.md, "Resource
-limits".
+Waitress has no TLS, so with ``--tls-cert``/``--tls-self-signed`` the app
+runs on **cheroot** (also keep-alive, for up to ``--max-connections``
+connections; bounded pool; ``--socket-timeout`` as its socket timeout);
+there a connection that sends half a request holds a thread until the
+timeout.  docs/serving.md has the measurements behind the
+choice.  Werkzeug's development server, which closes every connection after
+one response, is still there behind ``--dev-server``.
+
+Every server here serves pre-bound listening sockets (:func:`listen_socket`),
+which is what lets ``--workers`` give each worker process a private port
+and a share of the public one (see :mod:`.workers`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import resource
+import socket
+import ssl
 import threading
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-#: Defaults of ``--socket-timeout`` and ``--max-connections``.
+#: Defaults of ``--socket-timeout``, ``--max-connections`` and ``--threads``.
 SOCKET_TIMEOUT = 15.0
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 2000
+THREADS = 16
+#: Listen queue length: connections waiting to be accepted.
+BACKLOG = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingOptions:
+    """How to serve: bounds, TLS, and which server."""
+
+    threads: int = THREADS
+    socket_timeout: float = SOCKET_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
+    #: (certificate, key) files and their checked context, for HTTPS.
+    tls: tuple[Path, Path, ssl.SSLContext] | None = None
+    dev_server: bool = False
+
+
+class Server(Protocol):
+    """What the command line drives: serve until :meth:`stop` (from another thread)."""
+
+    def serve_forever(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket; ``reuse_port`` lets sibling processes bind the same port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def raise_file_limit(connections: int) -> None:
+    """Lift the soft open-file limit so ``connections`` sockets fit (up to the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def make_server(
+    app: Any,
+    sockets: list[socket.socket],
+    options: ServingOptions,
+    on_connection: Callable[[], None] = lambda: None,
+) -> Server:
+    """The server for ``app`` on ``sockets``; ``on_connection`` runs once per accepted one."""
+    raise_file_limit(options.max_connections)
+    if options.dev_server:
+        if len(sockets) != 1:
+            raise ValueError("--dev-server serves one socket (no --workers)")
+        return _DevServer(app, sockets[0], options, on_connection)
+    if options.tls:
+        return _CherootServer(app, sockets, options, on_connection)
+    return _WaitressServer(app, sockets, options, on_connection)
+
+
+class _WaitressServer:
+    """waitress on pre-bound sockets."""
+
+    def __init__(self, app: Any, sockets: list[socket.socket], options: ServingOptions,
+                 on_connection: Callable[[], None]) -> None:
+        import waitress
+        from waitress.channel import HTTPChannel
+        from waitress.server import BaseWSGIServer
+
+        class CountingChannel(HTTPChannel):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                on_connection()
+                super().__init__(*args, **kwargs)
+
+        self._server = waitress.create_server(
+            app,
+            sockets=sockets,
+            threads=options.threads,
+            # waitress counts its listening sockets and its wake-up pipe too
+            connection_limit=options.max_connections + len(sockets) + 1,
+            channel_timeout=options.socket_timeout,
+            cleanup_interval=max(0.2, min(30.0, options.socket_timeout / 10)),
+            asyncore_use_poll=True,  # select() stops at 1,024 descriptors
+            backlog=BACKLOG,
+            ident="session-proxy",
+        )
+        self._map: dict = getattr(self._server, "map", None) or self._server._map
+        for dispatcher in list(self._map.values()):
+            if isinstance(dispatcher, BaseWSGIServer):
+                dispatcher.channel_class = CountingChannel
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.run()
+        finally:
+            self._server.task_dispatcher.shutdown()
+
+    def stop(self) -> None:
+        # Close every socket on the loop's own thread; the loop ends when
+        # none is left.
+        from waitress import wasyncore
+
+        def leave() -> None:
+            wasyncore.close_all(self._map, ignore_all=True)
+
+        for dispatcher in list(self._map.values()):
+            if hasattr(dispatcher, "pull_trigger"):
+                dispatcher.pull_trigger(leave)
+                return
+
+
+class _CherootServer:
+    """cheroot with TLS, one cheroot server per pre-bound socket."""
+
+    def __init__(self, app: Any, sockets: list[socket.socket], options: ServingOptions,
+                 on_connection: Callable[[], None]) -> None:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+        from cheroot.wsgi import Server as WSGIServer
+
+        assert options.tls is not None
+        cert, key, context = options.tls
+
+        class CountingAdapter(BuiltinSSLAdapter):
+            def wrap(self, sock: socket.socket) -> Any:
+                on_connection()
+                return super().wrap(sock)
+
+        class PreboundServer(WSGIServer):
+            def __init__(self, sock: socket.socket) -> None:
+                super().__init__(
+                    sock.getsockname()[:2],
+                    app,
+                    numthreads=options.threads,
+                    timeout=options.socket_timeout,
+                    request_queue_size=BACKLOG,
+                    server_name="session-proxy",
+                )
+                self._prebound = sock
+                # cheroot's default keeps 10 connections alive, closes the rest
+                self.keep_alive_conn_limit = options.max_connections
+
+            def bind(self, family: int, type: int, proto: int = 0) -> socket.socket:
+                self.socket = self._prebound
+                return self._prebound
+
+        self._servers = []
+        for sock in sockets:
+            server = PreboundServer(sock)
+            adapter = CountingAdapter(str(cert), str(key))
+            adapter.context = context  # the checked one: TLS 1.2 at least
+            server.ssl_adapter = adapter
+            self._servers.append(server)
+
+    def serve_forever(self) -> None:
+        threads = [threading.Thread(target=server.safe_start, daemon=True)
+                   for server in self._servers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+
+
+class _DevServer:
+    """Werkzeug's threaded development server (``--dev-server``): no keep-alive."""
+
+    def __init__(self, app: Any, sock: socket.socket, options: ServingOptions,
+                 on_connection: Callable[[], None]) -> None:
+        host, port = sock.getsockname()[:2]
+        self._server = BoundedWSGIServer(
+            host,
+            port,
+            app,
+            handler_with_timeout(options.socket_timeout),
+            ssl_context=options.tls[2] if options.tls else None,
+            fd=sock.fileno(),
+            max_connections=options.max_connections,
+            on_connection=on_connection,
+        )
+        self._socket = sock  # keep the descriptor open
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
+    def stop(self) -> None:
+        self._server.shutdown()
 
 
 class BoundedWSGIServer(ThreadedWSGIServer):
-    """Werkzeug's threaded server with at most ``max_connections`` threads."""
+    """Werkzeug's threaded server with at most ``max_connections`` threads.
 
-    def __init__(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+    Each connection gets a thread; at the bound, the server stops accepting
+    until one ends, and new connections wait in the listen queue.
+    """
+
+    def __init__(self, *args: Any, max_connections: int = 256,
+                 on_connection: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
+        self.on_connection = on_connection
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._active = 0
-        self._active_lock = threading.Lock()
         ssl_socket = getattr(self.socket, "do_handshake_on_connect", None)
         if ssl_socket is not None:
             # Handshake in the connection's thread, under its timeout.
             self.socket.do_handshake_on_connect = False
 
-    @property
-    def active_connections(self) -> int:
-        """Connections being served right now."""
-        return self._active
-
     def process_request(self, request: Any, client_address: Any) -> None:
         # Wait for a free slot before the next accept; the listen queue holds the rest.
         self._slots.acquire()
-        with self._active_lock:
-            self._active += 1
+        self.on_connection()
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._release()
+            self._slots.release()
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._release()
-
-    def _release(self) -> None:
-        with self._active_lock:
-            self._active -= 1
-        self._slots.release()
+            self._slots.release()
 
 
 def handler_with_timeout(seconds: float) -> type[WSGIRequestHandler]:
@@ -94,22 +302,3 @@ def handler_with_timeout(seconds: float) -> type[WSGIRequestHandler]:
                 pass  # a slow or vanished client: its connection is closed
 
     return TimedRequestHandler
-
-
-def bounded_server(
-    host: str,
-    port: int,
-    app: Any,
-    ssl_context: Any = None,
-    socket_timeout: float = SOCKET_TIMEOUT,
-    max_connections: int = MAX_CONNECTIONS,
-) -> BoundedWSGIServer:
-    """A threaded server for ``app`` with both bounds."""
-    return BoundedWSGIServer(
-        host,
-        port,
-        app,
-        handler_with_timeout(socket_timeout),
-        ssl_context=ssl_context,
-        max_connections=max_connections,
-    )

@@ -176,7 +176,8 @@ class ServerProcess:
     def metric(self, name: str, token: str | None = None) -> float:
         """One unlabelled value of ``/v1/metrics``, read with ``token`` (default: admin)."""
         headers = {"Authorization": f"Bearer {token}"} if token else self.headers
-        response = requests.get(self.url + protocol.METRICS_PATH, headers=headers, timeout=30)
+        response = requests.get(self.url + protocol.METRICS_PATH, headers=headers, timeout=30,
+                                verify=self.verify)
         response.raise_for_status()
         for line in response.text.splitlines():
             if line.startswith(f"{name} "):

@@ -18,8 +18,10 @@ every client), ``SESSION_PROXY_OPERATIONS`` (comma-separated modules whose
 logical operations the server exposes) and every
 :class:`~session_proxy_server.config.ServerConfig` field as ``SESSION_PROXY_<FIELD>``.
 TLS is gunicorn's own (``--certfile``/``--keyfile``).  A transaction lives
-in one process, so run one worker process with threads, and scale out with
-more instances, each with its own ``SESSION_PROXY_INSTANCE`` and
+in one process and gunicorn's workers share one socket, so run one worker
+process with threads (for several processes on one machine use
+``session-proxy-server --workers N``), and scale out with more instances,
+each with its own ``SESSION_PROXY_INSTANCE`` and
 ``SESSION_PROXY_ADVERTISE_URL`` (see ``docs/scaling.md``).  When the worker
 exits (gunicorn's graceful SIGTERM finishes requests in flight first), the
 transactions still open are rolled back.
