@@ -126,12 +126,46 @@ class SessionProxyDialect(Dialect):
 
     @classmethod
     def get_async_dialect_cls(cls, url: URL) -> type[Dialect]:
-        raise ProxyError(
-            f"{url.render_as_string(hide_password=True)}: session-proxy has no asyncio "
-            "dialect; use a synchronous engine"
-        )
+        """An asyncio stand-in that builds an engine but refuses to connect.
+
+        The proxy's transport is synchronous and SQLAlchemy's asyncio layer
+        needs a driver that awaits on every statement, so there is no async
+        proxy engine.  Applications that build one from the same URL without
+        using it (Airflow does at import) still start; the first connection
+        raises :class:`~session_proxy.errors.ProxyError` naming the URL.
+        """
+        return async_refusal(cls.get_dialect_cls(url), url)
 
     @classmethod
     def engine_created(cls, engine: Any) -> None:
         return None
 
+
+
+
+def async_refusal(dialect_cls: type[Dialect], url: URL) -> type[Dialect]:
+    """``dialect_cls`` flagged asyncio, with an async pool, whose connect raises."""
+    shown = url.render_as_string(hide_password=True)
+
+    def get_pool_class(cls: type, url: URL) -> Any:
+        from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+        return AsyncAdaptedQueuePool
+
+    def connect(self: Any, *cargs: Any, **cparams: Any) -> Any:
+        raise ProxyError(
+            f"{shown}: session-proxy has no asyncio engine (its transport is "
+            "synchronous); use a synchronous engine for this URL"
+        )
+
+    return type(
+        "Async" + dialect_cls.__name__,
+        (dialect_cls,),
+        {
+            "is_async": True,
+            "supports_statement_cache": True,
+            "get_pool_class": classmethod(get_pool_class),
+            "connect": connect,
+            "__module__": dialect_cls.__module__,
+        },
+    )

@@ -146,8 +146,13 @@ def test_the_token_must_be_known_when_the_engine_is_made(
         engine.dispose()
 
 
-def test_async_engines_are_refused_with_the_url(server: ServerProcess) -> None:
+def test_an_async_engine_is_made_but_refuses_to_connect(server: ServerProcess) -> None:
+    """Airflow builds an async engine from the same URL at import: that must not fail."""
     url = make_url(neutral_url(server))
-    with pytest.raises(session_proxy.errors.ProxyError, match="no asyncio dialect") as caught:
-        url.get_dialect(_is_async=True)  # what create_async_engine asks
+    dialect_cls = url.get_dialect(_is_async=True)  # what create_async_engine asks
+    assert dialect_cls.is_async
+    dialect = dialect_cls()
+    with pytest.raises(session_proxy.errors.ProxyError, match="no asyncio engine") as caught:
+        dialect.connect()
     assert f"127.0.0.1:{server.port}" in str(caught.value)
+    assert str(server.token) not in str(caught.value)
