@@ -3,7 +3,8 @@
 Run in a subprocess by :mod:`tests.airflow.test_scheduling` (Airflow reads its
 configuration at import, so one process per database):
 
-    AIRFLOW_HOME=... AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=... python -m tests.airflow.scenario OUT.json
+    AIRFLOW_HOME=... AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=... \
+        python -m tests.airflow.scenario OUT.json
 
 It syncs the DAG folder (DagBag parse + ``sync_bag_to_db``, what the DAG
 processor does per bundle), creates a run of ``sp_chain`` with
@@ -46,11 +47,10 @@ def sync_dags() -> list[str]:
 def run_to_success() -> dict[str, Any]:
     """create_dagrun, then update_state + schedule_tis until the run finishes."""
     from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
-
-    from airflow.models.dagrun import DagRun
 
     with create_session() as session:
         dag = DBDagBag().get_latest_version_of_dag("sp_chain", session=session)
