@@ -1,10 +1,10 @@
 """Airflow's own scheduling code against whatever ``sql_alchemy_conn`` says.
 
-Run in a subprocess by :mod:`tests.airflow.test_scheduling` (Airflow reads its
+Run in a subprocess by :mod:`tests.airflow.test_airflow_db` (Airflow reads its
 configuration at import, so one process per database):
 
-    AIRFLOW_HOME=... AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=... \
-        python -m tests.airflow.scenario OUT.json
+    export AIRFLOW_HOME=... AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=...
+    python -m tests.airflow.scenario OUT.json
 
 It syncs the DAG folder (DagBag parse + ``sync_bag_to_db``, what the DAG
 processor does per bundle), creates a run of ``sp_chain`` with

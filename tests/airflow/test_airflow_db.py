@@ -48,7 +48,7 @@ def test_scheduling_code_writes_the_same_rows_through_the_proxy(
     before = pair.server.metric("session_proxy_statements_total")
     seen = {}
     for name, site in (("direct", pair.direct), ("proxied", pair.proxied)):
-        site.scenario(tmp_path / f"{name}.json")
+        site.python("tests.airflow.scenario", str(tmp_path / f"{name}.json"))
         seen[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert seen["direct"]["run_state"] == "success"
     assert set(seen["direct"]["task_states"].values()) == {"success"}

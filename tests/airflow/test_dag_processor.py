@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from session_proxy.errors import AccessDenied
+from session_proxy_bench.airflow_dags import write_dag_files
 from session_proxy_bench.server_process import ServerProcess, issue
 
 from .conftest import databases, proxy_url
-from .dagfiles import write_dag_files
 from .harness import AirflowSite
 
 ROLE = "dag-processor"
