@@ -6,10 +6,11 @@
         --db postgresql+psycopg://postgres@127.0.0.1:5432/test --files 20 --out airflow.json
 
 Needs apache-airflow-core (``tox -e airflow`` installs it).  Two empty Airflow
-databases (schemas ``sp_bench_direct`` and ``sp_bench_proxied`` of ``--db``)
-are migrated directly; then, in one child process per mode with only
+databases per run (schemas ``sp_bench_0``, ``_1``, ``_2`` of ``--db``) are
+migrated directly; then, in one child process per mode with only
 ``sql_alchemy_conn`` differing (the database URL, or
-``sessionproxy://:TOKEN@host:port/`` in front of the second schema), each
+``sessionproxy://:TOKEN@host:port/`` in front of another schema; the third
+mode also turns Airflow's ``sql_alchemy_pool_pre_ping`` off), each
 generated DAG file is parsed and synced on its own, as the DAG processor
 does per file: ``BundleDagBag`` on the file, then ``sync_bag_to_db``.  Pass
 1 writes new DAGs, pass 2 re-syncs the unchanged files.  The modes run side
@@ -35,7 +36,14 @@ from .airflow_dags import write_dag_files
 from .airflow_site import AirflowSite, fresh_schema
 from .server_process import ServerProcess
 
-MODES = ("direct", "proxy")
+#: mode -> (through the proxy, extra Airflow settings)
+MODES: dict[str, tuple[bool, dict[str, str]]] = {
+    "direct": (False, {}),
+    "proxy": (True, {}),
+    # Airflow pings every checkout when the URL does not start with "sqlite":
+    # through the proxy that is one more HTTP request per session.
+    "proxy, no pre-ping": (True, {"AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_PRE_PING": "False"}),
+}
 
 
 def child(folder: str, out: str) -> None:
@@ -45,13 +53,13 @@ def child(folder: str, out: str) -> None:
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
 
     DagBundlesManager().sync_bundles_to_db()
-    stats = _proxy_stats(settings.engine)
+    requests_so_far = _request_counter(settings.engine)
     files = sorted(Path(folder).glob("*.py"))
     passes: list[list[dict[str, float]]] = []
     for _ in range(2):
         samples = []
         for path in files:
-            trips = stats.round_trips if stats else 0
+            before = requests_so_far()
             started = time.perf_counter()
             bag = BundleDagBag(dag_folder=str(path), bundle_path=folder,
                                bundle_name="dags-folder")
@@ -60,23 +68,38 @@ def child(folder: str, out: str) -> None:
             done = time.perf_counter()
             samples.append({"parse_s": parsed - started, "sync_s": done - parsed,
                             "total_s": done - started,
-                            "round_trips": (stats.round_trips - trips) if stats else 0})
+                            "http_requests": requests_so_far() - before})
         passes.append(samples)
     Path(out).write_text(json.dumps({"new": passes[0], "unchanged": passes[1]}))
 
 
-def _proxy_stats(engine: Any) -> Any:
-    import session_proxy
+def _request_counter(engine: Any) -> Any:
+    """A function counting the server's pipeline and health requests so far (0 direct)."""
+    import requests
 
-    try:
-        return session_proxy.stats(engine)
-    except TypeError:
-        return None
+    from session_proxy.dialects.base import ProxyDialectMixin
+
+    if not isinstance(engine.dialect, ProxyDialectMixin):
+        return lambda: 0
+    with engine.connect():
+        pass  # the transport exists once a connection was made
+    transport = engine.dialect.transport
+    headers = {"Authorization": f"Bearer {engine.url.password}"}
+
+    def count() -> int:
+        text = requests.get(transport.base_url + "/v1/metrics", headers=headers, timeout=30).text
+        return sum(
+            int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
+            if line.startswith("session_proxy_requests_total{")
+            and ('endpoint="pipeline"' in line or 'endpoint="health"' in line)
+        )
+
+    return count
 
 
 def _summary(samples: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(s[key] for s in samples)
-            for key in ("parse_s", "sync_s", "total_s", "round_trips")}
+            for key in ("parse_s", "sync_s", "total_s", "http_requests")}
 
 
 def measure(db: str, files: int, repeat: int, processor: bool) -> dict[str, Any]:
@@ -85,22 +108,29 @@ def measure(db: str, files: int, repeat: int, processor: bool) -> dict[str, Any]
     write_dag_files(folder, range(files))
     results: dict[str, Any] = {"files": files, "repeat": repeat, "runs": []}
     for round_ in range(repeat):
-        urls = {"direct": fresh_schema(db, "sp_bench_direct"),
-                "proxy": fresh_schema(db, "sp_bench_proxied")}
-        for mode in MODES:
-            AirflowSite(tmp / f"migrate-{mode}", urls[mode]).airflow("db", "migrate")
-        with ServerProcess(urls["proxy"]) as server:
-            conns = {"direct": urls["direct"],
-                     "proxy": f"sessionproxy://:{server.token}@127.0.0.1:{server.port}/"}
+        urls = {mode: fresh_schema(db, f"sp_bench_{index}") for index, mode in enumerate(MODES)}
+        for index, mode in enumerate(MODES):
+            AirflowSite(tmp / f"migrate-{index}", urls[mode]).airflow("db", "migrate")
+        servers = {mode: ServerProcess(urls[mode]) for mode, (proxied, _) in MODES.items()
+                   if proxied}
+        try:
             run: dict[str, Any] = {}
-            for mode in MODES if round_ % 2 == 0 else MODES[::-1]:
-                site = AirflowSite(tmp / f"home-{mode}-{round_}", conns[mode], dags=folder)
-                out = tmp / f"{mode}-{round_}.json"
+            order = list(MODES) if round_ % 2 == 0 else list(MODES)[::-1]
+            for mode in order:
+                server = servers.get(mode)
+                conn = (f"sessionproxy://:{server.token}@127.0.0.1:{server.port}/"
+                        if server else urls[mode])
+                site = AirflowSite(tmp / f"home-{round_}-{order.index(mode)}", conn,
+                                   dict(MODES[mode][1]), dags=folder)
+                out = tmp / f"out-{round_}-{order.index(mode)}.json"
                 site.python("session_proxy_bench.airflow_parse", "--child", str(folder), str(out))
                 raw = json.loads(out.read_text())
                 run[mode] = {name: _summary(samples) for name, samples in raw.items()}
                 if processor:
                     run[mode]["processor_s"] = _time_processor(site)
+        finally:
+            for server in servers.values():
+                server.stop()
         results["runs"].append(run)
     return results
 
@@ -112,23 +142,36 @@ def _time_processor(site: AirflowSite) -> float:
 
 
 def report(results: dict[str, Any]) -> str:
-    """A Markdown table: medians per file, direct and proxy, and their ratio."""
-    lines = [f"{results['files']} DAG files, {results['repeat']} run(s); medians per file",
-             "", "| pass | measure | direct | proxy | proxy/direct |", "|---|---|---|---|---|"]
-    for name in ("new", "unchanged"):
-        for key, unit in (("parse_s", "ms"), ("sync_s", "ms"), ("total_s", "ms"),
-                          ("round_trips", "")):
-            direct = statistics.median(r["direct"][name][key] for r in results["runs"])
-            proxy = statistics.median(r["proxy"][name][key] for r in results["runs"])
-            scale = 1000 if unit else 1
-            ratio = f"{proxy / direct:.2f}" if direct else "-"
-            lines.append(f"| {name} | {key.removesuffix('_s')} {unit} | {direct * scale:.1f} | "
-                         f"{proxy * scale:.1f} | {ratio} |")
-    if "processor_s" in results["runs"][0]["direct"]:
-        direct = statistics.median(r["direct"]["processor_s"] for r in results["runs"])
-        proxy = statistics.median(r["proxy"]["processor_s"] for r in results["runs"])
-        lines.append(f"| folder | `airflow dag-processor -n 1` s | {direct:.2f} | {proxy:.2f} | "
-                     f"{proxy / direct:.2f} |")
+    """A Markdown table: medians per file for every mode, and the ratio to direct."""
+    modes = list(results["runs"][0])
+    modes.sort(key=list(MODES).index)
+
+    def median(mode: str, *path: str) -> float:
+        values = []
+        for run in results["runs"]:
+            value: Any = run[mode]
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return statistics.median(values)
+
+    lines = [f"{results['files']} DAG files, {results['repeat']} run(s): medians per file", "",
+             "| pass | measure | " + " | ".join(modes) + " | " +
+             " | ".join(f"{m} / direct" for m in modes[1:]) + " |",
+             "|---" * (2 + 2 * len(modes) - 1) + "|"]
+    rows = [(name, key) for name in ("new", "unchanged")
+            for key in ("parse_s", "sync_s", "total_s", "http_requests")]
+    if "processor_s" in results["runs"][0][modes[0]]:
+        rows.append(("folder", "processor_s"))
+    for name, key in rows:
+        path = (key,) if name == "folder" else (name, key)
+        values = [median(mode, *path) for mode in modes]
+        scale, label = (1000, f"{key[:-2]} ms") if key in ("parse_s", "sync_s", "total_s") else (
+            (1, "`airflow dag-processor -n 1` s") if key == "processor_s" else (1, "HTTP requests"))
+        shown = [f"{v * scale:.1f}" if scale == 1000 else f"{v:.2f}" if key == "processor_s"
+                 else f"{v:.0f}" for v in values]
+        ratios = [f"{v / values[0]:.2f}" if values[0] else "-" for v in values[1:]]
+        lines.append(f"| {name} | {label} | " + " | ".join(shown + ratios) + " |")
     return "\n".join(lines)
 
 
