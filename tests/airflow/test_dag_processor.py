@@ -22,10 +22,13 @@ from session_proxy.errors import AccessDenied
 from session_proxy_bench.airflow_dags import write_dag_files
 from session_proxy_bench.server_process import ServerProcess, issue
 
-from .conftest import databases, proxy_url
+from .conftest import MISSING, databases, proxy_url
 from .harness import AirflowSite
 
 ROLE = "dag-processor"
+
+if MISSING:
+    pytest.skip(MISSING, allow_module_level=True)
 
 
 def synced_dags(db: str) -> dict[str, tuple[bool, str | None]]:
