@@ -60,6 +60,15 @@ BENCH_IN_INTEGRATION: dict[str, tuple[str, frozenset[str]]] = {
         " keep-alive server to count them against",
         frozenset({"session_proxy_bench.relay", "session_proxy_bench.gunicorn_process"}),
     ),
+    "tests/integration/airflow/harness.py": (
+        "real Airflow: the Airflow site (home, config, processes) is shared with the"
+        " parse-and-sync benchmark of docs/airflow.md",
+        frozenset({"session_proxy_bench.airflow_site"}),
+    ),
+    "tests/integration/airflow/test_dag_processor.py": (
+        "real Airflow: the generated DAG files are shared with the parse-and-sync benchmark",
+        frozenset({"session_proxy_bench.airflow_dags"}),
+    ),
     "tests/integration/test_scaling.py": (
         "scaling: the nginx balancer in front of two server instances, configured as"
         " docs/scaling.md shows",

@@ -14,7 +14,11 @@ Quirks it owns:
   them atomically through SQLite's super-journal, which holds in the
   rollback-journal modes; in WAL mode it does not (SQLite commits each
   file atomically, not the set), so a database already in WAL mode keeps
-  the outcome table beside the application's tables, as before;
+  the outcome table beside the application's tables, as before.  While the
+  outcome file is attached, SQLite's own authorizer refuses any change of
+  journal mode (``PRAGMA journal_mode = WAL``, however spelled), which
+  would silently end that atomicity: put a database in WAL mode before the
+  server starts;
 - the session state a client can change (temporary objects, attached
   databases, the pragmas of :data:`session_proxy_server.sql.session_guard.RESET_PRAGMAS`) is
   read when a connection opens and put back between leases.
@@ -74,12 +78,29 @@ def outcome_database_file(url: URL) -> str | None:
     return url.database + OUTCOME_FILE_SUFFIX
 
 
+def keep_journal_mode(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    """SQLite authorizer: deny setting ``journal_mode``, allow everything else.
+
+    SQLite calls it while preparing each statement, with the pragma's name
+    and value as it parsed them, so every spelling is seen.
+    """
+    if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() == "journal_mode" \
+            and arg2 is not None:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 def _attach_outcome_file(engine: Engine, path: str) -> None:
-    """Attach ``path`` as :data:`OUTCOME_SCHEMA` on every connection ``engine`` opens."""
+    """Attach ``path`` as :data:`OUTCOME_SCHEMA` on every connection ``engine`` opens.
+
+    Commits stay atomic across both files only outside WAL mode, so the
+    journal mode may no longer change (:func:`keep_journal_mode`).
+    """
 
     @event.listens_for(engine, "connect")
     def attach(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.execute(f"ATTACH DATABASE ? AS {OUTCOME_SCHEMA}", (path,))
+        dbapi_connection.set_authorizer(keep_journal_mode)
 
     _outcome_files[engine] = path
 

@@ -8,7 +8,11 @@ quotes unless they need them) and single spaces between tokens.  A
 parenthesized list whose items are all placeholders (or all collapsed lists)
 becomes ``(?+)`` and a ``VALUES`` list of identical tuples becomes a single
 tuple, so expanding ``IN`` and "insertmanyvalues" batches of any size share
-one fingerprint.  Fingerprints are idempotent:
+one fingerprint.  The column list of a final ``RETURNING`` clause is sorted:
+its order decides only the order of the returned columns, and some code
+builds it from a set, whose order changes from process to process with the
+hash seed (Airflow's DAG processor deletes ``dag_schedule_asset_reference``
+rows with ``RETURNING`` in either order).  Fingerprints are idempotent:
 ``fingerprint(fingerprint(s)) == fingerprint(s)``, which lets a policy file
 list either fingerprints or plain SQL.
 
@@ -186,6 +190,31 @@ class _Builder:
         return _render(_collapse_values(elements))
 
 
+# A data-changing statement on TABLE ending in RETURNING and a list of
+# columns, all bare or all written TABLE.column: nothing else may follow.
+# After FROM, USING, JOIN or a comma the "RETURNING" is a table called so and
+# the list is FROM items, whose order matters: those keep their order.
+_DML_TARGET = re.compile(r"(?:INSERT INTO|UPDATE|DELETE FROM) ([\w$]+)[ (]")
+_RETURNING_TAIL = re.compile(r"(.*) RETURNING ([\w$.]+(?:, [\w$.]+)*)", re.S)
+_TABLE_LIST_WORDS = frozenset({"FROM", "USING", "JOIN", "ONLY", "INTO", "UPDATE", "TABLE"})
+
+
+def _sort_returning(text: str) -> str:
+    """``text`` with the column list of its final RETURNING clause sorted."""
+    target = _DML_TARGET.match(text)
+    match = _RETURNING_TAIL.fullmatch(text)
+    if target is None or match is None:
+        return text
+    before = match.group(1)
+    if before.endswith(",") or before.rsplit(" ", 1)[-1] in _TABLE_LIST_WORDS:
+        return text
+    columns = match.group(2).split(", ")
+    tables = {column.split(".")[0] if "." in column else None for column in columns}
+    if tables not in ({None}, {target.group(1)}) or any(c.count(".") > 1 for c in columns):
+        return text
+    return f"{before} RETURNING {', '.join(sorted(columns))}"
+
+
 def _fingerprint_uncached(sql: str, dialect: str | None = None) -> str:
     tokens, _ = lex(sql, dialect)
     builder = _Builder()
@@ -202,7 +231,7 @@ def _fingerprint_uncached(sql: str, dialect: str | None = None) -> str:
             builder.push((text, text) if text in ("::", "[", "]") else ("o", text))
         else:
             builder.push((kind, text))
-    return builder.finish()
+    return _sort_returning(builder.finish())
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

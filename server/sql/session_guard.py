@@ -337,12 +337,25 @@ def _check_pragma(tokens: tuple[Token, ...]) -> None:
         return
     if name in _PRAGMA_QUERIES and rest[0][0] == "(":
         return
+    if name == "journal_mode" and _pragma_value(rest) == "wal":
+        # Persistent and file-wide, not per connection: nothing to restore,
+        # and the mode a shared server wants anyway.  Airflow's connect
+        # hook sends it on every new SQLite connection.
+        return
     raise IsolationViolation(
         f"PRAGMA {name or tokens[index][1]} with a value is refused: only "
         f"{', '.join(RESET_PRAGMAS)} may be set (the server restores them "
         "after every transaction)",
         "pragma",
     )
+
+
+def _pragma_value(rest: tuple[Token, ...]) -> str:
+    """The lower-cased value of ``= value`` or ``(value)`` after a pragma's name."""
+    values = [token for token in rest if token[0] in ("w", "l", "q")]
+    if len(values) != 1 or len(rest) not in (2, 3):
+        return ""
+    return values[0][1].strip("'\"").lower()
 
 
 def _check_uncached(sql: str, dialect: str | None) -> tuple[str, str] | None:

@@ -2,7 +2,8 @@
 
 Registered as SQLAlchemy entry points, so ``sqlite+sessionproxy://``,
 ``postgresql+sessionproxy://`` and ``mysql+sessionproxy://`` URLs work once
-the package is installed; :func:`register` does the same without entry points.
+the package is installed, and so does the backend-neutral ``sessionproxy://``
+(:mod:`session_proxy.dialects.neutral`); :func:`register` does the same without entry points.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ DIALECTS = {
 
 
 def register() -> None:
-    """Register the ``<backend>+sessionproxy`` names with SQLAlchemy."""
+    """Register the ``<backend>+sessionproxy`` and ``sessionproxy`` names with SQLAlchemy."""
     for backend, (module, cls) in DIALECTS.items():
         registry.register(f"{backend}.sessionproxy", module, cls)
+    registry.register("sessionproxy", "session_proxy.dialects.neutral", "SessionProxyDialect")

@@ -26,6 +26,7 @@ from ..config import DEFAULT_TIMEOUT, ClientConfig
 from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable
 from ..retry import RetryPolicy
 from ..transport import HTTPTransport
+from . import neutral
 
 #: The ``create_engine`` keywords a proxy dialect takes for itself.
 PROXY_ARGUMENTS = (
@@ -170,7 +171,14 @@ class ProxyDialectMixin:
         self.proxy_config = ClientConfig.from_dialect_url(
             url, self._proxy_base, **self._proxy_overrides
         )
+        if neutral.is_neutral(url):
+            # Its handshake used $SESSION_PROXY_TOKEN when nothing else gave one.
+            self.proxy_config = self.proxy_config.with_env_token()
         self.transport = HTTPTransport(self.proxy_config)
+        known = neutral.cached_handshake(url)
+        if known is not None:
+            # ``sessionproxy://`` fetched it to pick this class: not twice.
+            self.transport._handshake = known
         return [], {"transport": self.transport, "backend": self.name}
 
     def _check_server_driver(self) -> None:

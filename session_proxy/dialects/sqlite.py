@@ -1,8 +1,16 @@
-"""``sqlite+sessionproxy://host:port/``: the pysqlite dialect over the proxy."""
+"""``sqlite+sessionproxy://host:port/``: the pysqlite dialect over the proxy.
+
+Its DBAPI connections also take ``create_function``, which sqlite3 connect
+hooks call (Airflow registers ``uuid4``): a Python function cannot run in the
+server's SQLite, so the call is recorded and warned about once per name, and
+SQL that calls the function fails on the server with "no such function".
+"""
 
 from __future__ import annotations
 
 import types
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
@@ -17,9 +25,47 @@ from .base import ProxyDialectMixin
 _ASSUMED_VERSION = (3, 35, 0)
 
 
+_warned_functions: set[str] = set()
+
+
+class FunctionNotShipped(UserWarning):
+    """A connect hook registered a Python SQL function the server cannot run."""
+
+
+class SQLiteShimConnection(shim.Connection):
+    """The shim connection plus the sqlite3 calls connect hooks make."""
+
+    def __init__(self, transport: Any) -> None:
+        super().__init__(transport)
+        #: Functions a hook asked for: name -> number of arguments.
+        self.functions: dict[str, int] = {}
+
+    def create_function(
+        self, name: str, narg: int, func: Callable[..., Any] | None, *,
+        deterministic: bool = False,
+    ) -> None:
+        """Record ``name``: the server's SQLite cannot call client Python."""
+        self.functions[name] = narg
+        if name not in _warned_functions:
+            _warned_functions.add(name)
+            warnings.warn(
+                f"sqlite3 create_function({name!r}) through session-proxy: the function "
+                "cannot run in the server's SQLite; SQL calling it fails there with "
+                "'no such function'",
+                FunctionNotShipped,
+                stacklevel=2,
+            )
+
+
+def _connect(transport: Any, backend: str | None = None, **ignored: Any) -> SQLiteShimConnection:
+    shim.connect(transport, backend, **ignored)  # the backend check, nothing sent
+    return SQLiteShimConnection(transport)
+
+
 def _module_for_init() -> Any:
     module = types.SimpleNamespace(**{k: getattr(shim, k) for k in shim.__all__})
     module.sqlite_version_info = _ASSUMED_VERSION
+    module.connect = _connect
     return module
 
 
