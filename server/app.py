@@ -35,7 +35,7 @@ from session_proxy.wire.errors import ProtocolError
 from session_proxy.wire.messages import Handshake
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
-from . import backends, requests_validation
+from . import after_response, backends, requests_validation
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -156,6 +156,7 @@ class ProxyServer:
         claims: Claims | None = None
         with self._in_flight_lock:
             self._in_flight += 1
+        after_response.begin()
         try:
             endpoint, arguments = self.url_map.bind_to_environ(environ).match()
             authorization = request.headers.get("Authorization")
@@ -185,6 +186,7 @@ class ProxyServer:
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
+        after_response.attach(response)
         seconds = time.perf_counter() - started
         response.headers[protocol.REQUEST_ID_HEADER] = request_id
         response.headers[SERVER_TIME_HEADER] = f"{seconds:.6f}"

@@ -30,6 +30,7 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
+from .sql.session_state import leaves_no_state
 from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 
@@ -328,16 +329,25 @@ class Executor:
         conn = lease.dbapi_connection
         self._close_cursors(lease)
         unrecorded = False
-        if (
-            key is not None
-            and self.idempotency.records
-            and lease.options.get("isolation_level") != "AUTOCOMMIT"
+        keyed = key is not None and self.idempotency.records
+        usual = (
+            lease.options.get("isolation_level") != "AUTOCOMMIT"
             and not self.backend.transaction_failed(conn)
-            and self._wrote(lease)
-        ):
+        )
+        if usual and self.backend.wrote_condition is not None:
+            # Record (when it wrote), commit and ask about the session: one round trip.
+            if keyed:
+                assert key is not None
+                unrecorded = not self._record(
+                    lease, index, results, owner, key, opening, digest, with_commit=True
+                )
+            else:
+                self._commit_in_one_trip(lease, index)
+        elif keyed and usual and self._wrote(lease):
+            assert key is not None
             unrecorded = not self._record(lease, index, results, owner, key, opening, digest)
         try:
-            conn.commit()
+            conn.commit()  # nothing to send when it committed already
         except self.dbapi_error as exc:
             self._end_failed(lease)
             raise StepFailed(
@@ -377,21 +387,38 @@ class Executor:
         key: str,
         opening: bool,
         digest: str = "",
+        with_commit: bool = False,
     ) -> bool:
         """Insert the commit's answer in its transaction; False if it could not be.
 
-        Raises :class:`Replay` or :class:`StepFailed` (the transaction then
-        rolled back) when the key is recorded already or the failure aborted
-        the transaction.
+        ``with_commit``: the backend inserts and commits in one round trip,
+        the insert conditional on the transaction having written unless its
+        text said so already.  Raises :class:`Replay` or :class:`StepFailed`
+        (the transaction then rolled back) when the key is recorded already
+        or the failure aborted the transaction (or, ``with_commit``, the
+        commit failed).
         """
         request = request_of(owner, key, digest)
         assert request is not None
         answer = {"txn": None, "results": [*results, {}]}
         conn = lease.dbapi_connection
+        outcome = request.outcome(200, dumps(answer))
         try:
-            self.idempotency.record_on(conn, request, request.outcome(200, dumps(answer)))
+            if with_commit:
+                condition = None if lease.wrote else self.backend.wrote_condition
+                self.idempotency.record_and_commit(
+                    conn, request, outcome, self._one_trip(lease), condition
+                )
+            else:
+                self.idempotency.record_on(conn, request, outcome)
         except self.integrity_error as exc:
             self._end_failed(lease)
+            if with_commit and not self._names_outcome_table(exc):
+                # The commit failed (a deferred constraint), not the record.
+                raise StepFailed(
+                    protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                    self._database_error(exc, index, None),
+                ) from exc
             if opening:
                 # The key is recorded: an earlier attempt of this very
                 # request (begin to commit) committed while this one ran.
@@ -426,6 +453,33 @@ class Executor:
                 ) from exc
             return False
         return True
+
+    def _one_trip(self, lease: Lease) -> Any:
+        """The backend's one-trip commit for ``lease``, noting what it says of the session."""
+
+        def run(connection: Any, insert_sql: str | None, params: Any) -> None:
+            probe = lease.text_clean
+            dirty = self.backend.record_and_commit(connection, insert_sql, params, probe)
+            lease.session_clean = probe and not dirty
+
+        return run
+
+    def _commit_in_one_trip(self, lease: Lease, index: int) -> None:
+        """Commit (and ask about the session) in one round trip; no record to make."""
+        try:
+            self._one_trip(lease)(lease.dbapi_connection, None, None)
+        except self.dbapi_error as exc:
+            self._end_failed(lease)
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                self._database_error(exc, index, None),
+            ) from exc
+
+    def _names_outcome_table(self, exc: BaseException) -> bool:
+        """Whether a driver error is about the outcome table (psycopg's diagnostics)."""
+        assert self.outcomes is not None
+        table = getattr(getattr(exc, "diag", None), "table_name", None)
+        return table is None or table == self.outcomes.table.name
 
     def _close_cursors(self, lease: Lease) -> None:
         """Close the lease's open results before its transaction ends.
@@ -585,6 +639,8 @@ class Executor:
         self.statements += 1
         if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
+        if lease.text_clean and not leaves_no_state(step["sql"], self.backend.lexer_dialect):
+            lease.text_clean = False
         if (
             self.streaming
             and step["op"] == protocol.EXECUTE

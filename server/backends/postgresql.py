@@ -9,7 +9,9 @@ Quirks it owns:
 - JSON/JSONB parameters bound with psycopg's ``Json``/``Jsonb`` from the
   text the client encoded, and JSON results returned as text;
 - a failed statement aborts the transaction; the database says whether a
-  transaction wrote (``txid_current_if_assigned()``);
+  transaction wrote (``txid_current_if_assigned()``), in the very statement
+  that records a commit's outcome, sent with the ``COMMIT`` as one simple
+  query (one round trip, as a direct ``COMMIT``);
 - long results read through ``DECLARE ... CURSOR`` portals
   (:class:`session_proxy_server.cursors.Portals`);
 - the watchdog cancels with ``connection.cancel()``, and ends a session
@@ -39,6 +41,30 @@ if TYPE_CHECKING:
 PG_RESET = "DISCARD ALL"
 
 
+#: Whether the session holds anything :data:`PG_RESET` would clear and a
+#: later client could see: settings changed for the session (``SET``,
+#: ``set_config(..., false)``, ``SET ROLE``), advisory locks, temporary
+#: tables, functions and types, prepared statements, cursors ``WITH
+#: HOLD``, ``LISTEN`` channels.  Run after the ``COMMIT``, in its round
+#: trip.  Sequence state (``currval``/``lastval``) has no catalog view: the
+#: same query clears it first (``DISCARD SEQUENCES``, allowed in a
+#: transaction, unlike ``DISCARD ALL``).
+SESSION_PROBE = (
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_settings WHERE source = 'session')"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_locks"
+    " WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'advisory')"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_class"
+    " WHERE relnamespace = pg_catalog.pg_my_temp_schema())"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_proc"
+    " WHERE pronamespace = pg_catalog.pg_my_temp_schema())"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_type"
+    " WHERE typnamespace = pg_catalog.pg_my_temp_schema())"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_prepared_statements)"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable)"
+    " OR EXISTS (SELECT FROM pg_catalog.pg_listening_channels())"
+)
+
+
 def _already_dumped(text: str) -> str:
     return text
 
@@ -52,6 +78,7 @@ class PostgreSQLBackend(BackendDefaults):
     lexer_dialect = "postgresql"
     aborts_on_error = True
     streams_results = True
+    wrote_condition = "txid_current_if_assigned() IS NOT NULL"
 
     def engine_kwargs(self, url: URL, config: ServerConfig) -> dict[str, Any]:
         timeout_ms = int(config.statement_timeout_seconds * 1000)
@@ -101,6 +128,37 @@ class PostgreSQLBackend(BackendDefaults):
         finally:
             cursor.close()
 
+    def record_and_commit(
+        self, dbapi_connection: Any, insert_sql: str | None, params: Any, probe: bool
+    ) -> bool:
+        """``[insert_sql;] [DISCARD SEQUENCES;] COMMIT[; SESSION_PROBE]``: one round trip.
+
+        The parameters are bound client-side (psycopg's ``ClientCursor``),
+        since the extended protocol takes one statement per message.  A
+        failed insert stops the query before its ``COMMIT``: the
+        transaction is then aborted, as after any failed statement.
+        Returns whether the session may hold state (:data:`SESSION_PROBE`).
+        """
+        from psycopg import ClientCursor
+
+        statements = [insert_sql] if insert_sql else []
+        if probe:
+            statements.append("DISCARD SEQUENCES")
+        statements.append("COMMIT")
+        if probe:
+            statements.append(SESSION_PROBE)
+        cursor = ClientCursor(dbapi_connection)
+        try:
+            cursor.execute("; ".join(statements), params)
+            if not probe:
+                return True
+            while cursor.nextset():
+                pass  # the probe's answer is the last result
+            row = cursor.fetchone()
+            return row is None or row[0] is not False
+        finally:
+            cursor.close()
+
     def reset_session(
         self, dbapi_connection: Any, statement_timeout: float, info: Mapping[str, Any]
     ) -> None:
@@ -145,7 +203,11 @@ class PostgreSQLBackend(BackendDefaults):
         def finished(name: str = name) -> None:
             portals.finished(name)
 
-        return cursor, ServerCursor(cursor, rows, portals.fetcher(cursor, name), on_close=finished)
+        # Fewer rows than asked for: the portal is at its end already.
+        exhausted = len(rows) < page_size + 1
+        return cursor, ServerCursor(
+            cursor, rows, portals.fetcher(cursor, name), on_close=finished, exhausted=exhausted
+        )
 
 
 BACKEND = PostgreSQLBackend()
