@@ -393,6 +393,18 @@ class ProxyServer:
              lambda: self._in_flight),
             ("session_proxy_draining", "gauge", "1 while the server shuts down.",
              lambda: int(self.draining)),
+            ("session_proxy_token_verifications_total", "counter",
+             "Token signatures checked (tokens not answered from the verdict cache).",
+             lambda: self.gate.verifier.verifications if self.gate.verifier else 0),
+            ("session_proxy_token_cache_entries", "gauge",
+             "Accepted tokens whose verdicts the server keeps.",
+             lambda: len(self.gate.verifier.cache) if self.gate.verifier else 0),
+            ("session_proxy_session_resets_total", "counter",
+             "Session resets run on connections between transactions.",
+             lambda: self.registry.resets_run),
+            ("session_proxy_session_resets_skipped_total", "counter",
+             "Transactions that left nothing to reset on their connection.",
+             lambda: self.registry.resets_skipped),
         ])
         return Response(text, mimetype="text/plain; version=0.0.4")
 
