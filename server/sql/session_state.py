@@ -23,7 +23,8 @@ from __future__ import annotations
 from .classify import classify
 
 #: Builtin functions that change no session state (aggregates, arithmetic,
-#: strings, dates, casts).  Anything else may: ``set_config``,
+#: strings, dates, casts, and readers of the session such as
+#: ``current_setting``).  Anything else may: ``set_config``,
 #: ``pg_advisory_lock``, ``nextval``, ``GET_LOCK``, any user function.
 PURE_FUNCTIONS = frozenset(
     """
@@ -34,7 +35,8 @@ PURE_FUNCTIONS = frozenset(
     power replace round rtrim sign sqrt stddev string_agg substr substring
     sum trim trunc upper variance array_agg json_agg jsonb_agg row_number
     rank dense_rank lag lead first_value last_value ifnull if isnull
-    date_format group_concat
+    date_format group_concat current_setting pg_backend_pid version
+    current_database current_schema database connection_id
     """.split()
 )
 
