@@ -102,7 +102,7 @@ class Client:
         }
 
     def pipeline(self, txn: str | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
-        body = json.dumps({"txn": txn, "steps": steps})
+        body = json.dumps({"protocol": protocol.PROTOCOL_VERSION, "txn": txn, "steps": steps})
         self.connection.request("POST", protocol.PIPELINE_PATH, body, self.headers)
         response = self.connection.getresponse()
         data = response.read()

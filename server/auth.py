@@ -97,6 +97,7 @@ DEFAULT_VERDICT_CACHE_SIZE = 4096
 DEFAULT_MAX_TOKEN_LIFETIME = 24 * 3600
 
 _HEADER = {"alg": "EdDSA", "typ": "JWT"}
+_WHITESPACE = re.compile(r"\s")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9._~+/-]{0,31}")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _TTL = re.compile(r"(\d+)\s*([smhd]?)", re.IGNORECASE)
@@ -632,6 +633,6 @@ class TokenVerifier:
         token = rest.strip()
         if not token:
             raise AuthError("missing bearer token")
-        if any(ch.isspace() for ch in token):
+        if _WHITESPACE.search(token):  # str.isspace's characters, scanned in C
             raise AuthError("malformed authorization header: expected 'Bearer <token>'")
         return self.verify(token, now=now)
