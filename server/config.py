@@ -109,7 +109,7 @@ class ServerConfig:
     pre_ping_idle_seconds: float = _option(
         10.0,
         "check a pooled database connection with a ping before use only when it "
-        "sat idle longer than this; 0 pings on every checkout (default %(default)s)",
+        "sat idle longer than this (default %(default)s)",
         metavar="SECONDS",
     )
     statement_timeout_seconds: float = _option(

@@ -120,3 +120,45 @@ def test_proxied_transaction_costs_as_many_round_trips_as_direct(
     assert proxied == [turns + extra for turns in direct_turns], (
         f"proxied {proxied}, direct {direct_turns}"
     )
+
+
+@pytest.fixture
+def pg_url(sqlite_path: Path) -> str:
+    return backend_url("postgresql", sqlite_path)
+
+
+def test_a_connection_idle_past_the_threshold_is_pinged(pg_url: str) -> None:
+    """Idle longer than ``--pre-ping-idle-seconds`` (here between transactions,
+    which :func:`settled` spaces by 0.2 s): the checkout pings, one turn more."""
+    url = make_url(pg_url)
+    with Relay(url.port, 0.0, target_host=url.host) as relay:
+        server = ServerProcess(
+            through(relay, pg_url), "--max-transactions", "1", "--pre-ping-idle-seconds", "0.05"
+        )
+        try:
+            engine = session_proxy.create_engine(server.url, token=server.token)
+            pinged = turns_per_transaction(engine, relay, _select)
+            engine.dispose()
+        finally:
+            server.stop()
+    assert pinged == [4, 4, 4]  # the ping, BEGIN, the query, the commit
+
+
+def test_a_dead_idle_connection_is_replaced(pg_url: str) -> None:
+    """A pooled connection killed while idle past the threshold fails its ping
+    on checkout, and the pool connects a new one: the client sees nothing."""
+    server = ServerProcess(pg_url, "--max-transactions", "1", "--pre-ping-idle-seconds", "0.2")
+    direct = sa.create_engine(pg_url)
+    try:
+        engine = session_proxy.create_engine(server.url, token=server.token)
+        with engine.begin() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with direct.begin() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        time.sleep(0.5)  # idle past the threshold
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+        engine.dispose()
+    finally:
+        direct.dispose()
+        server.stop()
