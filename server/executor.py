@@ -30,7 +30,7 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
-from .sql.session_state import leaves_no_state
+from .sql.session_state import leaves_no_state, may_take_session_lock
 from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 
@@ -639,8 +639,10 @@ class Executor:
         self.statements += 1
         if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
-        if lease.text_clean and not leaves_no_state(step["sql"], self.backend.lexer_dialect):
+        if not leaves_no_state(step["sql"], self.backend.lexer_dialect):
             lease.text_clean = False
+            if may_take_session_lock(step["sql"], self.backend.lexer_dialect):
+                lease.reset_before_answer = True
         if (
             self.streaming
             and step["op"] == protocol.EXECUTE

@@ -105,6 +105,10 @@ class Lease:
         #: text said so and the database confirmed it when committing.  Only
         #: then does the connection go back to the pool without a reset.
         self.session_clean = False
+        #: A statement may have taken a session lock (:func:`session_proxy_server.sql.
+        #: session_state.may_take_session_lock`): other sessions see it at once,
+        #: so the reset runs before the answer, not after.
+        self.reset_before_answer = False
 
     @property
     def dbapi_connection(self) -> Any:
@@ -284,6 +288,7 @@ class LeaseRegistry:
                 self._opened_by.pop((lease.owner[0], lease.owner[1], lease.open_key), None)
         # Until the reset returns it, the connection is out of the pool: a new
         # lease waits for it (or takes another) and never sees a dirty session.
+        defer = defer and not lease.reset_before_answer
         if not (defer and after_response.defer(lambda: self._reset(lease))):
             self._reset(lease)
 

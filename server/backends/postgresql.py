@@ -131,7 +131,7 @@ class PostgreSQLBackend(BackendDefaults):
     def record_and_commit(
         self, dbapi_connection: Any, insert_sql: str | None, params: Any, probe: bool
     ) -> bool:
-        """``[insert_sql;] [DISCARD SEQUENCES;] COMMIT[; SESSION_PROBE]``: one round trip.
+        """``[insert_sql;] [DISCARD SEQUENCES;] unlock; COMMIT[; SESSION_PROBE]``: one trip.
 
         The parameters are bound client-side (psycopg's ``ClientCursor``),
         since the extended protocol takes one statement per message.  A
@@ -144,7 +144,9 @@ class PostgreSQLBackend(BackendDefaults):
         statements = [insert_sql] if insert_sql else []
         if probe:
             statements.append("DISCARD SEQUENCES")
-        statements.append("COMMIT")
+        # Session-level advisory locks, which other sessions see at once,
+        # go with the commit, not after the answer.
+        statements += ["SELECT pg_catalog.pg_advisory_unlock_all()", "COMMIT"]
         if probe:
             statements.append(SESSION_PROBE)
         cursor = ClientCursor(dbapi_connection)

@@ -51,3 +51,14 @@ def leaves_no_state(sql: str, dialect: str | None = None) -> bool:
     if info.kind == "select":
         return not info.tables_written
     return info.kind in ("insert", "update", "delete")
+
+
+def may_take_session_lock(sql: str, dialect: str | None = None) -> bool:
+    """Whether ``sql`` calls a function that may take a lock outliving the
+    transaction (``pg_advisory_lock``, ``GET_LOCK``...): any name with ``lock``.
+
+    Such a lock is visible to every other session at once, so the server
+    releases it before answering rather than after (see
+    :meth:`session_proxy_server.leases.LeaseRegistry.end`).
+    """
+    return any("lock" in name for name in classify(sql, dialect, tables=True).functions)
