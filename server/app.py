@@ -416,11 +416,11 @@ class ProxyServer:
              "Accepted tokens whose verdicts the server keeps.",
              lambda: len(self.gate.verifier.cache) if self.gate.verifier else 0),
             ("session_proxy_session_resets_total", "counter",
-             "Session resets run on connections between transactions.",
+             "Session resets run on their own between transactions.",
              lambda: self.registry.resets_run),
-            ("session_proxy_session_resets_skipped_total", "counter",
-             "Transactions that left nothing to reset on their connection.",
-             lambda: self.registry.resets_skipped),
+            ("session_proxy_session_resets_with_commit_total", "counter",
+             "Session resets done in the commit's round trip (PostgreSQL).",
+             lambda: self.registry.resets_with_commit),
         ])
         return Response(text, mimetype="text/plain; version=0.0.4")
 

@@ -30,7 +30,7 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
-from .sql.session_state import leaves_no_state, may_take_session_lock
+from .sql.session_state import may_take_session_lock
 from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 
@@ -335,7 +335,7 @@ class Executor:
             and not self.backend.transaction_failed(conn)
         )
         if usual and self.backend.wrote_condition is not None:
-            # Record (when it wrote), commit and ask about the session: one round trip.
+            # Record (when it wrote), commit and reset the session: one round trip.
             if keyed:
                 assert key is not None
                 unrecorded = not self._record(
@@ -455,17 +455,16 @@ class Executor:
         return True
 
     def _one_trip(self, lease: Lease) -> Any:
-        """The backend's one-trip commit for ``lease``, noting what it says of the session."""
+        """The backend's one-trip commit for ``lease``, which resets its session too."""
 
         def run(connection: Any, insert_sql: str | None, params: Any) -> None:
-            probe = lease.text_clean
-            dirty = self.backend.record_and_commit(connection, insert_sql, params, probe)
-            lease.session_clean = probe and not dirty
+            self.backend.record_and_commit(connection, insert_sql, params)
+            lease.session_clean = True
 
         return run
 
     def _commit_in_one_trip(self, lease: Lease, index: int) -> None:
-        """Commit (and ask about the session) in one round trip; no record to make."""
+        """Commit and reset the session in one round trip; no record to make."""
         try:
             self._one_trip(lease)(lease.dbapi_connection, None, None)
         except self.dbapi_error as exc:
@@ -639,10 +638,10 @@ class Executor:
         self.statements += 1
         if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
-        if not leaves_no_state(step["sql"], self.backend.lexer_dialect):
-            lease.text_clean = False
-            if may_take_session_lock(step["sql"], self.backend.lexer_dialect):
-                lease.reset_before_answer = True
+        if not lease.reset_before_answer and may_take_session_lock(
+            step["sql"], self.backend.lexer_dialect
+        ):
+            lease.reset_before_answer = True
         if (
             self.streaming
             and step["op"] == protocol.EXECUTE

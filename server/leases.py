@@ -20,9 +20,11 @@ earlier run of this one, rather than just "unknown".
 
 A transaction that ended hands its connection back to the pool after the
 session reset, which runs once the response is written (see
-:mod:`session_proxy_server.after_response`) and only when a statement of the
-transaction may have left session state (:attr:`Lease.session_clean`); the
-connection is back in the pool, and can be leased again, only after that.
+:mod:`session_proxy_server.after_response`), unless the commit did it in its
+own round trip already (:attr:`Lease.session_clean`, PostgreSQL) or the
+transaction may hold a session lock, which other sessions see at once
+(:attr:`Lease.reset_before_answer`); the connection is back in the pool,
+and can be leased again, only after the reset.
 
 A lease also remembers the idempotency keys of the requests that ran on it
 and the last one's response, so a retried request is answered from that
@@ -98,12 +100,9 @@ class Lease:
         self.open_key: str | None = None
         #: Whether a statement that may write has run.
         self.wrote = False
-        #: Whether every statement run could leave no session state behind,
-        #: by its text (:func:`session_proxy_server.sql.session_state.leaves_no_state`).
-        self.text_clean = True
-        #: Whether the session is known to hold nothing of this lease: the
-        #: text said so and the database confirmed it when committing.  Only
-        #: then does the connection go back to the pool without a reset.
+        #: Whether the session holds nothing of this lease any more: the
+        #: commit reset it in its own round trip (PostgreSQL).  Only then does
+        #: the connection go back to the pool without a reset of its own.
         self.session_clean = False
         #: A statement may have taken a session lock (:func:`session_proxy_server.sql.
         #: session_state.may_take_session_lock`): other sessions see it at once,
@@ -150,9 +149,9 @@ class LeaseRegistry:
         self.expired_memory_seconds = expired_memory_seconds
         self.lock_wait_seconds = lock_wait_seconds
         self.expired_count = 0
-        #: Session resets run, and skipped as needless, since start.
+        #: Session resets run on their own, and done by the commit, since start.
         self.resets_run = 0
-        self.resets_skipped = 0
+        self.resets_with_commit = 0
         self._leases: dict[str, Lease] = {}
         #: Expired ids: (forget-after time, why it expired), oldest first.
         self._expired: OrderedDict[str, tuple[float, str]] = OrderedDict()
@@ -297,7 +296,7 @@ class LeaseRegistry:
         try:
             self._reset_options(lease)
             if lease.session_clean:
-                self.resets_skipped += 1
+                self.resets_with_commit += 1
             else:
                 self.backend.reset_session(
                     lease.dbapi_connection,

@@ -8,10 +8,9 @@ filled), one transaction's turns are the difference of the count before
 and after it: BEGIN + statements + COMMIT, with no pre-ping on checkout and
 no session reset inside a transaction of its own.
 
-PostgreSQL: exactly as many as direct.  The outcome record (or the question
-whether the transaction wrote), the ``COMMIT`` and the question whether the
-session holds state go in one simple query, and a transaction that left no
-state skips the reset.  MySQL/MariaDB: three more than direct, and this
+PostgreSQL: exactly as many as direct.  The outcome record (inserted only
+when the transaction wrote, which the same statement asks), the ``COMMIT``
+and the session reset go in one simple query.  MySQL/MariaDB: three more than direct, and this
 test pins them so that any new one fails it: PyMySQL sends one statement
 per round trip (no multi-statements), so the question whether the
 transaction wrote (``SHOW SESSION STATUS``) or the outcome record is a

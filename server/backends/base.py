@@ -59,8 +59,9 @@ class Backend(Protocol):
     #: (MySQL: one ``session_proxy`` database), so records carry a scope.
     outcome_table_shared: bool
     #: SQL true when the open transaction wrote, for a record made in the
-    #: same round trip as the commit (:meth:`record_and_commit`); ``None``:
-    #: the backend records and commits in round trips of their own.
+    #: same round trip as the commit and the session reset
+    #: (:meth:`record_and_commit`); ``None``: the backend records, commits
+    #: and resets in round trips of their own.
     wrote_condition: str | None
 
     # -- engine -----------------------------------------------------------------
@@ -107,15 +108,12 @@ class Backend(Protocol):
         """The connection character set the client must know, if any."""
         ...
 
-    def record_and_commit(
-        self, dbapi_connection: Any, insert_sql: str | None, params: Any, probe: bool
-    ) -> bool:
-        """Run ``insert_sql`` (if any) with ``params``, then COMMIT, in one round trip.
+    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+        """Run ``insert_sql`` (if any) with ``params``, COMMIT and reset the session.
 
-        With ``probe`` the same round trip asks whether the session holds
-        state a reset would clear; returns True when it does or was not
-        asked.  Raises the driver's error of the insert or of the commit;
-        only called when :attr:`wrote_condition` is set.
+        One round trip; afterwards the session holds nothing of the
+        transaction.  Raises the driver's error of the insert or of the
+        commit; only called when :attr:`wrote_condition` is set.
         """
         ...
 
@@ -265,9 +263,7 @@ class BackendDefaults:
     def handshake_charset(self, dbapi_connection: Any) -> str | None:
         return None
 
-    def record_and_commit(
-        self, dbapi_connection: Any, insert_sql: str | None, params: Any, probe: bool
-    ) -> bool:
+    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
         raise NotImplementedError(f"the {self.name} backend records and commits apart")
 
     def reset_session(
