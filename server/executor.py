@@ -391,9 +391,9 @@ class Executor:
     ) -> bool:
         """Insert the commit's answer in its transaction; False if it could not be.
 
-        ``with_commit``: the backend inserts and commits in one round trip,
-        the insert conditional on the transaction having written unless its
-        text said so already.  Raises :class:`Replay` or :class:`StepFailed`
+        ``with_commit``: the backend inserts, commits and resets the session
+        in one round trip, the insert conditional on the transaction having
+        written unless its text said so already.  Raises :class:`Replay` or :class:`StepFailed`
         (the transaction then rolled back) when the key is recorded already
         or the failure aborted the transaction (or, ``with_commit``, the
         commit failed).
@@ -443,7 +443,10 @@ class Executor:
             # next time.  Where a failed statement aborts the transaction
             # (PostgreSQL), committing now would silently roll back, so
             # the commit fails instead; elsewhere it goes ahead unrecorded.
-            log.warning("outcome of request %s not recorded: %s", key, exc)
+            # With the commit in the same query, the commit itself may be
+            # what failed (a serialization failure): the same answer.
+            if not with_commit or self._names_outcome_table(exc):
+                log.warning("outcome of request %s not recorded: %s", key, exc)
             if self.backend.aborts_on_error:
                 self._end_failed(lease)
                 self.idempotency.ensure_table()
@@ -475,7 +478,10 @@ class Executor:
             ) from exc
 
     def _names_outcome_table(self, exc: BaseException) -> bool:
-        """Whether a driver error is about the outcome table (psycopg's diagnostics)."""
+        """Whether a driver error may be about the outcome table (psycopg's diagnostics).
+
+        An error naming no table counts (a missing table names none).
+        """
         assert self.outcomes is not None
         table = getattr(getattr(exc, "diag", None), "table_name", None)
         return table is None or table == self.outcomes.table.name
