@@ -11,7 +11,9 @@ A pooled connection is pinged before use only when it sat idle longer than
 ``pre_ping_idle_seconds`` (:func:`ping_when_idle`): one used a moment ago is
 alive as far as a ping could tell, and the ping is a database round trip.
 A connection that died anyway fails its first statement, and the executor
-drops it from the pool (it is invalidated or reset before reuse).
+drops it from the pool (it is invalidated or reset before reuse).  A
+connection returning to the pool is rolled back unless its session reset
+just did that (:func:`rollback_on_return`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def create_engine_for(
     url = make_url(db_url)
     backend = backends.for_url(url)
     kwargs: dict[str, Any] = {
+        # Rolled back by :func:`rollback_on_return` instead, which knows a
+        # connection whose session reset rolled it back already.
+        "pool_reset_on_return": None,
         "pool_size": config.max_transactions,
         "max_overflow": 0,
         "pool_timeout": config.lock_wait_seconds,
@@ -50,7 +55,27 @@ def create_engine_for(
         backend.attach_databases(engine, sqlite_attach)
     backend.on_engine(engine, config)
     ping_when_idle(engine, config.pre_ping_idle_seconds)
+    rollback_on_return(engine)
     return engine
+
+
+#: Key in a pooled connection's ``info``: its session was just reset, which
+#: rolled back; nothing to roll back when it returns to the pool.
+RESET_DONE = "session_proxy_reset_done"
+
+
+def rollback_on_return(engine: Engine) -> None:
+    """Roll back a connection returning to the pool, as the pool's default does,
+    except after a session reset (:data:`RESET_DONE`): one round trip less
+    per MySQL transaction, whose driver sends every ``ROLLBACK``."""
+
+    @event.listens_for(engine, "reset")
+    def reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        done = record is not None and record.info.pop(RESET_DONE, False)
+        if done or state.terminate_only or not state.asyncio_safe:
+            return
+        if not state.transaction_was_reset:
+            engine.dialect.do_rollback(dbapi_connection)
 
 
 #: Key in a pooled connection's ``info`` of the time it went back to the pool.

@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 
 from session_proxy.wire import protocol
 
-from . import after_response, backends
+from . import after_response, backends, database
 
 log = logging.getLogger("session_proxy.server")
 
@@ -304,6 +304,8 @@ class LeaseRegistry:
                     lease.connection.info,
                 )
                 self.resets_run += 1
+            # Nothing is open: the pool need not roll back on return.
+            lease.connection.info[database.RESET_DONE] = True
         except Exception as exc:  # noqa: BLE001
             log.warning(
                 "could not reset the connection's session (%s: %s); discarding connection",
