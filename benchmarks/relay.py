@@ -50,6 +50,18 @@ drawn at random with the rates of :class:`Faults`, from a
 
 :attr:`Relay.counts` tells how many requests the relay saw and how many of
 each fault it applied.
+
+Counting round trips
+--------------------
+A *turn* is one request/response exchange on a connection: client-to-server
+bytes followed by server-to-client bytes.  The relay counts a turn when the
+first server chunk arrives after client bytes, so a pipelined burst of
+requests answered together counts once, as the network charges it once.
+:attr:`Relay.turns` is the total over every connection, :attr:`Relay.connections`
+how many connections the relay accepted, and :meth:`Relay.turns_per_connection`
+the count of each, in the order accepted.  In front of a database the turns
+are its round trips: a proxied transaction is measured by the difference of
+:attr:`Relay.turns` before and after it.
 """
 
 from __future__ import annotations
@@ -141,6 +153,7 @@ class _Connection:
         self.drop_response = False  # the current request's response is to be dropped
         self.extra_delay = 0.0  # extra hold for the current request's chunks
         self.aborted = False
+        self.turns = 0  # request/response exchanges completed
 
 
 class Relay:
@@ -177,7 +190,7 @@ class Relay:
         self._random = random.Random(self.faults.seed)
         self._armed: collections.deque[str] = collections.deque()
         self._counts: dict[str, int] = dict.fromkeys(("requests", *FAULT_KINDS), 0)
-        self._connections = 0
+        self._connections: list[_Connection] = []
 
     @property
     def url(self) -> str:
@@ -195,10 +208,25 @@ class Relay:
             return dict(self._counts)
 
     @property
+    def turns(self) -> int:
+        """Request/response turns completed so far, over every connection."""
+        return sum(self.turns_per_connection())
+
+    @property
     def connections(self) -> int:
-        """How many TCP connections clients opened to the relay so far."""
+        """How many connections the relay accepted and forwarded so far."""
         with self._faults_lock:
-            return self._connections
+            return len(self._connections)
+
+    def turns_per_connection(self) -> list[int]:
+        """Turns completed on each connection, in the order they were accepted."""
+        with self._faults_lock:
+            connections = list(self._connections)
+        turns = []
+        for conn in connections:
+            with conn.lock:
+                turns.append(conn.turns)
+        return turns
 
     def inject(self, kind: str, count: int = 1) -> None:
         """Arm ``count`` one-shot ``kind`` faults for the next requests, on any connection.
@@ -251,8 +279,6 @@ class Relay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            with self._faults_lock:
-                self._connections += 1
             try:
                 upstream = socket.create_connection((self.target_host, self.target_port))
             except OSError:
@@ -263,6 +289,8 @@ class Relay:
             with self._lock:
                 self._sockets.update((client, upstream))
             conn = _Connection(client, upstream)
+            with self._faults_lock:
+                self._connections.append(conn)
             opened = time.monotonic()
             # The first bytes each way wait for the handshake (module docstring).
             setup = self.rtt if self.handshake else 0.0
@@ -308,6 +336,8 @@ class Relay:
                 return None
             drop = conn.drop_response
             conn.drop_response = False
+            if not conn.awaiting_request:
+                conn.turns += 1  # the first answer to client bytes ends a turn
             conn.awaiting_request = True
         if drop:
             with self._faults_lock:

@@ -35,13 +35,13 @@ from session_proxy.wire.errors import ProtocolError
 from session_proxy.wire.messages import Handshake
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
-from . import backends, requests_validation
+from . import after_response, backends, requests_validation
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
 from .executor import Executor
 from .leases import LeaseError, LeaseRegistry
-from .metrics import Metrics, log_request
+from .metrics import Metrics, access_log, log_request
 from .operations import OperationFailed, OperationHost
 from .options import ConnectionOptions
 from .outcomes import OutcomeStore, request_digest
@@ -52,6 +52,9 @@ from .sql.policy import PolicyViolation
 from .sql.session_guard import IsolationViolation
 
 log = logging.getLogger("session_proxy.server")
+
+#: The WSGI environ key of the client's request id header.
+_REQUEST_ID_ENVIRON = "HTTP_" + protocol.REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
 class ProxyServer:
@@ -115,6 +118,12 @@ class ProxyServer:
                 ),
             ]
         )
+        #: Routes without arguments by (method, path): no URL map per request.
+        self._static_routes: dict[tuple[str, str], str] = {
+            ("GET", protocol.HEALTH_PATH): "health",
+            ("POST", protocol.PIPELINE_PATH): "pipeline",
+            ("GET", protocol.METRICS_PATH): "metrics",
+        }
         self._handlers: dict[str, Callable[..., Response]] = {
             "health": self.on_health,
             "pipeline": self.on_pipeline,
@@ -150,17 +159,24 @@ class ProxyServer:
     # -- WSGI -----------------------------------------------------------------
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
         request = Request(environ)
         request.max_content_length = self.config.max_body_bytes
-        started = time.perf_counter()
-        request_id = request.headers.get(protocol.REQUEST_ID_HEADER) or secrets.token_hex(8)
+        request_id = environ.get(_REQUEST_ID_ENVIRON) or secrets.token_hex(8)
         endpoint = "unknown"
         claims: Claims | None = None
         with self._in_flight_lock:
             self._in_flight += 1
+        after_response.begin()
         try:
-            endpoint, arguments = self.url_map.bind_to_environ(environ).match()
-            authorization = request.headers.get("Authorization")
+            static = self._static_routes.get(
+                (environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
+            )
+            if static is not None:
+                endpoint, arguments = static, {}
+            else:
+                endpoint, arguments = self.url_map.bind_to_environ(environ).match()
+            authorization = environ.get("HTTP_AUTHORIZATION")
             if endpoint == "health" and authorization is None:
                 claims = ANONYMOUS
             else:
@@ -187,20 +203,22 @@ class ProxyServer:
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
+        after_response.attach(response)
         seconds = time.perf_counter() - started
         response.headers[protocol.REQUEST_ID_HEADER] = request_id
         response.headers[SERVER_TIME_HEADER] = f"{seconds:.6f}"
         self.metrics.observe(endpoint, response.status_code, seconds)
-        log_request(
-            request_id=request_id,
-            method=request.method,
-            path=request.path,
-            status=response.status_code,
-            seconds=round(seconds, 6),
-            subject=claims.subject if claims is not None else None,
-            role=claims.role if claims is not None else None,
-            error=_error_code(response),
-        )
+        if access_log.isEnabledFor(logging.INFO):  # nothing built when it is off
+            log_request(
+                request_id=request_id,
+                method=request.method,
+                path=request.path,
+                status=response.status_code,
+                seconds=round(seconds, 6),
+                subject=claims.subject if claims is not None else None,
+                role=claims.role if claims is not None else None,
+                error=_error_code(response),
+            )
         return response(environ, start_response)
 
     @staticmethod
@@ -395,6 +413,18 @@ class ProxyServer:
              lambda: int(self.draining)),
             ("session_proxy_http_connections_total", "counter",
              "TCP connections the HTTP server accepted.", lambda: self.http_connections),
+            ("session_proxy_token_verifications_total", "counter",
+             "Token signatures checked (tokens not answered from the verdict cache).",
+             lambda: self.gate.verifier.verifications if self.gate.verifier else 0),
+            ("session_proxy_token_cache_entries", "gauge",
+             "Accepted tokens whose verdicts the server keeps.",
+             lambda: len(self.gate.verifier.cache) if self.gate.verifier else 0),
+            ("session_proxy_session_resets_total", "counter",
+             "Session resets run on their own between transactions.",
+             lambda: self.registry.resets_run),
+            ("session_proxy_session_resets_with_commit_total", "counter",
+             "Session resets done in the commit's round trip (PostgreSQL).",
+             lambda: self.registry.resets_with_commit),
         ])
         return Response(text, mimetype="text/plain; version=0.0.4")
 

@@ -58,6 +58,9 @@ class ServerConfig:
         remembered, so its client is told "expired" rather than "unknown".
     :param lock_wait_seconds: how long a request waits for another request
         on the same transaction to finish (409 after that).
+    :param pre_ping_idle_seconds: a pooled connection idle longer than this
+        is pinged before a lease uses it (a dead one is replaced); a
+        connection used more recently is trusted, saving a round trip.
     :param statement_timeout_seconds: longest a single statement may run;
         the database cancels it (PostgreSQL ``statement_timeout``, MariaDB
         ``max_statement_time``, MySQL ``max_execution_time`` for SELECTs,
@@ -101,6 +104,12 @@ class ServerConfig:
         30.0,
         "wait this long for another request on the same transaction to finish; "
         "409 after that (default %(default)s)",
+        metavar="SECONDS",
+    )
+    pre_ping_idle_seconds: float = _option(
+        10.0,
+        "check a pooled database connection with a ping before use only when it "
+        "sat idle longer than this (default %(default)s)",
         metavar="SECONDS",
     )
     statement_timeout_seconds: float = _option(

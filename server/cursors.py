@@ -65,7 +65,9 @@ class ServerCursor:
     """A result with rows left to send, one row peeked ahead.
 
     ``fetchmany`` reads more rows (default: the driver cursor's own) and
-    ``on_close`` runs when the result is closed.
+    ``on_close`` runs when the result is closed.  ``exhausted`` says the
+    peeked rows are the last ones (a first fetch came back short), so
+    reading them asks the database nothing more: no round trip.
     """
 
     def __init__(
@@ -74,14 +76,19 @@ class ServerCursor:
         peeked: list[Any],
         fetchmany: Callable[[int], list[Any]] | None = None,
         on_close: Callable[[], None] | None = None,
+        exhausted: bool = False,
     ) -> None:
         self.cursor = cursor
         self.peeked = peeked
+        self.exhausted = exhausted
         self._fetchmany = fetchmany or cursor.fetchmany
         self._on_close = on_close
 
     def fetch(self, n: int) -> tuple[list[Any], bool]:
         """Up to ``n`` rows and whether the result is exhausted."""
+        if self.exhausted and len(self.peeked) <= n:
+            rows, self.peeked = self.peeked, []
+            return rows, True
         rows = self.peeked + list(self._fetchmany(n + 1 - len(self.peeked)))
         if len(rows) > n:
             self.peeked = rows[n:]

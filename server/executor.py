@@ -30,6 +30,7 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
+from .sql.session_state import may_take_session_lock
 from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
 
@@ -328,16 +329,25 @@ class Executor:
         conn = lease.dbapi_connection
         self._close_cursors(lease)
         unrecorded = False
-        if (
-            key is not None
-            and self.idempotency.records
-            and lease.options.get("isolation_level") != "AUTOCOMMIT"
+        keyed = key is not None and self.idempotency.records
+        usual = (
+            lease.options.get("isolation_level") != "AUTOCOMMIT"
             and not self.backend.transaction_failed(conn)
-            and self._wrote(lease)
-        ):
+        )
+        if usual and self.backend.wrote_condition is not None:
+            # Record (when it wrote), commit and reset the session: one round trip.
+            if keyed:
+                assert key is not None
+                unrecorded = not self._record(
+                    lease, index, results, owner, key, opening, digest, with_commit=True
+                )
+            else:
+                self._commit_in_one_trip(lease, index)
+        elif keyed and usual and self._wrote(lease):
+            assert key is not None
             unrecorded = not self._record(lease, index, results, owner, key, opening, digest)
         try:
-            conn.commit()
+            conn.commit()  # nothing to send when it committed already
         except self.dbapi_error as exc:
             self._end_failed(lease)
             raise StepFailed(
@@ -377,21 +387,38 @@ class Executor:
         key: str,
         opening: bool,
         digest: str = "",
+        with_commit: bool = False,
     ) -> bool:
         """Insert the commit's answer in its transaction; False if it could not be.
 
-        Raises :class:`Replay` or :class:`StepFailed` (the transaction then
-        rolled back) when the key is recorded already or the failure aborted
-        the transaction.
+        ``with_commit``: the backend inserts, commits and resets the session
+        in one round trip, the insert conditional on the transaction having
+        written unless its text said so already.  Raises :class:`Replay` or :class:`StepFailed`
+        (the transaction then rolled back) when the key is recorded already
+        or the failure aborted the transaction (or, ``with_commit``, the
+        commit failed).
         """
         request = request_of(owner, key, digest)
         assert request is not None
         answer = {"txn": None, "results": [*results, {}]}
         conn = lease.dbapi_connection
+        outcome = request.outcome(200, dumps(answer))
         try:
-            self.idempotency.record_on(conn, request, request.outcome(200, dumps(answer)))
+            if with_commit:
+                condition = None if lease.wrote else self.backend.wrote_condition
+                self.idempotency.record_and_commit(
+                    conn, request, outcome, self._one_trip(lease), condition
+                )
+            else:
+                self.idempotency.record_on(conn, request, outcome)
         except self.integrity_error as exc:
             self._end_failed(lease)
+            if with_commit and not self._names_outcome_table(exc):
+                # The commit failed (a deferred constraint), not the record.
+                raise StepFailed(
+                    protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                    self._database_error(exc, index, None),
+                ) from exc
             if opening:
                 # The key is recorded: an earlier attempt of this very
                 # request (begin to commit) committed while this one ran.
@@ -416,7 +443,10 @@ class Executor:
             # next time.  Where a failed statement aborts the transaction
             # (PostgreSQL), committing now would silently roll back, so
             # the commit fails instead; elsewhere it goes ahead unrecorded.
-            log.warning("outcome of request %s not recorded: %s", key, exc)
+            # With the commit in the same query, the commit itself may be
+            # what failed (a serialization failure): the same answer.
+            if not with_commit or self._names_outcome_table(exc):
+                log.warning("outcome of request %s not recorded: %s", key, exc)
             if self.backend.aborts_on_error:
                 self._end_failed(lease)
                 self.idempotency.ensure_table()
@@ -426,6 +456,35 @@ class Executor:
                 ) from exc
             return False
         return True
+
+    def _one_trip(self, lease: Lease) -> Any:
+        """The backend's one-trip commit for ``lease``, which resets its session too."""
+
+        def run(connection: Any, insert_sql: str | None, params: Any) -> None:
+            self.backend.record_and_commit(connection, insert_sql, params)
+            lease.session_clean = True
+
+        return run
+
+    def _commit_in_one_trip(self, lease: Lease, index: int) -> None:
+        """Commit and reset the session in one round trip; no record to make."""
+        try:
+            self._one_trip(lease)(lease.dbapi_connection, None, None)
+        except self.dbapi_error as exc:
+            self._end_failed(lease)
+            raise StepFailed(
+                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+                self._database_error(exc, index, None),
+            ) from exc
+
+    def _names_outcome_table(self, exc: BaseException) -> bool:
+        """Whether a driver error may be about the outcome table (psycopg's diagnostics).
+
+        An error naming no table counts (a missing table names none).
+        """
+        assert self.outcomes is not None
+        table = getattr(getattr(exc, "diag", None), "table_name", None)
+        return table is None or table == self.outcomes.table.name
 
     def _close_cursors(self, lease: Lease) -> None:
         """Close the lease's open results before its transaction ends.
@@ -585,6 +644,10 @@ class Executor:
         self.statements += 1
         if not lease.wrote and may_write(step["sql"]):
             lease.wrote = True
+        if not lease.reset_before_answer and may_take_session_lock(
+            step["sql"], self.backend.lexer_dialect
+        ):
+            lease.reset_before_answer = True
         if (
             self.streaming
             and step["op"] == protocol.EXECUTE

@@ -177,6 +177,20 @@ class Idempotency:
         assert self.outcomes is not None
         self.outcomes.record_on(dbapi_connection, request.subject, request.key, outcome)
 
+    def record_and_commit(
+        self,
+        dbapi_connection: Any,
+        request: Request,
+        outcome: Outcome,
+        run: Any,
+        condition: str | None,
+    ) -> None:
+        """Insert ``outcome`` (only when ``condition`` holds) and commit, one round trip."""
+        assert self.outcomes is not None
+        self.outcomes.record_and_commit(
+            dbapi_connection, request.subject, request.key, outcome, run, condition
+        )
+
     def record_in_session(self, session: Any, request: Request, outcome: Outcome) -> None:
         """Insert ``outcome`` through an ORM session, inside its transaction."""
         assert self.outcomes is not None

@@ -18,6 +18,14 @@ a tag of this process's start, so an instance can tell a client that its
 transaction lives on another instance (``wrong_instance``), or died with an
 earlier run of this one, rather than just "unknown".
 
+A transaction that ended hands its connection back to the pool after the
+session reset, which runs once the response is written (see
+:mod:`session_proxy_server.after_response`), unless the commit did it in its
+own round trip already (:attr:`Lease.session_clean`, PostgreSQL) or the
+transaction may hold a session lock, which other sessions see at once
+(:attr:`Lease.reset_before_answer`); the connection is back in the pool,
+and can be leased again, only after the reset.
+
 A lease also remembers the idempotency keys of the requests that ran on it
 and the last one's response, so a retried request is answered from that
 record instead of running twice (see :mod:`session_proxy_server.outcomes`).
@@ -38,7 +46,7 @@ from sqlalchemy.engine import Engine
 
 from session_proxy.wire import protocol
 
-from . import backends
+from . import after_response, backends, database
 
 log = logging.getLogger("session_proxy.server")
 
@@ -92,6 +100,14 @@ class Lease:
         self.open_key: str | None = None
         #: Whether a statement that may write has run.
         self.wrote = False
+        #: Whether the session holds nothing of this lease any more: the
+        #: commit reset it in its own round trip (PostgreSQL).  Only then does
+        #: the connection go back to the pool without a reset of its own.
+        self.session_clean = False
+        #: A statement may have taken a session lock (:func:`session_proxy_server.sql.
+        #: session_state.may_take_session_lock`): other sessions see it at once,
+        #: so the reset runs before the answer, not after.
+        self.reset_before_answer = False
 
     @property
     def dbapi_connection(self) -> Any:
@@ -133,6 +149,9 @@ class LeaseRegistry:
         self.expired_memory_seconds = expired_memory_seconds
         self.lock_wait_seconds = lock_wait_seconds
         self.expired_count = 0
+        #: Session resets run on their own, and done by the commit, since start.
+        self.resets_run = 0
+        self.resets_with_commit = 0
         self._leases: dict[str, Lease] = {}
         #: Expired ids: (forget-after time, why it expired), oldest first.
         self._expired: OrderedDict[str, tuple[float, str]] = OrderedDict()
@@ -248,10 +267,12 @@ class LeaseRegistry:
         """Forget a lease whose transaction was committed or rolled back.
 
         The caller holds the lease's lock and still releases it afterwards.
+        The connection's session reset and its return to the pool wait
+        until the response is written, when a request is being served.
         """
-        self._discard(lease)
+        self._discard(lease, defer=True)
 
-    def _discard(self, lease: Lease) -> None:
+    def _discard(self, lease: Lease, defer: bool = False) -> None:
         lease.ended = True
         for cursor in lease.cursors.values():
             try:
@@ -259,13 +280,32 @@ class LeaseRegistry:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         lease.cursors.clear()
+        with self._lock:
+            self._leases.pop(lease.id, None)
+            self._owners.pop(lease.id, None)
+            if lease.open_key is not None:
+                self._opened_by.pop((lease.owner[0], lease.owner[1], lease.open_key), None)
+        # Until the reset returns it, the connection is out of the pool: a new
+        # lease waits for it (or takes another) and never sees a dirty session.
+        defer = defer and not lease.reset_before_answer
+        if not (defer and after_response.defer(lambda: self._reset(lease))):
+            self._reset(lease)
+
+    def _reset(self, lease: Lease) -> None:
+        """Clear what the lease left on its connection; give it back to the pool."""
         try:
             self._reset_options(lease)
-            self.backend.reset_session(
-                lease.dbapi_connection,
-                self.statement_timeout_seconds,
-                lease.connection.info,
-            )
+            if lease.session_clean:
+                self.resets_with_commit += 1
+            else:
+                self.backend.reset_session(
+                    lease.dbapi_connection,
+                    self.statement_timeout_seconds,
+                    lease.connection.info,
+                )
+                self.resets_run += 1
+            # Nothing is open: the pool need not roll back on return.
+            lease.connection.info[database.RESET_DONE] = True
         except Exception as exc:  # noqa: BLE001
             log.warning(
                 "could not reset the connection's session (%s: %s); discarding connection",
@@ -274,11 +314,6 @@ class LeaseRegistry:
             lease.connection.invalidate()
         # Returning the connection to the pool rolls back anything left open.
         lease.connection.close()
-        with self._lock:
-            self._leases.pop(lease.id, None)
-            self._owners.pop(lease.id, None)
-            if lease.open_key is not None:
-                self._opened_by.pop((lease.owner[0], lease.owner[1], lease.open_key), None)
 
     def _check_instance(self, lease_id: str) -> None:
         """Refuse an id of another instance, or of an earlier run of this one."""

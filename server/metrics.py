@@ -8,6 +8,8 @@ in its errors.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
 import threading
@@ -36,10 +38,11 @@ class Metrics:
         """Count one finished request."""
         with self._lock:
             self.requests[(endpoint, status)] += 1
-            buckets = self._buckets.setdefault(endpoint, [0] * len(LATENCY_BUCKETS))
-            for index, bound in enumerate(LATENCY_BUCKETS):
-                if seconds <= bound:
-                    buckets[index] += 1
+            buckets = self._buckets.get(endpoint)
+            if buckets is None:
+                buckets = self._buckets[endpoint] = [0] * (len(LATENCY_BUCKETS) + 1)
+            # One bucket per request; the exposition sums them (cumulative).
+            buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             self._sums[endpoint] += seconds
             self._counts[endpoint] += 1
 
@@ -63,7 +66,8 @@ class Metrics:
                 "# TYPE session_proxy_request_seconds histogram",
             ]
             for endpoint in sorted(self._buckets):
-                for bound, count in zip(LATENCY_BUCKETS, self._buckets[endpoint], strict=True):
+                cumulative = list(itertools.accumulate(self._buckets[endpoint]))
+                for bound, count in zip(LATENCY_BUCKETS, cumulative, strict=False):
                     lines.append(
                         f'session_proxy_request_seconds_bucket{{endpoint="{endpoint}",'
                         f'le="{bound:g}"}} {count}'

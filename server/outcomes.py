@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -212,6 +213,12 @@ def replayable(outcome: Outcome | None, key: str, role: str, digest: str) -> Out
     return outcome
 
 
+#: The columns :func:`_row` fills.
+_ROW_COLUMNS = (
+    "scope", "subject", "idem_key", "role", "request_digest", "created", "status", "body",
+)
+
+
 def _row(scope: str, subject: str, key: str, outcome: Outcome) -> dict[str, Any]:
     """The outcome table row recording ``outcome`` for (scope, subject, key), made now."""
     return {
@@ -252,6 +259,8 @@ class OutcomeStore:
         dialect = engine.dialect
         self._insert = self.table.insert().compile(dialect=dialect)
         self._insert_sql = str(self._insert)
+        #: The record insert that only inserts when a condition holds.
+        self._conditional: dict[str, tuple[Any, str]] = {}
         self._memory: OrderedDict[tuple[str, str], tuple[float, Outcome]] = OrderedDict()
         self.memory_bytes = memory_bytes
         #: Bytes of the response bodies in :attr:`_memory` right now.
@@ -284,6 +293,40 @@ class OutcomeStore:
             cursor.execute(self._insert_sql, params)
         finally:
             cursor.close()
+
+    def record_and_commit(
+        self,
+        dbapi_connection: Any,
+        subject: str,
+        key: str,
+        outcome: Outcome,
+        run: Callable[[Any, str, Any], None],
+        condition: str | None = None,
+    ) -> None:
+        """Insert ``outcome`` and commit, through ``run(connection, sql, params)``.
+
+        With ``condition`` (SQL) the row is inserted only when it holds
+        (whether the transaction wrote, asked in the same statement).
+        ``run`` is the backend's :meth:`record_and_commit`.  Raises the
+        driver's ``IntegrityError`` when the key is recorded already.
+        """
+        compiled, sql = self._insert, self._insert_sql
+        if condition is not None:
+            compiled, sql = self._conditional_insert(condition)
+        params: Any = compiled.construct_params(_row(self.scope, subject, key, outcome))
+        if compiled.positional:
+            params = [params[name] for name in compiled.positiontup]
+        run(dbapi_connection, sql, params)
+
+    def _conditional_insert(self, condition: str) -> tuple[Any, str]:
+        """``INSERT ... SELECT <row> WHERE condition``, compiled once."""
+        if condition not in self._conditional:
+            columns = [column for column in self.table.columns if column.name in _ROW_COLUMNS]
+            row = sa.select(*[sa.bindparam(c.name, type_=c.type) for c in columns])
+            insert = self.table.insert().from_select(columns, row.where(sa.text(condition)))
+            compiled = insert.compile(dialect=self.engine.dialect)
+            self._conditional[condition] = (compiled, str(compiled))
+        return self._conditional[condition]
 
     def record_in_session(self, session: Any, subject: str, key: str, outcome: Outcome) -> None:
         """Insert ``outcome`` through an ORM session, inside its transaction."""

@@ -69,6 +69,10 @@ BENCH_IN_INTEGRATION: dict[str, tuple[str, frozenset[str]]] = {
         "real Airflow: the generated DAG files are shared with the parse-and-sync benchmark",
         frozenset({"session_proxy_bench.airflow_dags"}),
     ),
+    "tests/integration/test_db_round_trips.py": (
+        "the latency relay between the server and its database counts database round trips",
+        frozenset({"session_proxy_bench.relay"}),
+    ),
     "tests/integration/test_scaling.py": (
         "scaling: the nginx balancer in front of two server instances, configured as"
         " docs/scaling.md shows",

@@ -62,6 +62,11 @@ class Backend(Protocol):
     #: Whether the outcome table is shared by every database of the server
     #: (MySQL: one ``session_proxy`` database), so records carry a scope.
     outcome_table_shared: bool
+    #: SQL true when the open transaction wrote, for a record made in the
+    #: same round trip as the commit and the session reset
+    #: (:meth:`record_and_commit`); ``None``: the backend records, commits
+    #: and resets in round trips of their own.
+    wrote_condition: str | None
 
     # -- engine -----------------------------------------------------------------
 
@@ -113,6 +118,15 @@ class Backend(Protocol):
 
     def handshake_charset(self, dbapi_connection: Any) -> str | None:
         """The connection character set the client must know, if any."""
+        ...
+
+    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+        """Run ``insert_sql`` (if any) with ``params``, COMMIT and reset the session.
+
+        One round trip; afterwards the session holds nothing of the
+        transaction.  Raises the driver's error of the insert or of the
+        commit; only called when :attr:`wrote_condition` is set.
+        """
         ...
 
     # -- between leases -----------------------------------------------------------
@@ -204,6 +218,7 @@ class BackendDefaults:
     streams_results: ClassVar[bool] = False
     outcome_in_schema: ClassVar[bool] = True
     outcome_table_shared: ClassVar[bool] = False
+    wrote_condition: ClassVar[str | None] = None
 
     def engine_kwargs(self, url: URL, config: ServerConfig) -> dict[str, Any]:
         return {}
@@ -265,6 +280,9 @@ class BackendDefaults:
 
     def handshake_charset(self, dbapi_connection: Any) -> str | None:
         return None
+
+    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+        raise NotImplementedError(f"the {self.name} backend records and commits apart")
 
     def reset_session(
         self, dbapi_connection: Any, statement_timeout: float, info: Mapping[str, Any]

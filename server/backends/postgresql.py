@@ -9,7 +9,10 @@ Quirks it owns:
 - JSON/JSONB parameters bound with psycopg's ``Json``/``Jsonb`` from the
   text the client encoded, and JSON results returned as text;
 - a failed statement aborts the transaction; the database says whether a
-  transaction wrote (``txid_current_if_assigned()``);
+  transaction wrote (``txid_current_if_assigned()``), in the very statement
+  that records a commit's outcome, sent with the ``COMMIT`` and the session
+  reset (:data:`PG_RESET_STEPS`) as one simple query: one round trip, as a
+  direct ``COMMIT``;
 - long results read through ``DECLARE ... CURSOR`` portals
   (:class:`session_proxy_server.cursors.Portals`);
 - the watchdog cancels with ``connection.cancel()``, and ends a session
@@ -39,6 +42,25 @@ if TYPE_CHECKING:
 PG_RESET = "DISCARD ALL"
 
 
+#: :data:`PG_RESET` statement by statement, each allowed in a transaction
+#: block, unlike ``DISCARD ALL`` itself: what follows the ``COMMIT`` in the
+#: one query of :meth:`PostgreSQLBackend.record_and_commit`, which runs them
+#: in a transaction of their own after the commit (after any deferred
+#: trigger too), in the commit's round trip.  About 15 µs of database time
+#: here, against 25 µs and a round trip for ``DISCARD ALL`` on its own.
+PG_RESET_STEPS = (
+    "CLOSE ALL",
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "RESET ALL",
+    "DEALLOCATE ALL",
+    "SELECT pg_catalog.pg_advisory_unlock_all()",
+    "UNLISTEN *",
+    "DISCARD PLANS",
+    "DISCARD TEMP",
+    "DISCARD SEQUENCES",
+)
+
+
 def _already_dumped(text: str) -> str:
     return text
 
@@ -52,6 +74,7 @@ class PostgreSQLBackend(BackendDefaults):
     lexer_dialect = "postgresql"
     aborts_on_error = True
     streams_results = True
+    wrote_condition = "txid_current_if_assigned() IS NOT NULL"
 
     def engine_kwargs(self, url: URL, config: ServerConfig) -> dict[str, Any]:
         timeout_ms = int(config.statement_timeout_seconds * 1000)
@@ -101,6 +124,25 @@ class PostgreSQLBackend(BackendDefaults):
         finally:
             cursor.close()
 
+    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+        """``[insert_sql;] COMMIT; <PG_RESET_STEPS>`` as one simple query: one round trip.
+
+        The parameters are bound client-side (psycopg's ``ClientCursor``),
+        since the extended protocol takes one statement per message.  A
+        failed insert stops the query before its ``COMMIT``: the
+        transaction is then aborted, as after any failed statement.  After
+        it returns, the session is as a fresh connection's.
+        """
+        from psycopg import ClientCursor
+
+        statements = [insert_sql] if insert_sql else []
+        statements += ["COMMIT", *PG_RESET_STEPS]
+        cursor = ClientCursor(dbapi_connection)
+        try:
+            cursor.execute("; ".join(statements), params)
+        finally:
+            cursor.close()
+
     def reset_session(
         self, dbapi_connection: Any, statement_timeout: float, info: Mapping[str, Any]
     ) -> None:
@@ -145,7 +187,11 @@ class PostgreSQLBackend(BackendDefaults):
         def finished(name: str = name) -> None:
             portals.finished(name)
 
-        return cursor, ServerCursor(cursor, rows, portals.fetcher(cursor, name), on_close=finished)
+        # Fewer rows than asked for: the portal is at its end already.
+        exhausted = len(rows) < page_size + 1
+        return cursor, ServerCursor(
+            cursor, rows, portals.fetcher(cursor, name), on_close=finished, exhausted=exhausted
+        )
 
 
 BACKEND = PostgreSQLBackend()

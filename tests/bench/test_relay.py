@@ -124,3 +124,75 @@ def test_a_server_greeting_arrives_two_rtts_after_connecting() -> None:
             waited = time.perf_counter() - started
     listener.close()
     assert waited >= 2 * rtt
+
+
+def _serve(listener: socket.socket, greeting: bytes = b"") -> None:
+    """Echo each connection's bytes back, after an optional greeting, until EOF."""
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            if greeting:
+                conn.sendall(greeting)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+def _exchange(client: socket.socket, message: bytes) -> bytes:
+    """Send ``message`` and read until as many bytes came back."""
+    client.sendall(message)
+    received = b""
+    while len(received) < len(message):
+        received += client.recv(65536)
+    return received
+
+
+def test_relay_counts_turns_and_connections() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    _serve(listener, greeting=b"hello")
+    with Relay(listener.getsockname()[1]) as relay:
+        with socket.create_connection(("127.0.0.1", relay.port)) as first:
+            assert first.recv(5) == b"hello"  # the server spoke first: no turn
+            for n in range(7):
+                assert _exchange(first, b"ping%d" % n) == b"ping%d" % n
+            with socket.create_connection(("127.0.0.1", relay.port)) as second:
+                assert second.recv(5) == b"hello"
+                assert _exchange(second, b"one") == b"one"
+                assert relay.turns_per_connection() == [7, 1]
+                assert relay.turns == 8
+                assert relay.connections == 2
+    listener.close()
+
+
+def test_an_answer_in_several_chunks_is_one_turn() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer_in_halves() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data[:2])
+                time.sleep(0.02)  # the relay reads the halves as two chunks
+                conn.sendall(data[2:])
+
+    threading.Thread(target=answer_in_halves, daemon=True).start()
+    with Relay(listener.getsockname()[1]) as relay:
+        with socket.create_connection(("127.0.0.1", relay.port)) as client:
+            for n in range(3):
+                assert _exchange(client, b"query%d" % n) == b"query%d" % n
+        assert relay.turns == 3
+        assert relay.counts["requests"] == 3
+    listener.close()

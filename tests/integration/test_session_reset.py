@@ -202,6 +202,57 @@ def test_postgresql_session_state_does_not_leak(
         conn.rollback()
 
 
+def test_postgresql_state_a_plain_select_hides_is_still_reset(
+    clients: tuple[sa.Engine, sa.Engine], backend: str, db_url: str,
+    one_connection_server: ServerProcess,
+) -> None:
+    """A SELECT whose text is plain, through a view calling set_config and
+    pg_advisory_lock: the reset in the commit's round trip clears both,
+    as it does for every committed transaction (no reset of its own)."""
+    if backend != "postgresql":
+        pytest.skip("PostgreSQL session state")
+    attacker, victim = clients
+    direct = sa.create_engine(db_url)
+    with direct.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION sp_reset_taint() RETURNS int LANGUAGE sql AS "
+            "$$ SELECT (set_config('search_path', 'somewhere_else, public', false) IS NOT NULL"
+            "  AND pg_advisory_lock(4343) IS NOT NULL)::int $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE VIEW sp_reset_tainted AS SELECT sp_reset_taint() AS x"
+        )
+    try:
+        with_commit = one_connection_server.metric(
+            "session_proxy_session_resets_with_commit_total"
+        )
+        resets = one_connection_server.metric("session_proxy_session_resets_total")
+        with victim.connect() as conn:
+            defaults = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar()
+            conn.commit()
+        with attacker.connect() as conn:
+            assert conn.exec_driver_sql("SELECT x FROM sp_reset_tainted").scalar() == 1
+            conn.commit()
+        with victim.connect() as conn:
+            path = conn.exec_driver_sql("SELECT current_setting('search_path')").scalar()
+            assert path == defaults
+            assert conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid()"
+            ).scalar() == 0
+            conn.commit()
+        # Three commits, each resetting in its own round trip; no reset apart.
+        assert one_connection_server.metric("session_proxy_session_resets_total") == resets
+        assert one_connection_server.metric(
+            "session_proxy_session_resets_with_commit_total"
+        ) == with_commit + 3
+    finally:
+        with direct.begin() as conn:
+            conn.exec_driver_sql("DROP VIEW IF EXISTS sp_reset_tainted")
+            conn.exec_driver_sql("DROP FUNCTION IF EXISTS sp_reset_taint()")
+        direct.dispose()
+
+
 # -- MySQL / MariaDB ---------------------------------------------------------------------
 
 

@@ -1,0 +1,174 @@
+"""Server CPU per request, and where it goes: gunicorn, one keep-alive client.
+
+::
+
+    python -m session_proxy_bench.server_profile --db-url postgresql+psycopg://... \\
+        --requests 2000 --profile /tmp/server.prof
+
+starts the server under gunicorn (one worker process, as deployed), opens a
+transaction, and sends ``--requests`` one-statement pipeline requests
+(``SELECT 1`` in that open transaction) over one keep-alive HTTP connection.
+The worker's CPU time (``utime + stime`` of ``/proc/<pid>/stat``) before and
+after gives server CPU per request.  With ``--profile FILE`` a second
+server runs the same requests under :mod:`cProfile` (one profiler per
+worker thread, merged when the worker exits; its CPU is not the one
+reported) and the top lines by own time are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from session_proxy.wire import protocol
+
+from .gunicorn_process import GunicornProcess
+
+#: gunicorn configuration that profiles every thread of the worker.
+_PROFILE_HOOKS = '''
+import cProfile, os, threading
+_local = threading.local()
+_profiles = []
+_lock = threading.Lock()
+
+def _profiled(app):
+    def call(environ, start_response):
+        if getattr(_local, "profile", None) is None:
+            _local.profile = cProfile.Profile()
+            with _lock:
+                _profiles.append(_local.profile)
+            _local.profile.enable()  # stays on: gunicorn's own work in this thread too
+        return app(environ, start_response)
+    return call
+
+def post_worker_init(worker):
+    worker.wsgi = _profiled(worker.wsgi)
+
+def worker_exit(server, worker):
+    import pstats
+    stats = None
+    for profile in _profiles:
+        profile.disable()
+        profile.create_stats()
+        stats = pstats.Stats(profile) if stats is None else stats.add(profile)
+    if stats is not None:
+        stats.dump_stats(os.environ["SESSION_PROXY_PROFILE_OUT"])
+'''
+
+
+class _Server(GunicornProcess):
+    """:class:`GunicornProcess`, optionally with a gunicorn configuration file."""
+
+    def __init__(self, db_url: str, threads: int, config: Path | None, env: dict[str, str]):
+        self._config = config
+        super().__init__(db_url, threads=threads, env_extra=env)
+
+    def _launch(self, name: str, start_timeout: float) -> None:
+        if self._config is not None:
+            self._argv[1:1] = ["-c", str(self._config)]
+        super()._launch(name, start_timeout)
+
+    def worker_pid(self) -> int:
+        """The pid of gunicorn's one worker process."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) != 1:
+            raise RuntimeError(f"expected one gunicorn worker, found {children}")
+        return int(children[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Client:
+    """One keep-alive HTTP connection sending pipeline requests."""
+
+    def __init__(self, server: GunicornProcess) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        self.headers = {
+            "Authorization": f"Bearer {server.token}",
+            "Content-Type": protocol.JSON_CONTENT_TYPE,
+            protocol.PROTOCOL_HEADER: str(protocol.PROTOCOL_VERSION),
+        }
+
+    def pipeline(self, txn: str | None, steps: list[dict[str, Any]]) -> dict[str, Any]:
+        body = json.dumps({"protocol": protocol.PROTOCOL_VERSION, "txn": txn, "steps": steps})
+        self.connection.request("POST", protocol.PIPELINE_PATH, body, self.headers)
+        response = self.connection.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"pipeline answered {response.status}: {data[:300]!r}")
+        if response.getheader("Connection", "").lower() == "close":
+            raise RuntimeError("the server closed the connection: no keep-alive")
+        return json.loads(data)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+SELECT = {"op": "execute", "sql": "SELECT 1", "params": None}
+
+
+def run_requests(server: GunicornProcess, count: int) -> None:
+    """Open a transaction, run ``count`` one-statement requests in it, commit."""
+    client = Client(server)
+    try:
+        txn = client.pipeline(None, [{"op": "begin"}, SELECT])["txn"]
+        for _ in range(count):
+            client.pipeline(txn, [SELECT])
+        client.pipeline(txn, [{"op": "commit"}])
+    finally:
+        client.close()
+
+
+def measure_cpu(db_url: str, count: int, threads: int) -> float:
+    """Server CPU microseconds per one-statement request."""
+    with _Server(db_url, threads, None, {}) as server:
+        run_requests(server, 200)  # warm-up: imports, caches, pool
+        pid = server.worker_pid()
+        before = cpu_seconds(pid)
+        run_requests(server, count)
+        return (cpu_seconds(pid) - before) / count * 1e6
+
+
+def profile(db_url: str, count: int, threads: int, out: Path, top: int) -> None:
+    """Run the requests under cProfile; write ``out`` and print the top lines."""
+    with tempfile.TemporaryDirectory() as directory:
+        config = Path(directory) / "profile_hooks.py"
+        config.write_text(_PROFILE_HOOKS)
+        env = {"SESSION_PROXY_PROFILE_OUT": str(out)}
+        with _Server(db_url, threads, config, env) as server:
+            run_requests(server, 200)
+            run_requests(server, count)
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db-url", required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--profile", type=Path, help="also write a cProfile of the worker here")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    per_request = measure_cpu(args.db_url, args.requests, args.threads)
+    print(f"server CPU per one-statement pipeline request: {per_request:.0f} us "
+          f"({args.requests} requests, one keep-alive connection)")
+    if args.profile:
+        profile(args.db_url, args.requests, args.threads, args.profile, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
