@@ -32,9 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from session_proxy_server.testing import ServerProcess
+
 from .airflow_dags import write_dag_files
 from .airflow_site import AirflowSite, fresh_schema
-from .server_process import ServerProcess
 
 #: mode -> (through the proxy, extra Airflow settings)
 MODES: dict[str, tuple[bool, dict[str, str]]] = {

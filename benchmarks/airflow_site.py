@@ -21,7 +21,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .server_process import REPO
+#: The checkout: Airflow's processes import the DAG folder and scenario from its tests.
+REPO = Path(__file__).resolve().parents[1]
 
 
 def schema_url(url: str, schema: str) -> str:
@@ -48,7 +49,7 @@ class AirflowSite:
     home: Path
     conn: str
     extra_env: dict[str, str] = field(default_factory=dict)
-    dags: Path = REPO / "tests" / "airflow" / "dags"
+    dags: Path = REPO / "tests" / "integration" / "airflow" / "dags"
 
     def env(self) -> dict[str, str]:
         self.home.mkdir(parents=True, exist_ok=True)

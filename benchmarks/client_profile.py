@@ -29,9 +29,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import session_proxy
+from session_proxy_server.testing import ServerProcess
 
 from .gunicorn_process import GunicornProcess
-from .server_process import ServerProcess
 
 TABLE = "client_profile_t"
 SELECT = sa.text(f"SELECT v FROM {TABLE} WHERE id = :id")
