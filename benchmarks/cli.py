@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-security", action="store_false", dest="security", default=None,
                      help="skip the attack suite (the report's security section)")
+    run.add_argument("--no-targets", action="store_false", dest="targets", default=None,
+                     help="skip the Targets' own measurements (server and client CPU, "
+                     "database round trips, throughput with client processes)")
 
     security = sub.add_parser(
         "security", help="run only the attack suite and write its matrix as Markdown")
@@ -190,7 +193,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     elif args.full:
         settings.update(PRESETS["full"])
     for name in ("db", "server_url", "token", "operations", "modes", "rtts", "scales", "clients",
-                 "samples", "warmup", "throughput_seconds", "security"):
+                 "samples", "warmup", "throughput_seconds", "security", "targets"):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value

@@ -38,6 +38,7 @@ from .relay import Relay
 from .scenarios import SCENARIOS, THROUGHPUT_MIX, Context, restore_live_run
 from .security.attacks import security_results
 from .stats import percentile
+from .targets_probe import measure_targets
 from .workload import operations as ops
 from .workload.modes import MODES, ModeRunner
 from .workload.seed import BASE_TIME, reset_schema, seed
@@ -67,6 +68,8 @@ class BenchConfig:
     token: str | None = None
     #: Run the attack suite (:mod:`session_proxy_bench.security`) after the measurements.
     security: bool = True
+    #: Measure issue 16's Targets (:mod:`session_proxy_bench.targets_probe`) at 0 ms RTT.
+    targets: bool = True
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in SCENARIOS]
@@ -161,12 +164,19 @@ class Benchmark:
         self.floors: list[dict] = []
         self.probes: list[dict] = []
         self.throughput: list[dict] = []
+        self.targets: dict[str, Any] | None = None
 
     def _cells(self) -> int:
         c = self.config
         scaled = sum(1 for op in c.operations if SCENARIOS[op].scaled)
         per_rtt = len(c.modes) * (len(c.operations) + scaled * (len(c.scales) - 1))
-        return len(c.rtts) * (per_rtt + 2 + len(c.modes) * len(c.clients)) + int(c.security)
+        return (len(c.rtts) * (per_rtt + 2 + len(c.modes) * len(c.clients)) + int(c.security)
+                + int(self._measures_targets()))
+
+    def _measures_targets(self) -> bool:
+        """Targets need the bench's own server (its pid) and a 0 ms RTT cell."""
+        c = self.config
+        return c.targets and c.server_url is None and 0.0 in c.rtts
 
     def run(self, command: Sequence[str] = ()) -> dict[str, Any]:
         """Run every configured cell; return the results document."""
@@ -180,6 +190,7 @@ class Benchmark:
             direct = sa.create_engine(db_url)
             stack.callback(direct.dispose)
             server_url = config.server_url
+            server = None
             if server_url is None:
                 server = stack.enter_context(
                     ServerProcess(db_url, "--operations", OPERATIONS_MODULE)
@@ -214,6 +225,10 @@ class Benchmark:
                             progress.step(f"floors rtt={rtt * 1000:g}ms")
                             self._probes(direct, direct_url, proxy_url, rtt)
                             progress.step(f"probes rtt={rtt * 1000:g}ms")
+                            if rtt == 0 and server is not None and self._measures_targets():
+                                self.targets = measure_targets(db_url, server,
+                                                               config.throughput_seconds)
+                                progress.step("targets rtt=0ms")
                         for mode in config.modes:
                             runner = ModeRunner(mode, db_url=direct_url, server_url=proxy_url,
                                                 token=self.token)
@@ -248,6 +263,8 @@ class Benchmark:
             "floors": self.floors,
             "probes": self.probes,
             "throughput": self.throughput,
+            # Issue 16's Targets at 0 ms RTT (session_proxy_bench.targets_probe); None: not run.
+            "targets": self.targets,
             "security": security,
         }
 
@@ -295,16 +312,23 @@ class Benchmark:
 
         The proxy SELECT runs in AUTOCOMMIT on a lease kept open, so each
         sample is exactly one round trip carrying one statement.
+        ``proxy_select_txn`` is the same SELECT in a transaction kept open
+        (non-AUTOCOMMIT), as the direct ``db_select_1`` runs it (SQLAlchemy
+        begins on first use): the Targets' proxy ÷ direct SQLAlchemy ratio.
         """
         engine = sa.create_engine(direct_url)
         proxy = session_proxy.create_engine(
             proxy_url, token=self.token, isolation_level="AUTOCOMMIT"
         )
+        in_txn = session_proxy.create_engine(proxy_url, token=self.token)
         transport = HTTPTransport(proxy_url, token=self.token)
         try:
-            with engine.connect() as conn, proxy.connect() as proxied:
+            with engine.connect() as conn, proxy.connect() as proxied, \
+                    in_txn.connect() as txn_conn:
                 conn.exec_driver_sql("SELECT 1").scalar()
                 proxied.exec_driver_sql("SELECT 1").scalar()
+                txn_conn.begin()
+                txn_conn.exec_driver_sql("SELECT 1").scalar()
                 transport.ping()
                 for _ in range(self.config.floor_samples):
                     for floor, run in (
@@ -312,6 +336,8 @@ class Benchmark:
                         ("http_echo", transport.ping),
                         ("proxy_select_1",
                          lambda: proxied.exec_driver_sql("SELECT 1").scalar()),
+                        ("proxy_select_txn",
+                         lambda: txn_conn.exec_driver_sql("SELECT 1").scalar()),
                     ):
                         started = time.perf_counter()
                         run()
@@ -319,6 +345,7 @@ class Benchmark:
                                             "latency_s": time.perf_counter() - started})
         finally:
             transport.close()
+            in_txn.dispose()
             proxy.dispose()
             engine.dispose()
 
