@@ -144,7 +144,17 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     assert {(t["mode"], t["clients"], t["rtt_ms"]) for t in results["throughput"]} == set(
         itertools.product(modes, [1, 2], [0.0, 1.0]))
     assert {f["floor"] for f in results["floors"]} == {
-        "db_select_1", "http_echo", "proxy_select_1"}
+        "db_select_1", "http_echo", "proxy_select_1", "proxy_select_txn"}
+    # Issue 16's Targets, measured once at 0 ms RTT against the bench's own server.
+    targets = results["targets"]
+    assert targets["server_cpu"]["requests"] == 1002 and targets["server_cpu"]["cpu_s"] > 0
+    assert len(targets["client_cpu"]["proxy_s"]) == len(targets["client_cpu"]["direct_s"]) == 5
+    assert targets["db_round_trips"]["applicable"] is False  # SQLite: in-process
+    runs = targets["process_throughput"]
+    assert runs["processes"] == 4
+    for mode in ("direct", "proxy"):
+        assert runs[mode]["transactions"] > 0 and runs[mode]["errors"] == 0
+    assert "server CPU per one-statement pipeline request" in (report / "report.md").read_text()
     # The probes: flush round trips are exactly one in proxy mode, at every RTT.
     flushes = [p for p in results["probes"] if p["probe"] == "flush" and p["mode"] == "proxy"]
     assert {(p["n"], p["rtt_ms"]) for p in flushes} == set(

@@ -104,6 +104,8 @@ ALLOWED = {
     "sections.*": {"document", "formatting", "measurements", "terms"},
     "sections.answers": {"document", "formatting", "measurements", "terms",
                          "sections.findings"},
+    "sections.targets": {"document", "formatting", "measurements", "terms",
+                         "sections.target_rows"},
 }
 
 
