@@ -222,6 +222,9 @@ class Connection:
         self._queued_rows = 0
         self._check_group = 0
         self._aborted: BaseException | None = None
+        #: The ORM session whose transaction uses this connection (a weak
+        #: reference; set by :mod:`session_proxy.session_events`), or None.
+        self.orm_session: Any = None
 
     # -- PEP 249 -----------------------------------------------------------
 
@@ -321,6 +324,7 @@ class Connection:
         self._queued_rows = 0
 
     def _finish(self, op: str) -> None:
+        self.orm_session = None
         if op == protocol.ROLLBACK:
             # Queued statements are rolled back unsent.
             self._drop_queue()
