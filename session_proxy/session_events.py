@@ -149,8 +149,11 @@ def defers_flush_errors(session: Session, connections: list[Any]) -> bool:
 
 
 def _core_connections(session: Session) -> list[Any]:
-    transaction = private.open_transaction(session)
-    return private.sqlalchemy_connections(transaction) if transaction is not None else []
+    return [
+        connection
+        for transaction in private.transaction_chain(session)
+        for connection in private.sqlalchemy_connections(transaction)
+    ]
 
 
 def _after_flush(session: Session, flush_context: Any) -> None:

@@ -103,6 +103,15 @@ class Backend(Protocol):
         """The connection character set the client must know, if any."""
         ...
 
+    def reader_commit_is_safe(self, isolation_level: str | None) -> bool:
+        """Whether a transaction that only read can be committed with nobody waiting.
+
+        False where the COMMIT of a reader may fail in a way its client must
+        hear of (a serialization failure under ``SERIALIZABLE`` means what
+        it read was not consistent).
+        """
+        ...
+
     # -- between leases -----------------------------------------------------------
 
     def reset_session(
@@ -247,6 +256,9 @@ class BackendDefaults:
 
     def handshake_charset(self, dbapi_connection: Any) -> str | None:
         return None
+
+    def reader_commit_is_safe(self, isolation_level: str | None) -> bool:
+        return isolation_level is not None and isolation_level.upper() != "SERIALIZABLE"
 
     def reset_session(
         self, dbapi_connection: Any, statement_timeout: float, info: Mapping[str, Any]

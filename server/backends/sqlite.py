@@ -8,6 +8,8 @@ Quirks it owns:
   interrupts work through the progress handler, and the watchdog calls
   ``interrupt()``;
 - no schemas: the outcome table lives beside the application's tables;
+- a reader's COMMIT only releases a SHARED lock: it is sent without waiting
+  at any isolation level (:meth:`SQLiteBackend.reader_commit_is_safe`);
 - the session state a client can change (temporary objects, attached
   databases, the pragmas of :data:`session_proxy_server.sql.session_guard.RESET_PRAGMAS`) is
   read when a connection opens and put back between leases.
@@ -99,6 +101,10 @@ class SQLiteBackend(BackendDefaults):
         @event.listens_for(engine, "connect")
         def remember(dbapi_connection: Any, record: Any) -> None:
             record.info[STATE_INFO_KEY] = sqlite_state(dbapi_connection)
+
+    def reader_commit_is_safe(self, isolation_level: str | None) -> bool:
+        """Always: a reader's COMMIT only releases its SHARED lock, and cannot fail."""
+        return True
 
     def attach_databases(self, engine: Engine, schemas: Mapping[str, str]) -> None:
         """Attach ``schemas`` (name -> file) on every connection the pool opens."""
