@@ -11,7 +11,13 @@ transaction on its own lease, without waiting for the old one to end.
 One daemon thread per process sends them, in order, through the engine's
 own transport (same retries, same idempotency keys), so the server holds
 the read snapshot for about one one-way trip longer than the caller waited
-(measured in docs/pipelining.md).  What can go wrong, and what happens:
+(measured in docs/pipelining.md).  The connection's next transaction waits
+for that answer before it opens a lease of its own, so one client
+connection never holds two leases: the server's caps on open transactions
+count as before, and only the time between the caller's transactions is
+saved (all of it, when the caller does anything else in between; none,
+when it starts its next transaction at once).  What can go wrong, and what
+happens:
 
 - the answer is an error (the lease expired, the server restarted, the
   transaction was lost): nothing was written, so nothing is lost; it is
@@ -51,15 +57,24 @@ class Sender:
     """Sends pipeline requests from one daemon thread, in the order given."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Any, str, str | None, list[Step]]] = queue.Queue()
+        self._queue: queue.Queue[
+            tuple[Any, str, str | None, list[Step], threading.Event]
+        ] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def submit(self, transport: Any, txn: str, base_url: str | None, steps: list[Step]) -> None:
-        """Send ``steps`` for transaction ``txn`` soon; nobody waits for the answer."""
+    def submit(
+        self, transport: Any, txn: str, base_url: str | None, steps: list[Step]
+    ) -> threading.Event:
+        """Send ``steps`` for transaction ``txn`` soon; nobody waits for the answer.
+
+        Returns an event set once the request was answered (or given up).
+        """
         self._ensure_thread()
-        self._queue.put((transport, txn, base_url, steps))
+        done = threading.Event()
+        self._queue.put((transport, txn, base_url, steps, done))
+        return done
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -76,7 +91,7 @@ class Sender:
 
     def _run(self) -> None:
         while True:
-            transport, txn, base_url, steps = self._queue.get()
+            transport, txn, base_url, steps, done = self._queue.get()
             try:
                 with background_requests():
                     transport.pipeline(txn, steps, base_url)
@@ -88,6 +103,7 @@ class Sender:
                     txn, exc,
                 )
             finally:
+                done.set()
                 self._queue.task_done()
 
     def drain(self, timeout: float) -> bool:

@@ -239,6 +239,8 @@ class Connection:
         self._read_only = False
         #: End such transactions without waiting (:mod:`session_proxy.background`).
         self.end_reads_in_background = True
+        #: Set once the previous transaction's background end was answered.
+        self._ending: Any = None
         #: The ORM session whose transaction uses this connection (a weak
         #: reference; set by :mod:`session_proxy.session_events`), or None.
         self.orm_session: Any = None
@@ -383,9 +385,15 @@ class Connection:
             return False
         steps = [queued.step for queued in self._queue]
         steps.append(Commit() if op == protocol.COMMIT else Rollback())
-        background.SENDER.submit(self.transport, self._txn, self._base_url, steps)
+        self._ending = background.SENDER.submit(self.transport, self._txn, self._base_url, steps)
         self._end_transaction()
         return True
+
+    def _wait_for_ending(self) -> None:
+        """Before opening a lease: let this connection's previous one end first."""
+        ending, self._ending = self._ending, None
+        if ending is not None and not ending.is_set():
+            ending.wait(getattr(self.transport, "timeout", None))
 
     def queue(self, queued: Queued) -> None:
         """Queue a step to ride in front of the next request.
@@ -446,6 +454,7 @@ class Connection:
                 # Only cursor closes of an ended transaction: nothing to send.
                 self._drop_queue()
                 return []
+            self._wait_for_ending()
             prefix.append(Begin(dict(self.options)))
         queued, self._queue = self._queue, []
         self._queued_rows = 0
