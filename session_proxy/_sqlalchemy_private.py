@@ -12,10 +12,12 @@ session's binds are recorded from ``Session(bind=, binds=)``,
 :meth:`~sqlalchemy.orm.Session.flush`.  What is left has no public
 equivalent, and is named here, each with why it is needed:
 
-- ``Session._autoflush``: only an autoflush may let its writes ride with
-  the statement that triggered it; no event says a flush is an autoflush.
-  :func:`is_autoflush` finds ``_autoflush`` calling ``flush`` on the call
-  stack (``ProxySession`` used to override it).
+- ``Session._autoflush`` and ``SessionTransaction._prepare_impl``: only an
+  autoflush may let its writes ride with the statement that triggered it,
+  and only the flush a commit runs may COMMIT with its writes (not a flush
+  that a ``before_commit`` listener calls); no event says which flush is
+  which.  :func:`flush_caller` names the caller of ``flush`` on the call
+  stack (``ProxySession`` used to override ``_autoflush``).
 - ``Session._flushing``: whether a flush is running (a late failure during a
   flush is the flush's own to handle).
 - ``Session._transaction``, ``SessionTransaction._parent`` and
@@ -92,25 +94,27 @@ def connection_entries(transaction: SessionTransaction) -> list[tuple[Any, Any, 
     return list(seen.values())
 
 
-def is_autoflush(session: Session) -> bool:
-    """Whether the running flush of ``session`` is an autoflush.
+def flush_caller(session: Session) -> str:
+    """The name of the function that called the running flush of ``session``.
 
-    Walks up the call stack from inside the flush: past the frames of
+    Walks up the call stack from inside the flush, past the frames of
     ``flush`` on this session (``Session.flush`` and any subclass override
-    calling it), the caller is ``Session._autoflush`` for an autoflush.
+    calling it): ``"_autoflush"`` for an autoflush, ``"_prepare_impl"`` for
+    the flush a commit runs, ``"_take_snapshot"`` for ``begin_nested()``'s,
+    anything else for an explicit flush ("" when not found).
     """
     frame = sys._getframe(1)
     in_flush = False
     for _ in range(64):
         if frame is None:
-            return False
+            return ""
         name = frame.f_code.co_name
         if name == "flush" and frame.f_locals.get("self") is session:
             in_flush = True
         elif in_flush:
-            return name == "_autoflush" and frame.f_locals.get("self") is session
+            return name
         frame = frame.f_back
-    return False
+    return ""
 
 
 def reopen_if_prepared(transaction: SessionTransaction | None) -> bool:
@@ -146,9 +150,13 @@ def missing() -> list[str]:
                 gone.append("SessionTransactionState.ACTIVE as SessionTransaction._state")
     finally:
         probe.close()
-    autoflush = inspect.getsource(inspect.unwrap(Session._autoflush))
-    if "self.flush()" not in autoflush:
-        gone.append("Session._autoflush calling self.flush()")
+    for owner, caller, call in (
+        (Session, "_autoflush", "self.flush()"),
+        (SessionTransaction, "_prepare_impl", "self.session.flush()"),
+    ):
+        source = inspect.getsource(inspect.unwrap(getattr(owner, caller)))
+        if call not in source:
+            gone.append(f"{owner.__name__}.{caller} calling {call}")
     if "_capture_exception" not in inspect.signature(SessionTransaction.rollback).parameters:
         gone.append("SessionTransaction.rollback(_capture_exception=)")
     return gone

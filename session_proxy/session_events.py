@@ -56,6 +56,10 @@ COMMITTING = "_session_proxy_committing"
 #: an explicit flush's writes wait for the next request too.
 DEFER_FLUSH_ERRORS = "proxy_defer_flush_errors"
 
+#: Who calls ``flush()`` for an autoflush, and for the flush of a commit.
+AUTOFLUSH = "_autoflush"
+COMMIT_FLUSH = "_prepare_impl"
+
 _install_lock = threading.Lock()
 _installed = False
 
@@ -161,13 +165,12 @@ def _after_flush(session: Session, flush_context: Any) -> None:
     connections = proxy_connections(session)
     if not any(c.queued for c in connections):
         return
+    caller = private.flush_caller(session)
     if session.in_nested_transaction():
         _send(connections)
-    elif _committing(session):
+    elif caller == COMMIT_FLUSH and _committing(session):
         return  # decided in after_flush_postexec, once every other listener ran
-    elif private.is_autoflush(session) or defers_flush_errors(
-        session, _core_connections(session)
-    ):
+    elif caller == AUTOFLUSH or defers_flush_errors(session, _core_connections(session)):
         return
     else:
         _send(connections)
@@ -180,6 +183,8 @@ def _after_flush_postexec(session: Session, flush_context: Any) -> None:
     connections = proxy_connections(session)
     if not any(c.queued for c in connections):
         return  # the commit sends what little is left
+    if private.flush_caller(session) != COMMIT_FLUSH:
+        return  # a flush a before_commit listener ran: after_flush decided
     commit_on = _early_commit_connection(session)
     if commit_on is None:
         _send(connections)

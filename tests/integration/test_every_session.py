@@ -344,3 +344,28 @@ def test_a_session_on_two_connections_commits_both_or_fails_before_either(
         assert _outcome(session.commit) == "IntegrityError"
         session.rollback()
     assert 50 in _names(direct_engine) and 51 not in _names(direct_engine)
+
+
+def test_a_before_commit_listener_that_flushes_keeps_one_transaction(
+    ready: sa.Engine, direct_engine: sa.Engine
+) -> None:
+    """A flush a ``before_commit`` listener runs is not the commit's own flush:
+    it must not COMMIT, or the listener's next statement would run apart."""
+
+    class Auditing(Session):
+        pass
+
+    @event.listens_for(Auditing, "before_commit")
+    def audit(session: Session) -> None:
+        session.flush()
+        session.execute(sa.insert(Thing).values(id=session.info["audit_id"], name="audit"))
+
+    with Auditing(ready, info={"audit_id": 62}) as session:
+        session.add(Thing(id=60, name="a"))
+        session.commit()
+    assert {60, 62} <= set(_names(direct_engine))
+    with Auditing(ready, info={"audit_id": 1}) as session:  # the audit row fails
+        session.add(Thing(id=61, name="b"))
+        assert _outcome(session.commit) == "IntegrityError"
+        session.rollback()
+    assert 61 not in _names(direct_engine)
