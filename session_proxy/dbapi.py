@@ -263,9 +263,15 @@ class Connection:
         self._finish(protocol.ROLLBACK)
 
     def close(self) -> None:
-        """Roll back any open transaction and close; idempotent."""
+        """Roll back any open transaction and close; idempotent.
+
+        Waits for the answer to this connection's last background end
+        (:mod:`session_proxy.background`), so an engine's ``dispose()``
+        leaves no transaction of its own open on the server.
+        """
         if self.closed:
             return
+        self._wait_for_ending()
         try:
             self._finish(protocol.ROLLBACK)
         except Error:
