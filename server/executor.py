@@ -22,7 +22,7 @@ from typing import Any
 
 from session_proxy.wire import protocol
 from session_proxy.wire.codec import dumps, encode_rows, to_wire
-from session_proxy.wire.messages import Expectation
+from session_proxy.wire.messages import Expectation, PipelineReply
 
 from . import backends
 from .backends import PARAMETER_ERRORS as _PARAMETER_ERRORS
@@ -296,16 +296,37 @@ class Executor:
             check.finish(lease)
         except StepFailed as failed:
             return self._failure(failed)
-        body = {"txn": None if lease.ended else lease.id, "results": results}
-        if opening and not lease.ended:
-            # The request that opened the lease says where it lives.
-            body["instance"] = self.registry.instance
-            if self.base_url:
-                body["base_url"] = self.base_url
+        opened = opening and not lease.ended
+        # The request that opened the lease says where it lives.
+        body = PipelineReply(
+            None if lease.ended else lease.id,
+            results,
+            instance=self.registry.instance if opened else None,
+            base_url=(self.base_url or None) if opened else None,
+            read_only=True if not lease.ended and self._reads_only(lease) else None,
+        ).to_json()
         return Reply(
             200,
             dumps(body),
             time.monotonic() - lease.created if lease.ended else None,
+        )
+
+    def _reads_only(self, lease: Lease) -> bool:
+        """Whether the open transaction can be committed without anyone waiting.
+
+        Every statement so far provably only read and locked no rows
+        (:func:`session_proxy_server.sql.writes.may_write`), the transaction
+        has not failed, and at its isolation level a reader's COMMIT cannot
+        fail in a way that matters to its client
+        (:meth:`session_proxy_server.backends.base.Backend.reader_commit_is_safe`).
+        """
+        if lease.wrote:
+            return False
+        isolation = lease.options.get("isolation_level") or getattr(
+            self.registry.engine.dialect, "default_isolation_level", None
+        )
+        return self.backend.reader_commit_is_safe(isolation) and not (
+            self.backend.transaction_failed(lease.dbapi_connection)
         )
 
     def _failure(self, failed: StepFailed) -> Reply:

@@ -48,6 +48,9 @@ from session_proxy.wire import protocol
 
 from . import after_response, backends, database
 
+#: How long opening a lease at a cap waits for another to end before refusing.
+CAP_WAIT_SECONDS = 0.25
+
 log = logging.getLogger("session_proxy.server")
 
 
@@ -159,6 +162,8 @@ class LeaseRegistry:
         #: (subject, role, idempotency key) of an opening request -> lease id.
         self._opened_by: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
+        #: Notified whenever a lease is forgotten: a slot under the caps freed.
+        self._freed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
 
@@ -180,21 +185,7 @@ class LeaseRegistry:
         request's idempotency key.  The caller holds the returned lease's lock.
         """
         with self._lock:
-            if len(self._leases) >= self.max_open:
-                raise LeaseError(
-                    protocol.TOO_MANY_TRANSACTIONS,
-                    f"server has {self.max_open} open transactions, its limit; "
-                    "retry shortly",
-                    retry_after=1,
-                )
-            held = sum(1 for other in self._owners.values() if other[0] == owner[0])
-            if held >= self.max_per_subject:
-                raise LeaseError(
-                    protocol.SUBJECT_LIMIT,
-                    f"subject {owner[0]!r} already has {held} open transactions, "
-                    f"the limit per subject; commit or roll one back first",
-                    retry_after=1,
-                )
+            self._wait_for_a_slot(owner)
             lease_id = f"{self.instance_tag}-{self.boot_tag}-{secrets.token_urlsafe(24)}"
             # Reserve the slot before the (possibly slow) checkout.
             self._leases[lease_id] = None  # type: ignore[assignment]
@@ -205,6 +196,7 @@ class LeaseRegistry:
             with self._lock:
                 del self._leases[lease_id]
                 del self._owners[lease_id]
+                self._freed.notify_all()
             raise
         lease = Lease(lease_id, connection, options, owner)
         lease.open_key = key
@@ -220,6 +212,38 @@ class LeaseRegistry:
             if key is not None:
                 self._opened_by[(owner[0], owner[1], key)] = lease_id
         return lease
+
+    def _wait_for_a_slot(self, owner: tuple[str, str]) -> None:
+        """Return once a lease may open under the caps; raise if none frees in time.
+
+        At a cap, waits up to :data:`CAP_WAIT_SECONDS` for a lease to end
+        (a client's COMMIT of a transaction that only read is on its way
+        without the client waiting for it) before refusing.  The caller
+        holds ``self._lock``.
+        """
+        deadline = time.monotonic() + CAP_WAIT_SECONDS
+        while True:
+            if len(self._leases) >= self.max_open:
+                refusal = LeaseError(
+                    protocol.TOO_MANY_TRANSACTIONS,
+                    f"server has {self.max_open} open transactions, its limit; "
+                    "retry shortly",
+                    retry_after=1,
+                )
+            else:
+                held = sum(1 for other in self._owners.values() if other[0] == owner[0])
+                if held < self.max_per_subject:
+                    return
+                refusal = LeaseError(
+                    protocol.SUBJECT_LIMIT,
+                    f"subject {owner[0]!r} already has {held} open transactions, "
+                    f"the limit per subject; commit or roll one back first",
+                    retry_after=1,
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise refusal
+            self._freed.wait(remaining)
 
     def opened_by(self, owner: tuple[str, str], key: str) -> str | None:
         """The id of the open lease that ``owner``'s request ``key`` opened, if any."""
@@ -283,6 +307,7 @@ class LeaseRegistry:
         with self._lock:
             self._leases.pop(lease.id, None)
             self._owners.pop(lease.id, None)
+            self._freed.notify_all()
             if lease.open_key is not None:
                 self._opened_by.pop((lease.owner[0], lease.owner[1], lease.open_key), None)
         # Until the reset returns it, the connection is out of the pool: a new

@@ -1,14 +1,16 @@
 """session-proxy: SQLAlchemy sessions whose database sits behind an HTTP server.
 
 Client side of the project: the DBAPI shim (:mod:`session_proxy.dbapi`), the
-proxy dialects (:mod:`session_proxy.dialects`), :class:`ProxySession` and
-:func:`create_engine`, all configured by one :class:`ClientConfig` (or the
-same settings as keywords).  The error classes a caller may catch
-(:class:`ProxyError` and its subclasses, and :class:`Error`, the base of the
-PEP 249 errors of :mod:`session_proxy.errors`) and :class:`RetryPolicy` are
-exported here.  The wire codec (:mod:`session_proxy.wire.codec`), protocol
-(:mod:`session_proxy.wire.protocol`) and errors (:mod:`session_proxy.errors`) are
-shared with the server.
+proxy dialects (:mod:`session_proxy.dialects`), on which every ORM
+``Session`` pipelines its flushes (:mod:`session_proxy.session_events`),
+the convenience :class:`ProxySession` and :func:`create_engine`, all
+configured by one :class:`ClientConfig` (or the same settings as keywords).
+The error classes a caller may catch (:class:`ProxyError` and its
+subclasses, and :class:`Error`, the base of the PEP 249 errors of
+:mod:`session_proxy.errors`) and :class:`RetryPolicy` are exported here.
+The wire codec (:mod:`session_proxy.wire.codec`), protocol
+(:mod:`session_proxy.wire.protocol`) and errors (:mod:`session_proxy.errors`)
+are shared with the server.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
-"""Every private SQLAlchemy name :class:`~session_proxy.ProxySession` relies on, in one place.
+"""Every private SQLAlchemy name session-proxy's ORM pipelining relies on, in one place.
 
-:mod:`session_proxy.session` uses public hooks where SQLAlchemy has one: the
+:mod:`session_proxy.session_events` (pipelining for every ``Session``) and
+:mod:`session_proxy.session` (``ProxySession``) use public hooks where
+SQLAlchemy has one: ``SessionEvents`` registered on the ``Session`` class
+(``after_begin``, ``before_commit``, ``after_flush``,
+``after_flush_postexec``, ...) and the engine's ``handle_error``; the
 session's binds are recorded from ``Session(bind=, binds=)``,
 :meth:`~sqlalchemy.orm.Session.bind_mapper` and
 :meth:`~sqlalchemy.orm.Session.bind_table`; a commit is recognised by the
@@ -8,17 +12,19 @@ session's binds are recorded from ``Session(bind=, binds=)``,
 :meth:`~sqlalchemy.orm.Session.flush`.  What is left has no public
 equivalent, and is named here, each with why it is needed:
 
-- ``Session._autoflush`` (overridden): only an autoflush may let its writes
-  ride with the statement that triggered it; no event says a flush is an
-  autoflush.
-- ``Session._execute_internal`` (overridden): the one method every ORM
-  statement goes through (``execute``, ``scalars``, ``get``, lazy loads), where
-  a queued write's late failure must fail the session like a flush.
+- ``Session._autoflush`` and ``SessionTransaction._prepare_impl``: only an
+  autoflush may let its writes ride with the statement that triggered it,
+  and only the flush a commit runs may COMMIT with its writes (not a flush
+  that a ``before_commit`` listener calls); no event says which flush is
+  which.  :func:`flush_caller` names the caller of ``flush`` on the call
+  stack (``ProxySession`` used to override ``_autoflush``).
 - ``Session._flushing``: whether a flush is running (a late failure during a
   flush is the flush's own to handle).
 - ``Session._transaction``, ``SessionTransaction._parent`` and
   ``SessionTransaction._connections``: the DBAPI connections of the session's
-  open transactions, whose queued writes a flush sends; the public
+  open transactions, whose queued writes a flush sends, and whether the
+  session commits each (``should_commit``: not a joined outside
+  transaction), which decides whether a commit's flush may COMMIT early; the public
   :meth:`~sqlalchemy.orm.Session.connection` would open connections that
   are not open yet.
 - ``SessionTransaction._state`` and ``SessionTransactionState``: a commit
@@ -36,14 +42,16 @@ quietly in a session.  setup.cfg allows the SQLAlchemy versions CI tests
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.session import SessionTransaction, SessionTransactionState
 
-#: Private ``Session`` methods that ProxySession overrides.
-OVERRIDDEN_METHODS = ("_autoflush", "_execute_internal")
+#: Private ``Session`` methods that ProxySession overrides (none: every
+#: session gets the same behaviour from events).
+OVERRIDDEN_METHODS: tuple[str, ...] = ()
 
 #: Private attributes read or written, by the class that holds them.
 ATTRIBUTES = {
@@ -75,6 +83,40 @@ def sqlalchemy_connections(transaction: SessionTransaction) -> list[Any]:
     return [entry[0] for entry in transaction._connections.values()]
 
 
+def connection_entries(transaction: SessionTransaction) -> list[tuple[Any, Any, bool]]:
+    """(Core connection, Core transaction, whether the session commits it), once each.
+
+    ``_connections`` maps both the bind and the connection to one entry.
+    """
+    seen: dict[int, tuple[Any, Any, bool]] = {}
+    for entry in transaction._connections.values():
+        seen[id(entry[0])] = (entry[0], entry[1], bool(entry[2]))
+    return list(seen.values())
+
+
+def flush_caller(session: Session) -> str:
+    """The name of the function that called the running flush of ``session``.
+
+    Walks up the call stack from inside the flush, past the frames of
+    ``flush`` on this session (``Session.flush`` and any subclass override
+    calling it): ``"_autoflush"`` for an autoflush, ``"_prepare_impl"`` for
+    the flush a commit runs, ``"_take_snapshot"`` for ``begin_nested()``'s,
+    anything else for an explicit flush ("" when not found).
+    """
+    frame = sys._getframe(1)
+    in_flush = False
+    for _ in range(64):
+        if frame is None:
+            return ""
+        name = frame.f_code.co_name
+        if name == "flush" and frame.f_locals.get("self") is session:
+            in_flush = True
+        elif in_flush:
+            return name
+        frame = frame.f_back
+    return ""
+
+
 def reopen_if_prepared(transaction: SessionTransaction | None) -> bool:
     """Put a PREPARED transaction back to ACTIVE; whether it was PREPARED."""
     if transaction is None or transaction._state is not SessionTransactionState.PREPARED:
@@ -92,7 +134,7 @@ def missing() -> list[str]:
     """The private names above that the installed SQLAlchemy lacks (empty: all there)."""
     gone = [
         f"Session.{name}"
-        for name in OVERRIDDEN_METHODS
+        for name in (*OVERRIDDEN_METHODS, "_autoflush")
         if not inspect.isfunction(getattr(Session, name, None))
     ]
     probe = Session()
@@ -108,6 +150,13 @@ def missing() -> list[str]:
                 gone.append("SessionTransactionState.ACTIVE as SessionTransaction._state")
     finally:
         probe.close()
+    for owner, caller, call in (
+        (Session, "_autoflush", "self.flush()"),
+        (SessionTransaction, "_prepare_impl", "self.session.flush()"),
+    ):
+        source = inspect.getsource(inspect.unwrap(getattr(owner, caller)))
+        if call not in source:
+            gone.append(f"{owner.__name__}.{caller} calling {call}")
     if "_capture_exception" not in inspect.signature(SessionTransaction.rollback).parameters:
         gone.append("SessionTransaction.rollback(_capture_exception=)")
     return gone

@@ -7,7 +7,9 @@ statement after a commit or rollback leases one on the server (the ``begin``
 rides along in the same request), later statements reuse the lease, and
 ``commit()``/``rollback()`` end it.  With no lease open, ``rollback()`` and
 ``close()`` cost no round trip, so returning an idle connection to
-SQLAlchemy's pool is free.
+SQLAlchemy's pool is free.  When the server said the transaction has only
+read and locked nothing, ``commit()`` and ``rollback()`` send its end
+without waiting for the answer (:mod:`session_proxy.background`).
 
 Rows come back one page at a time: the first page with the statement's
 response, the rest from a server-side cursor as the application fetches.
@@ -34,6 +36,7 @@ import datetime
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from . import background
 from .errors import (
     DatabaseError,
     DataError,
@@ -52,7 +55,17 @@ from .errors import (
 from .transport import HTTPTransport
 from .wire import protocol
 from .wire.codec import decode_rows, from_wire, to_wire
-from .wire.messages import Begin, Close, Commit, Execute, ExecuteMany, Fetch, Rollback, Step
+from .wire.messages import (
+    Begin,
+    Close,
+    Commit,
+    Execute,
+    ExecuteMany,
+    Fetch,
+    PipelineReply,
+    Rollback,
+    Step,
+)
 
 __all__ = [
     "BINARY",
@@ -222,6 +235,15 @@ class Connection:
         self._queued_rows = 0
         self._check_group = 0
         self._aborted: BaseException | None = None
+        #: The server said the open transaction has only read, locking nothing.
+        self._read_only = False
+        #: End such transactions without waiting (:mod:`session_proxy.background`).
+        self.end_reads_in_background = True
+        #: Set once the previous transaction's background end was answered.
+        self._ending: Any = None
+        #: The ORM session whose transaction uses this connection (a weak
+        #: reference; set by :mod:`session_proxy.session_events`), or None.
+        self.orm_session: Any = None
 
     # -- PEP 249 -----------------------------------------------------------
 
@@ -241,9 +263,15 @@ class Connection:
         self._finish(protocol.ROLLBACK)
 
     def close(self) -> None:
-        """Roll back any open transaction and close; idempotent."""
+        """Roll back any open transaction and close; idempotent.
+
+        Waits for the answer to this connection's last background end
+        (:mod:`session_proxy.background`), so an engine's ``dispose()``
+        leaves no transaction of its own open on the server.
+        """
         if self.closed:
             return
+        self._wait_for_ending()
         try:
             self._finish(protocol.ROLLBACK)
         except Error:
@@ -307,6 +335,7 @@ class Connection:
         return len(self._queue)
 
     def _end_transaction(self) -> None:
+        self._read_only = False
         self._txn = None
         self._base_url = None
         self._drop_queue()
@@ -321,6 +350,7 @@ class Connection:
         self._queued_rows = 0
 
     def _finish(self, op: str) -> None:
+        self.orm_session = None
         if op == protocol.ROLLBACK:
             # Queued statements are rolled back unsent.
             self._drop_queue()
@@ -329,6 +359,8 @@ class Connection:
             self._check_not_aborted()
         if self._txn is None and not self._queue:
             self._generation += 1
+            return
+        if self._end_in_background(op):
             return
         try:
             self.request([Commit() if op == protocol.COMMIT else Rollback()])
@@ -342,6 +374,32 @@ class Connection:
                 self._end_transaction()
             raise
         self._end_transaction()
+
+    def _end_in_background(self, op: str) -> bool:
+        """End a transaction that only read without waiting; whether it did.
+
+        Only when the server said it read and locked nothing and nothing
+        but cursor closes waits in the queue: its COMMIT or ROLLBACK cannot
+        fail in a way that matters here (:mod:`session_proxy.background`).
+        """
+        if (
+            not self._read_only
+            or not self.end_reads_in_background
+            or self._txn is None
+            or any(queued.cursor is not None for queued in self._queue)
+        ):
+            return False
+        steps = [queued.step for queued in self._queue]
+        steps.append(Commit() if op == protocol.COMMIT else Rollback())
+        self._ending = background.SENDER.submit(self.transport, self._txn, self._base_url, steps)
+        self._end_transaction()
+        return True
+
+    def _wait_for_ending(self) -> None:
+        """Before opening a lease: let this connection's previous one end first."""
+        ending, self._ending = self._ending, None
+        if ending is not None and not ending.is_set():
+            ending.wait(getattr(self.transport, "timeout", None))
 
     def queue(self, queued: Queued) -> None:
         """Queue a step to ride in front of the next request.
@@ -402,6 +460,7 @@ class Connection:
                 # Only cursor closes of an ended transaction: nothing to send.
                 self._drop_queue()
                 return []
+            self._wait_for_ending()
             prefix.append(Begin(dict(self.options)))
         queued, self._queue = self._queue, []
         self._queued_rows = 0
@@ -415,17 +474,20 @@ class Connection:
         except Error as exc:
             # A database error leaves the lease open (the server says which);
             # a rejected request leaves things as they were.
+            self._read_only = False
             txn = exc.txn
             if txn is not None:
                 self._txn = txn
             self._failed_request(exc, queued, start)
             raise
-        self._txn = body.get("txn")
+        reply = PipelineReply.from_json(body)
+        self._txn = reply.txn
         if self._txn is None:
             self._base_url = None
-        elif isinstance(body.get("base_url"), str):
-            self._base_url = body["base_url"]
-        results = body.get("results")
+        elif reply.base_url is not None:
+            self._base_url = reply.base_url
+        self._read_only = bool(reply.read_only) and self._txn is not None
+        results = reply.results
         if not isinstance(results, list) or len(results) != len(prefix) + len(steps):
             raise InterfaceError(
                 f"server answered {len(results or [])} results for "

@@ -4,7 +4,8 @@ The proxy dialects ask :func:`defer_if_possible` before every statement.
 A statement is *queued* on the DBAPI shim (see :mod:`session_proxy.dbapi`)
 instead of sent when nothing needs its result before the next round trip:
 
-- inside a :class:`~session_proxy.session.ProxySession` flush, the unit of
+- inside the flush of any ORM session on a proxy engine (the shim
+  connection knows its session: :mod:`session_proxy.session_events`), the unit of
   work's own INSERTs that need no generated key back (no RETURNING, no
   ``lastrowid``), its UPDATEs, and its unversioned DELETEs.  SQLAlchemy reads
   their rowcount at once to detect stale rows, so the cursor reports the
@@ -23,13 +24,12 @@ result, or with the commit.  When it fails there, the error raised is the
 one SQLAlchemy would have raised for that statement, carrying its SQL and
 parameters, and raised from the shim error it replaces
 (:func:`is_deferred_failure`) so the session can
-treat it as a failed flush (:mod:`session_proxy.session`).
+treat it as a failed flush (:mod:`session_proxy.session_events`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -37,13 +37,9 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
 
+from . import _sqlalchemy_private as private
 from . import dbapi as shim
 from .errors import RowcountMismatch
-
-#: The session whose flush is running in this context, if any.
-FLUSHING: contextvars.ContextVar[Any] = contextvars.ContextVar(
-    "session_proxy_flushing", default=None
-)
 
 #: Execution option that queues one Core DML statement (or, set to False,
 #: keeps it from being queued on a ``proxy_pipeline_dml`` engine).
@@ -64,7 +60,7 @@ def defer_if_possible(
     if context.isinsert and compiled.postfetch_lastrowid and not many:
         return False
     options = context.execution_options
-    if FLUSHING.get() is not None and "compiled_cache" in options:
+    if "compiled_cache" in options and _flushing(cursor.connection):
         return _defer_flush_statement(dialect, cursor, statement, parameters, context, many)
     wanted = options.get(PIPELINE_OPTION, getattr(dialect, "proxy_pipeline_dml", False))
     if not wanted:
@@ -73,6 +69,13 @@ def defer_if_possible(
                  on_failure=_wrapper(dialect, statement, parameters, many))
     context._proxy_lazy_rowcount = True
     return True
+
+
+def _flushing(connection: shim.Connection) -> bool:
+    """Whether the session whose transaction uses ``connection`` is flushing."""
+    ref = connection.orm_session
+    session = ref() if ref is not None else None
+    return session is not None and private.is_flushing(session)
 
 
 def _defer_flush_statement(

@@ -7,8 +7,25 @@ Tests and benchmarks assert on these counts, never on time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
+from collections.abc import Iterator
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def background_requests() -> Iterator[None]:
+    """Count this thread's round trips as ``background_round_trips`` while inside.
+
+    For requests nobody waits for (:mod:`session_proxy.background`).
+    """
+    _local.background = True
+    try:
+        yield
+    finally:
+        _local.background = False
 
 
 @dataclasses.dataclass
@@ -26,6 +43,10 @@ class StatsSnapshot:
     retries: int = 0
     #: Responses the server answered from the record of an earlier attempt.
     replays: int = 0
+    #: Requests nobody waited for (the COMMIT of a read-only transaction).
+    background_round_trips: int = 0
+    #: Of those, the ones that failed (logged; nothing was written).
+    background_failures: int = 0
 
     def __sub__(self, other: StatsSnapshot) -> StatsSnapshot:
         return StatsSnapshot(
@@ -53,10 +74,13 @@ class ProxyStats:
         server_seconds: float = 0.0,
         transaction_seconds: float = 0.0,
     ) -> None:
-        """Count one HTTP round trip."""
+        """Count one HTTP round trip (a background one inside :func:`background_requests`)."""
         with self._lock:
             totals = self._totals
-            totals.round_trips += 1
+            if getattr(_local, "background", False):
+                totals.background_round_trips += 1
+            else:
+                totals.round_trips += 1
             totals.request_bytes += request_bytes
             totals.response_bytes += response_bytes
             totals.statements += statements

@@ -4,8 +4,9 @@ A :class:`ModeRunner` switches the process-wide operation mode for the
 duration of a ``with`` block and exposes the counters of that mode:
 
 - ``direct``: operations run here on a session of a real engine;
-- ``proxy``: operations run here on a :class:`~session_proxy.ProxySession`
-  whose statements go to the server;
+- ``proxy``: operations run here on a plain ``Session`` of a proxy engine
+  (flushes, Core DML and explicit flushes pipelined), whose statements go
+  to the server;
 - ``logical``: each call goes to the server as one logical operation.
 """
 
@@ -57,18 +58,15 @@ class ModeRunner:
             # behaviour is the same (tests/bench/test_workload_modes.py).
             self.engine = session_proxy.create_engine(
                 server_url, token=token, pool_size=pool_size, max_overflow=0,
-                proxy_pipeline_dml=True,
+                proxy_pipeline_dml=True, proxy_defer_flush_errors=True,
             )
         else:
             self.client = RemoteClient(server_url, token=token)
 
+        # A plain Session in both modes: the proxy engine pipelines every
+        # session's flushes (session_proxy.session_events).
         self.session_factory = (
-            sessionmaker(class_=session_proxy.ProxySession, bind=self.engine,
-                         defer_flush_errors=True)
-            if mode == "proxy"
-            else sessionmaker(bind=self.engine)
-            if self.engine is not None
-            else None
+            sessionmaker(bind=self.engine) if self.engine is not None else None
         )
 
     @contextlib.contextmanager

@@ -129,6 +129,15 @@ class Backend(Protocol):
         """
         ...
 
+    def reader_commit_is_safe(self, isolation_level: str | None) -> bool:
+        """Whether a transaction that only read can be committed with nobody waiting.
+
+        False where the COMMIT of a reader may fail in a way its client must
+        hear of (a serialization failure under ``SERIALIZABLE`` means what
+        it read was not consistent).
+        """
+        ...
+
     # -- between leases -----------------------------------------------------------
 
     def reset_session(
@@ -283,6 +292,9 @@ class BackendDefaults:
 
     def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
         raise NotImplementedError(f"the {self.name} backend records and commits apart")
+
+    def reader_commit_is_safe(self, isolation_level: str | None) -> bool:
+        return isolation_level is not None and isolation_level.upper() != "SERIALIZABLE"
 
     def reset_session(
         self, dbapi_connection: Any, statement_timeout: float, info: Mapping[str, Any]

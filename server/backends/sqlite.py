@@ -19,6 +19,8 @@ Quirks it owns:
   journal mode (``PRAGMA journal_mode = WAL``, however spelled), which
   would silently end that atomicity: put a database in WAL mode before the
   server starts;
+- a reader's COMMIT only releases a SHARED lock: it is sent without waiting
+  at any isolation level (:meth:`SQLiteBackend.reader_commit_is_safe`);
 - the session state a client can change (temporary objects, attached
   databases, the pragmas of :data:`session_proxy_server.sql.session_guard.RESET_PRAGMAS`) is
   read when a connection opens and put back between leases.
@@ -183,6 +185,10 @@ class SQLiteBackend(BackendDefaults):
         if path is not None:
             _attach_outcome_file(side, path)
         return side
+
+    def reader_commit_is_safe(self, isolation_level: str | None) -> bool:
+        """Always: a reader's COMMIT only releases its SHARED lock, and cannot fail."""
+        return True
 
     def attach_databases(self, engine: Engine, schemas: Mapping[str, str]) -> None:
         """Attach ``schemas`` (name -> file) on every connection the pool opens."""

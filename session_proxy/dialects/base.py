@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from .. import dbapi as shim
-from .. import pipeline
+from .. import pipeline, session_events
 from ..config import DEFAULT_PORT as DEFAULT_PORT
 from ..config import DEFAULT_TIMEOUT, ClientConfig
 from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable
@@ -35,6 +35,7 @@ PROXY_ARGUMENTS = (
     "proxy_timeout",
     "proxy_verify",
     "proxy_pipeline_dml",
+    "proxy_defer_flush_errors",
     "proxy_retry",
 )
 
@@ -65,6 +66,7 @@ class ProxyDialectMixin:
         proxy_pipeline_dml: bool = False,
         proxy_retry: RetryPolicy | None = None,
         proxy_config: ClientConfig | None = None,
+        proxy_defer_flush_errors: bool = False,
         **kwargs: Any,
     ) -> None:
         # The explicit names let create_engine() route these keywords here.
@@ -73,7 +75,7 @@ class ProxyDialectMixin:
         super().__init__(**kwargs)  # type: ignore[call-arg]
         self._set_proxy_arguments(
             proxy_token, proxy_timeout, proxy_verify, proxy_pipeline_dml, proxy_retry,
-            proxy_config,
+            proxy_config, proxy_defer_flush_errors,
         )
 
     @staticmethod
@@ -88,6 +90,7 @@ class ProxyDialectMixin:
         proxy_pipeline_dml: bool = False,
         proxy_retry: RetryPolicy | None = None,
         proxy_config: ClientConfig | None = None,
+        proxy_defer_flush_errors: bool = False,
     ) -> None:
         """The proxy's own ``create_engine`` arguments.
 
@@ -103,6 +106,9 @@ class ProxyDialectMixin:
         :param proxy_pipeline_dml: queue Core INSERT/UPDATE/DELETE statements
             without RETURNING to ride with the next request (see
             :mod:`session_proxy.pipeline`).
+        :param proxy_defer_flush_errors: let an explicit ``Session.flush()``
+            leave its writes queued too, for every session on this engine
+            (their errors then come from the next statement or the commit).
 
         The engine URL's options (``timeout``, ``retries``, ``ca``) win over
         all of these; :meth:`create_connect_args` settles them into
@@ -121,6 +127,7 @@ class ProxyDialectMixin:
         }
         self.proxy_config: ClientConfig | None = None
         self.proxy_pipeline_dml = bool(proxy_pipeline_dml)
+        self.proxy_defer_flush_errors = bool(proxy_defer_flush_errors)
 
     def _proxy_setting(self, name: str) -> Any:
         """A setting as it stands: settled by the URL once connected, else as given."""
@@ -137,6 +144,16 @@ class ProxyDialectMixin:
     proxy_timeout = property(lambda self: self._proxy_setting("timeout"), doc="Response timeout.")
     proxy_verify = property(lambda self: self._proxy_setting("verify"), doc="TLS verification.")
     proxy_retry = property(lambda self: self._proxy_setting("retry"), doc="The retry policy.")
+
+    @classmethod
+    def engine_created(cls, engine: Any) -> None:
+        """Pipelined flushes for every ORM session on ``engine``.
+
+        See :mod:`session_proxy.session_events`.
+        """
+        super().engine_created(engine)  # type: ignore[misc]
+        session_events.install()
+        session_events.watch_engine(engine)
 
     @classmethod
     def import_dbapi(cls) -> Any:

@@ -2,7 +2,8 @@
 
 One class per step of a ``/v1/pipeline`` request (:class:`Begin`,
 :class:`Execute`, :class:`ExecuteMany`, :class:`Fetch`, :class:`Close`,
-:class:`Commit`, :class:`Rollback`), the :class:`StepResult` of one step, the
+:class:`Commit`, :class:`Rollback`), the :class:`PipelineReply` that answers
+the request, the :class:`StepResult` of one step, the
 :class:`ErrorBody` of an error answer (defined in :mod:`.protocol`) and the :class:`Handshake` of
 ``GET /v1/health``.  Each has one encoder (``to_json``: the JSON object sent,
 key for key what travels on the wire) and one decoder (``from_json``).  Step
@@ -37,6 +38,7 @@ __all__ = [
     "Expectation",
     "Fetch",
     "Handshake",
+    "PipelineReply",
     "Rollback",
     "Step",
     "StepResult",
@@ -221,6 +223,47 @@ class StepResult:
     def from_json(cls, body: Mapping[str, Any]) -> StepResult:
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in body.items() if key in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineReply:
+    """What a successful ``/v1/pipeline`` request answers.
+
+    ``read_only`` is sent, true, when the transaction stays open and has so
+    far run only statements that provably read and took no row locks
+    (``session_proxy_server.sql.writes``), at an isolation level whose
+    COMMIT of a reader cannot fail in a way that matters (not PostgreSQL's or
+    MySQL's ``SERIALIZABLE``).  The client then commits such a transaction
+    without waiting for the answer (:mod:`session_proxy.background`).
+    """
+
+    txn: str | None
+    results: list
+    #: The instance holding the lease, on the reply that opened it.
+    instance: str | None = None
+    #: That instance's own address, when the server was given one.
+    base_url: str | None = None
+    read_only: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return omit_none(
+            {"txn": self.txn, "results": self.results},
+            instance=self.instance,
+            base_url=self.base_url,
+            read_only=self.read_only,
+        )
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> PipelineReply:
+        txn, base_url = body.get("txn"), body.get("base_url")
+        instance = body.get("instance")
+        return cls(
+            txn if isinstance(txn, str) else None,
+            body.get("results"),  # type: ignore[arg-type]  # checked by the client
+            instance if isinstance(instance, str) else None,
+            base_url if isinstance(base_url, str) else None,
+            body.get("read_only") is True,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 Every mode must return equal values and leave byte-for-byte equal table
 contents (full dumps compared), on every backend.  Round trips per operation
-are asserted for a few operations; a workload operation's result comes back
-through the logical API detached, with its lazy relationship left unloaded.
+are asserted for every operation: the read-only ones (``get_dag_run``,
+``get_variable``, ``xcom_pull``, ...) cost one, as through the logical API.
+A workload operation's result comes back through the logical API detached,
+with its lazy relationship left unloaded.
 """
 
 from __future__ import annotations
@@ -80,7 +82,18 @@ def test_all_modes_agree(
     # One round trip per statement whose result the code needs before it
     # can go on (SELECTs, key-generating INSERTs, an UPDATE whose rowcount
     # it returns), plus one final request carrying every other write and
-    # the COMMIT.
+    # the COMMIT.  An operation that only read commits without waiting
+    # (session_proxy.background): its SELECT is its only round trip, as
+    # through the logical API.
+    reads_only = {
+        "get_dag_run", "get_dag_run missing", "get_variable", "get_variable new",
+        "get_connection", "xcom_pull", "xcom_pull seeded", "find_zombies",
+    }
+    if db_url.startswith("sqlite"):
+        # They read with FOR UPDATE and then write nothing: a lock, and a
+        # COMMIT that waits, except on SQLite, which has no row locks (the
+        # dialect leaves FOR UPDATE out).
+        reads_only |= {"start_task running", "start_task waiting", "mini_scheduler after clear"}
     needed = {
         "get_dag_run": 1, "get_dag_run missing": 1, "get_variable": 1,
         "set_variable existing": 1,
@@ -98,7 +111,11 @@ def test_all_modes_agree(
         "clear_task_instances": 2,  # UPDATE whose rowcount it returns, log INSERT
         "mini_scheduler after clear": 4,
     }
-    assert proxy_trips == {label: n + 1 for label, n in needed.items()}
+    assert proxy_trips == {
+        label: n + (label not in reads_only) for label, n in needed.items()
+    }
+    assert {label: proxy_trips[label] for label in ("get_dag_run", "get_variable", "xcom_pull")} \
+        == {"get_dag_run": 1, "get_variable": 1, "xcom_pull": 1}
     assert outcomes["direct"][1] == [0] * len(SCRIPT)
 
 

@@ -225,8 +225,9 @@ def test_large_select_and_yield_per(
     if before is not None:
         spent = session_proxy.stats(engine).snapshot() - before
         # Pages of 5,000 rows: one request for the statement and the first
-        # page, then one fetch per further page, then the rollback.
-        assert spent.round_trips == expected_rows // 5000 + 1
+        # page, then one fetch per further page; the rollback of a
+        # transaction that only read goes without waiting.
+        assert spent.round_trips == expected_rows // 5000
 
     with Session() as session:
         seen = count = 0

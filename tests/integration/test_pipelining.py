@@ -367,9 +367,11 @@ def test_failed_queued_statement_refuses_commit_on_a_plain_connection(
     session.add(Row(id=1, name="dup"))
     session.flush()  # queued: errors may wait
     connection = session.connection()
-    with pytest.raises(sa_exc.IntegrityError):
-        connection.exec_driver_sql("SELECT 1")
     dbapi_connection = connection.connection.dbapi_connection
+    # Straight on the DBAPI connection, under SQLAlchemy's error handling
+    # (which would fail the session like a flush and roll back).
+    with pytest.raises(session_proxy.dbapi.IntegrityError):
+        dbapi_connection.cursor().execute("SELECT 1")
     with pytest.raises(PipelineAborted, match="must be rolled back"):
         dbapi_connection.commit()
     session.rollback()
