@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 import session_proxy
 from session_proxy import background
+from session_proxy_server.testing import ServerProcess
 
 from .relay import Relay
-from .server_process import ServerProcess
 
 _IDLE_IN_TRANSACTION = sa.text(
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
