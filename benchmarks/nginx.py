@@ -21,6 +21,8 @@ from pathlib import Path
 
 from session_proxy_server.testing import free_port
 
+from .processes import stop
+
 CONFIG = """\
 worker_processes 1;
 pid {directory}/nginx.pid;
@@ -104,13 +106,7 @@ class NginxBalancer:
 
     def stop(self) -> None:
         """Stop nginx and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         if self.process.stderr is not None:
             self.process.stderr.close()
 

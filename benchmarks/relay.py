@@ -218,6 +218,20 @@ class Relay:
         with self._faults_lock:
             return len(self._connections)
 
+    def settled_turns(self, quiet: float = 0.2) -> int:
+        """:attr:`turns` once it stopped moving for ``quiet`` seconds.
+
+        A server may still talk to its database after it answered (a session
+        reset after the response): those turns belong to what just ended.
+        """
+        last = self.turns
+        while True:
+            time.sleep(quiet)
+            now = self.turns
+            if now == last:
+                return now
+            last = now
+
     def turns_per_connection(self) -> list[int]:
         """Turns completed on each connection, in the order they were accepted."""
         with self._faults_lock:

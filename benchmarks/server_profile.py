@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import pstats
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 from session_proxy.wire import protocol
 
 from .gunicorn_process import GunicornProcess
+from .processes import cpu_seconds
 
 #: gunicorn configuration that profiles every thread of the worker.
 _PROFILE_HOOKS = '''
@@ -82,12 +82,6 @@ class _Server(GunicornProcess):
         if len(children) != 1:
             raise RuntimeError(f"expected one gunicorn worker, found {children}")
         return int(children[0])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Client:

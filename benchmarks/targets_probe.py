@@ -27,7 +27,6 @@ The one-row SELECT in an open transaction, proxy against direct, is a floor
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,25 +76,14 @@ def client_cpu(db_url: str, server: ServerProcess, statements: int = CLIENT_STAT
             "proxy_p50_s": statistics.median(samples["proxy"])}
 
 
-def _settled(relay: Relay) -> int:
-    """The relay's turn count once it stopped moving for 0.2 s (post-commit chores count)."""
-    last = relay.turns
-    while True:
-        time.sleep(0.2)
-        now = relay.turns
-        if now == last:
-            return now
-        last = now
-
-
 def _turns(engine: sa.Engine, relay: Relay, transactions: int) -> list[int]:
     read_transaction(engine)  # warm-up: connections made, pools filled
     read_transaction(engine)
     counts = []
     for _ in range(transactions):
-        before = _settled(relay)
+        before = relay.settled_turns()
         read_transaction(engine)
-        counts.append(_settled(relay) - before)
+        counts.append(relay.settled_turns() - before)
     return counts
 
 

@@ -371,10 +371,7 @@ class Executor:
             conn.commit()  # nothing to send when it committed already
         except self.dbapi_error as exc:
             self._end_failed(lease)
-            raise StepFailed(
-                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
-                self._database_error(exc, index, None),
-            ) from exc
+            raise self._database_failure(exc, index) from exc
         self.registry.end(lease)
         if unrecorded:
             # After the commit: SQLite would wait on this very transaction.
@@ -436,10 +433,7 @@ class Executor:
             self._end_failed(lease)
             if with_commit and not self._names_outcome_table(exc):
                 # The commit failed (a deferred constraint), not the record.
-                raise StepFailed(
-                    protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
-                    self._database_error(exc, index, None),
-                ) from exc
+                raise self._database_failure(exc, index) from exc
             if opening:
                 # The key is recorded: an earlier attempt of this very
                 # request (begin to commit) committed while this one ran.
@@ -455,10 +449,7 @@ class Executor:
                         step=index,
                     ),
                 ) from exc
-            raise StepFailed(
-                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
-                self._database_error(exc, index, None),
-            ) from exc
+            raise self._database_failure(exc, index) from exc
         except self.dbapi_error as exc:
             # The table is gone (dropped by hand), say: make it again for
             # next time.  Where a failed statement aborts the transaction
@@ -471,10 +462,7 @@ class Executor:
             if self.backend.aborts_on_error:
                 self._end_failed(lease)
                 self.idempotency.ensure_table()
-                raise StepFailed(
-                    protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
-                    self._database_error(exc, index, None),
-                ) from exc
+                raise self._database_failure(exc, index) from exc
             return False
         return True
 
@@ -493,10 +481,14 @@ class Executor:
             self._one_trip(lease)(lease.dbapi_connection, None, None)
         except self.dbapi_error as exc:
             self._end_failed(lease)
-            raise StepFailed(
-                protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
-                self._database_error(exc, index, None),
-            ) from exc
+            raise self._database_failure(exc, index) from exc
+
+    def _database_failure(self, exc: BaseException, index: int) -> StepFailed:
+        """The step failure of a database error at step ``index`` (no results to keep)."""
+        return StepFailed(
+            protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
+            self._database_error(exc, index, None),
+        )
 
     def _names_outcome_table(self, exc: BaseException) -> bool:
         """Whether a driver error may be about the outcome table (psycopg's diagnostics).

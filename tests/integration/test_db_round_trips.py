@@ -68,31 +68,16 @@ def _insert(conn: sa.Connection, n: int) -> None:
     conn.execute(sa.text(f"INSERT INTO {TABLE} (id, v) VALUES (:id, 'x')"), {"id": n})
 
 
-def settled(relay: Relay) -> int:
-    """The relay's turn count once it stopped moving for 0.2 s.
-
-    The server may reset a connection's session after it answered the
-    commit; its turns belong to the transaction that just ended.
-    """
-    last = relay.turns
-    while True:
-        time.sleep(0.2)
-        now = relay.turns
-        if now == last:
-            return now
-        last = now
-
-
 def turns_per_transaction(
     engine: sa.Engine, relay: Relay, body: Callable[[sa.Connection, int], None]
 ) -> list[int]:
     """Turns of three transactions running ``body``, after two warm-up ones."""
     counts = []
     for n in range(5):
-        before = settled(relay)
+        before = relay.settled_turns()
         with engine.begin() as conn:
             body(conn, n)
-        counts.append(settled(relay) - before)
+        counts.append(relay.settled_turns() - before)
     return counts[2:]
 
 
