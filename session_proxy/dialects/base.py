@@ -39,6 +39,12 @@ PROXY_ARGUMENTS = (
 )
 
 
+def _end_connect_phase(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    end = getattr(dbapi_connection, "end_connect_phase", None)
+    if end is not None:
+        end()
+
+
 class ProxyDialectMixin:
     """Mixed in front of a real driver dialect class."""
 
@@ -154,6 +160,19 @@ class ProxyDialectMixin:
                 except ImportError:
                     pass
                 return
+
+    @classmethod
+    def engine_created(cls, engine: Any) -> None:
+        """End each shim connection's connect phase at its pool checkout.
+
+        ``connect`` event handlers have run by then; the session statements
+        they ran (``SET ...``, ``PRAGMA ...``) are what the connection
+        re-applies at the start of every lease (:mod:`session_proxy.session_statements`).
+        """
+        super().engine_created(engine)  # type: ignore[misc]
+        from sqlalchemy import event
+
+        event.listen(engine, "checkout", _end_connect_phase)
 
     @classmethod
     def get_pool_class(cls, url: URL) -> Any:
