@@ -244,12 +244,17 @@ def test_pg_connect_settings_hold_and_do_not_leak(pg_server: ServerProcess) -> N
     try:
         _pg_settings(hooked), _pg_settings(plain)  # connected and initialized
         before = {engine: _round_trips(engine) for engine in (hooked, plain)}
+        one_query_resets = pg_server.metric("session_proxy_session_resets_with_commit_total")
         for _ in range(3):
             assert _pg_settings(hooked) == ("fidelity_schema, public", "fidelity-app")
             default = _pg_settings(plain)
             assert default[0] != "fidelity_schema, public" and default[1] != "fidelity-app"
         spent = {engine: _round_trips(engine) - before[engine] for engine in (hooked, plain)}
         assert spent[hooked] == spent[plain] == 9  # two SHOWs and a COMMIT each
+        # Every commit reset the session in its own query (COMMIT; RESET ALL; ...):
+        # the prologue did not make the lease look written, and what it set was reset.
+        resets = pg_server.metric("session_proxy_session_resets_with_commit_total")
+        assert resets - one_query_resets == 6
     finally:
         hooked.dispose()
         plain.dispose()
