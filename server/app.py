@@ -35,11 +35,12 @@ from session_proxy.wire.errors import ProtocolError
 from session_proxy.wire.messages import Handshake
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
-from . import after_response, backends, requests_validation
+from . import after_response, backends, expanded_steps, requests_validation
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
 from .executor import Executor
+from .expanded_steps import checked
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, access_log, log_request
 from .operations import OperationFailed, OperationHost
@@ -278,11 +279,14 @@ class ProxyServer:
             self.connection_options.check(steps)
             # Cheapest first: who may run anything, then the text guard
             # (every backend, with or without a policy), then the policy.
-            self.gate.check_caller(claims, steps)
+            # Prologue and script statements are checked like execute steps.
             dialect = self.backend.lexer_dialect
-            statement_guard.check_steps(steps, dialect, self.engine.dialect.driver)
-            session_guard.check_steps(steps, dialect)
-            self.gate.check_statements(claims, steps, dialect)
+            view, origin = expanded_steps.guard_view(steps, dialect)
+            checked(view, origin, lambda v: self.gate.check_caller(claims, v))
+            checked(view, origin, statement_guard.check_steps, dialect,
+                    self.engine.dialect.driver)
+            checked(view, origin, session_guard.check_steps, dialect)
+            checked(view, origin, lambda v: self.gate.check_statements(claims, v, dialect))
             requests_validation.decode_step_params(steps, from_wire)
             statement_guard.check_params(steps)
             if self.draining and txn is None:

@@ -30,6 +30,7 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
+from .sql.scripts import split_script
 from .sql.session_state import may_take_session_lock
 from .sql.writes import may_write
 from .watchdog import STATEMENT, TRANSACTION, Watch, Watchdog
@@ -69,6 +70,14 @@ class StepFailed(Exception):
         super().__init__(body["error"]["message"])
         self.status = status
         self.body = body
+
+
+def _name_statement(error: dict[str, Any], prefix: str) -> None:
+    """Put ``prefix`` in front of an error's message and first argument."""
+    error["message"] = prefix + error["message"]
+    args = error.get("args")
+    if isinstance(args, list) and args and isinstance(args[0], str):
+        args[0] = prefix + args[0]
 
 
 class _RowcountCheck:
@@ -213,7 +222,8 @@ class Executor:
             txn = self.registry.opened_by(owner, key)
         if txn is None:
             if not any(
-                step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY) for step in steps
+                step["op"] in (protocol.EXECUTE, protocol.EXECUTE_MANY, protocol.EXECUTE_SCRIPT)
+                for step in steps
             ):
                 # Nothing to run: committing or closing what was never begun.
                 return Reply(200, dumps({"txn": None, "results": [{} for _ in steps]}))
@@ -541,7 +551,37 @@ class Executor:
             self._close_cursors(lease)
             self._end_failed(lease)
             return {}
-        return {}  # begin: applied when the lease was opened
+        if op == protocol.EXECUTE_SCRIPT:
+            statements = step.get("statements") or split_script(step["sql"])
+            return self._run_statements(lease, index, statements, "")
+        # begin: options applied when the lease was opened; then the prologue,
+        # session settings only (the session guard saw to it): no write.
+        wrote = lease.wrote
+        result = self._run_statements(lease, index, step.get("session", ()), "session")
+        lease.wrote = wrote
+        return result
+
+    def _run_statements(
+        self, lease: Lease, index: int, statements: Any, what: str
+    ) -> dict:
+        """Run ``statements`` (a script's, or a begin's ``session`` prologue) as step
+        ``index``; their rows are dropped.  A failure names the statement."""
+        for position, sql in enumerate(statements):
+            statement = {"op": protocol.EXECUTE, "sql": sql, "params": None}
+            try:
+                result = self._watched(index, lease, self._execute, lease, statement)
+            except StepFailed as failed:
+                if what:
+                    _name_statement(
+                        failed.body["error"],
+                        f"{what} statement {position} ({sql[:80]!r}), run at the start "
+                        "of the transaction: ",
+                    )
+                raise
+            cursor = lease.cursors.pop(result.get("cursor") or "", None)
+            if cursor is not None:
+                cursor.close()
+        return {"rowcount": -1} if not what else {}
 
     def _connect_for_kill(self) -> Any:
         dialect = self.registry.engine.dialect

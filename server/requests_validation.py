@@ -21,10 +21,13 @@ from session_proxy.wire.protocol import (
     CONNECTION_OPTIONS,
     EXECUTE,
     EXECUTE_MANY,
+    EXECUTE_SCRIPT,
     FETCH,
     IDEMPOTENCY_KEY,
     IDEMPOTENCY_KEY_HEADER,
     ISOLATION_LEVELS,
+    MAX_SESSION_BYTES,
+    MAX_SESSION_STATEMENTS,
     PIPELINE_FIELDS,
     PROTOCOL_VERSION,
     ROLLBACK,
@@ -122,6 +125,35 @@ def _check_options(step: dict, index: int) -> None:
             )
 
 
+def _check_session(step: dict, index: int) -> None:
+    """The ``session`` prologue of a begin: a bounded list of non-empty strings."""
+    if "session" not in step:
+        return
+    session = step["session"]
+    _require(
+        isinstance(session, list),
+        f"step {index} (begin): 'session' must be a list of statements, "
+        f"got {type(session).__name__}",
+    )
+    _require(
+        len(session) <= MAX_SESSION_STATEMENTS,
+        f"step {index} (begin): 'session' has {len(session)} statements, over the "
+        f"limit of {MAX_SESSION_STATEMENTS}",
+    )
+    size = 0
+    for position, sql in enumerate(session):
+        _require(
+            isinstance(sql, str) and sql.strip() != "",
+            f"step {index} (begin): 'session'[{position}] must be a non-empty string",
+        )
+        size += len(sql.encode("utf-8", "surrogatepass"))
+    _require(
+        size <= MAX_SESSION_BYTES,
+        f"step {index} (begin): 'session' statements add up to {size} bytes, over the "
+        f"limit of {MAX_SESSION_BYTES}",
+    )
+
+
 def _short(value: Any) -> str:
     """``repr(value)``, cut short so an error message stays readable."""
     text = repr(value)
@@ -192,10 +224,12 @@ def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
                 "without a transaction id",
             )
             _check_options(step, index)
-        elif op == EXECUTE:
+            _check_session(step, index)
+        elif op in (EXECUTE, EXECUTE_SCRIPT):
             _check_sql(step, index)
-            _check_params(step.get("params"), index, op, "params")
-            _check_expectation(step, index)
+            if op == EXECUTE:
+                _check_params(step.get("params"), index, op, "params")
+                _check_expectation(step, index)
         elif op == EXECUTE_MANY:
             _check_sql(step, index)
             _check_seq_of_params(step, index)

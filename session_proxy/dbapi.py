@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ from .errors import (
     TransactionLost,
     Warning,
 )
+from .session_statements import is_session_statement
 from .transport import HTTPTransport
 from .wire import protocol
 from .wire.codec import decode_rows, from_wire, to_wire
@@ -244,6 +246,9 @@ class Connection:
         #: The ORM session whose transaction uses this connection (a weak
         #: reference; set by :mod:`session_proxy.session_events`), or None.
         self.orm_session: Any = None
+        #: Session statements of the connect phase, re-run at each lease's start.
+        self.session_statements: list[str] = []
+        self._connecting = True
 
     # -- PEP 249 -----------------------------------------------------------
 
@@ -322,6 +327,30 @@ class Connection:
     def character_set_name(self) -> str | None:
         """The server connection's character set (MySQL dialect support)."""
         return self.handshake.charset
+
+    def end_connect_phase(self) -> None:
+        """Stop recording session statements (the pool calls this at checkout)."""
+        self._connecting = False
+
+    def _note_statement(self, operation: str, parameters: Any) -> None:
+        """Record a session statement the server just ran, while connecting."""
+        if (
+            self._connecting
+            and not parameters
+            and operation not in self.session_statements
+            and is_session_statement(operation)
+        ):
+            kept = [*self.session_statements, operation]
+            size = sum(len(sql.encode("utf-8", "surrogatepass")) for sql in kept)
+            if len(kept) > protocol.MAX_SESSION_STATEMENTS or size > protocol.MAX_SESSION_BYTES:
+                warnings.warn(
+                    f"session-proxy keeps at most {protocol.MAX_SESSION_STATEMENTS} connect-time "
+                    f"session statements ({protocol.MAX_SESSION_BYTES} bytes); {operation[:80]!r} "
+                    "lasts only its own transaction",
+                    stacklevel=3,
+                )
+                return
+            self.session_statements = kept
 
     # -- internals -----------------------------------------------------------
 
@@ -461,7 +490,7 @@ class Connection:
                 self._drop_queue()
                 return []
             self._wait_for_ending()
-            prefix.append(Begin(dict(self.options)))
+            prefix.append(Begin(dict(self.options), tuple(self.session_statements)))
         queued, self._queue = self._queue, []
         self._queued_rows = 0
         start = len(prefix)
@@ -545,6 +574,7 @@ class Cursor:
     def execute(self, operation: str, parameters: Any = None) -> Cursor:
         """Run one statement on the server."""
         self._run(_statement_step(operation, parameters, many=False))
+        self.connection._note_statement(operation, parameters)
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Any) -> int:

@@ -40,6 +40,12 @@ PROXY_ARGUMENTS = (
 )
 
 
+def _end_connect_phase(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    end = getattr(dbapi_connection, "end_connect_phase", None)
+    if end is not None:
+        end()
+
+
 class ProxyDialectMixin:
     """Mixed in front of a real driver dialect class."""
 
@@ -147,13 +153,20 @@ class ProxyDialectMixin:
 
     @classmethod
     def engine_created(cls, engine: Any) -> None:
-        """Pipelined flushes for every ORM session on ``engine``.
+        """Pipelined flushes for every ORM session on ``engine`` (see
+        :mod:`session_proxy.session_events`), and the end of each shim
+        connection's connect phase at its pool checkout.
 
-        See :mod:`session_proxy.session_events`.
+        ``connect`` event handlers have run by then; the session statements
+        they ran (``SET ...``, ``PRAGMA ...``) are what the connection
+        re-applies at the start of every lease (:mod:`session_proxy.session_statements`).
         """
         super().engine_created(engine)  # type: ignore[misc]
         session_events.install()
         session_events.watch_engine(engine)
+        from sqlalchemy import event
+
+        event.listen(engine, "checkout", _end_connect_phase)
 
     @classmethod
     def import_dbapi(cls) -> Any:

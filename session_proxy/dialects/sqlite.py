@@ -1,6 +1,9 @@
 """``sqlite+sessionproxy://host:port/``: the pysqlite dialect over the proxy.
 
-Its DBAPI connections also take ``create_function``, which sqlite3 connect
+Its DBAPI connections have sqlite3's ``execute``, ``executemany`` and
+``executescript`` shortcuts (connect hooks use them: SQLAlchemy's own SQLite
+test provisioning runs ``dbapi_connection.execute("PRAGMA foreign_keys=ON")``).
+They also take ``create_function``, which sqlite3 connect
 hooks call (Airflow registers ``uuid4``): a Python function cannot run in the
 server's SQLite, so the call is recorded and warned about once per name, and
 SQL that calls the function fails on the server with "no such function".
@@ -17,6 +20,7 @@ from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
 from .. import dbapi as shim
+from ..wire.messages import Commit, ExecuteScript
 from .base import ProxyDialectMixin
 
 # SQLiteDialect.__init__ reads ``dbapi.sqlite_version_info`` before any
@@ -32,13 +36,69 @@ class FunctionNotShipped(UserWarning):
     """A connect hook registered a Python SQL function the server cannot run."""
 
 
+class SQLiteShimCursor(shim.Cursor):
+    """The shim cursor plus sqlite3's ``executescript``."""
+
+    def executescript(self, sql_script: str) -> SQLiteShimCursor:
+        """Commit any open transaction, then run every statement of ``sql_script``.
+
+        As sqlite3 does: the script runs outside the caller's transaction and
+        what it did is committed (the script's own ``BEGIN``/``COMMIT``
+        statements act as written).  The server splits the script where
+        SQLite would and checks each statement like any other; script and
+        commit travel in one request.  If a statement fails, the statements
+        before it stay in the open transaction, for the caller to commit or
+        roll back.
+        """
+        if not isinstance(sql_script, str):
+            raise ValueError("script argument must be unicode")
+        connection = self.connection
+        connection.commit()
+        self._check_open()
+        self._release_server_cursor()
+        self._executions += 1
+        self._pending = False
+        result, _ = connection.request([ExecuteScript(sql_script), Commit()])
+        connection._end_transaction()
+        self._generation = connection._generation
+        self._load(result)
+        return self
+
+
 class SQLiteShimConnection(shim.Connection):
-    """The shim connection plus the sqlite3 calls connect hooks make."""
+    """The shim connection plus the sqlite3 calls connect hooks make.
+
+    ``execute``, ``executemany`` and ``executescript`` are sqlite3's
+    shortcuts: each opens a cursor, runs, and returns the cursor.
+    """
 
     def __init__(self, transport: Any) -> None:
         super().__init__(transport)
         #: Functions a hook asked for: name -> number of arguments.
         self.functions: dict[str, int] = {}
+
+    def cursor(self) -> SQLiteShimCursor:
+        """A new cursor on this connection."""
+        self._check_open()
+        return SQLiteShimCursor(self)
+
+    def execute(self, sql: str, parameters: Any = None) -> SQLiteShimCursor:
+        """sqlite3's ``Connection.execute``: a new cursor's ``execute``."""
+        cursor = self.cursor()
+        cursor.execute(sql, parameters or None)
+        return cursor
+
+    def executemany(self, sql: str, seq_of_parameters: Any) -> SQLiteShimCursor:
+        """sqlite3's ``Connection.executemany``: a new cursor's ``executemany``."""
+        cursor = self.cursor()
+        cursor.executemany(sql, list(seq_of_parameters))
+        return cursor
+
+    def executescript(self, sql_script: str) -> SQLiteShimCursor:
+        """sqlite3's ``Connection.executescript`` (see :meth:`SQLiteShimCursor.executescript`)."""
+        cursor = self.cursor()
+        cursor.executescript(sql_script)
+        return cursor
 
     def create_function(
         self, name: str, narg: int, func: Callable[..., Any] | None, *,

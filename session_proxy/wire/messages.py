@@ -1,8 +1,8 @@
 """The messages of the wire protocol as frozen dataclasses.
 
 One class per step of a ``/v1/pipeline`` request (:class:`Begin`,
-:class:`Execute`, :class:`ExecuteMany`, :class:`Fetch`, :class:`Close`,
-:class:`Commit`, :class:`Rollback`), the :class:`PipelineReply` that answers
+:class:`Execute`, :class:`ExecuteMany`, :class:`ExecuteScript`, :class:`Fetch`,
+:class:`Close`, :class:`Commit`, :class:`Rollback`), the :class:`PipelineReply` that answers
 the request, the :class:`StepResult` of one step, the
 :class:`ErrorBody` of an error answer (defined in :mod:`.protocol`) and the :class:`Handshake` of
 ``GET /v1/health``.  Each has one encoder (``to_json``: the JSON object sent,
@@ -35,6 +35,7 @@ __all__ = [
     "ErrorBody",
     "Execute",
     "ExecuteMany",
+    "ExecuteScript",
     "Expectation",
     "Fetch",
     "Handshake",
@@ -49,17 +50,25 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Begin:
-    """Opens the lease with connection ``options`` (first step only)."""
+    """Opens the lease with connection ``options`` (first step only).
+
+    ``session``: the client connection's connect-time statements, run first
+    on the leased connection (sent only when there are some).
+    """
 
     op: ClassVar[str] = protocol.BEGIN
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    session: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"op": self.op, "options": dict(self.options)}
+        body = {"op": self.op, "options": dict(self.options)}
+        if self.session:
+            body["session"] = list(self.session)
+        return body
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Begin:
-        return cls(dict(body.get("options", {})))
+        return cls(dict(body.get("options", {})), tuple(body.get("session", ())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +135,21 @@ class ExecuteMany:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExecuteScript:
+    """Runs the statements of ``sql`` one after another (sqlite3 ``executescript``)."""
+
+    op: ClassVar[str] = protocol.EXECUTE_SCRIPT
+    sql: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.op, "sql": self.sql}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ExecuteScript:
+        return cls(body["sql"])
+
+
+@dataclasses.dataclass(frozen=True)
 class Fetch:
     """Fetches up to ``n`` more rows of server-side ``cursor``."""
 
@@ -184,11 +208,12 @@ class Rollback:
         return cls()
 
 
-Step = Begin | Execute | ExecuteMany | Fetch | Close | Commit | Rollback
+Step = Begin | Execute | ExecuteMany | ExecuteScript | Fetch | Close | Commit | Rollback
 
 #: The class of each step op.
 STEP_TYPES: dict[str, type[Step]] = {
-    cls.op: cls for cls in (Begin, Execute, ExecuteMany, Fetch, Close, Commit, Rollback)
+    cls.op: cls
+    for cls in (Begin, Execute, ExecuteMany, ExecuteScript, Fetch, Close, Commit, Rollback)
 }
 #: The fields each step op may carry; any other key is refused.
 STEP_FIELDS: dict[str, frozenset[str]] = {

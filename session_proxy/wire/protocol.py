@@ -25,6 +25,18 @@ arguments) are encoded with :mod:`session_proxy.wire.codec`.
       (``isolation_level``: one of :data:`ISOLATION_LEVELS` the backend has;
       ``read_only``, ``deferrable``: booleans, PostgreSQL only) for the lease;
       allowed only as the first step of a request that opens the lease.
+      ``"session": [S, ...]`` (optional) lists session-level statements
+      (``SET ...``, ``PRAGMA ...``) the client connection ran in its
+      ``connect`` event: the server runs them first on the leased connection,
+      each through the same guards as an ``execute`` step, so they hold in
+      every transaction although connections are pooled per transaction (the
+      reset between leases undoes them).  At most
+      :data:`MAX_SESSION_STATEMENTS` statements and
+      :data:`MAX_SESSION_BYTES` bytes of UTF-8; a failing one fails step 0.
+    - ``{"op": "execute_script", "sql": S}`` (SQLite only): sqlite3's
+      ``executescript``; the server splits ``S`` into statements where
+      SQLite would (``sqlite3.complete_statement``), checks each like an
+      ``execute`` step and runs them in order.  Its result has no rows.
 
     A step may carry only the fields listed here (:data:`STEP_FIELDS`), each
     of its type; anything else is a 400 naming the field, and nothing runs.
@@ -131,7 +143,13 @@ FETCH = "fetch"
 CLOSE = "close"
 COMMIT = "commit"
 ROLLBACK = "rollback"
-STEP_OPS = frozenset({BEGIN, EXECUTE, EXECUTE_MANY, FETCH, CLOSE, COMMIT, ROLLBACK})
+EXECUTE_SCRIPT = "execute_script"
+STEP_OPS = frozenset(
+    {BEGIN, EXECUTE, EXECUTE_MANY, FETCH, CLOSE, COMMIT, ROLLBACK, EXECUTE_SCRIPT}
+)
+#: Bounds of a ``begin`` step's ``session`` prologue (statement count, UTF-8 bytes).
+MAX_SESSION_STATEMENTS = 32
+MAX_SESSION_BYTES = 16_384
 
 CONNECTION_OPTIONS = frozenset({"isolation_level", "read_only", "deferrable"})
 #: Every isolation level a ``begin`` may name; each backend accepts a subset

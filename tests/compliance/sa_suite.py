@@ -59,7 +59,9 @@ SERVER_URLS = {
         "SESSION_PROXY_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
     ),
 }
-SUITE_DATABASE = "sa_suite"
+#: The database the suites run in (dropped and made afresh): $SESSION_PROXY_SUITE_DATABASE,
+#: so concurrent runs on one database server can use databases of their own.
+SUITE_DATABASE = os.environ.get("SESSION_PROXY_SUITE_DATABASE", "sa_suite")
 
 # The dialect/driver/version suffix SQLAlchemy appends to test class names.
 _SUFFIX = re.compile(r"_(sqlite|postgresql|mysql|mariadb)\+[A-Za-z0-9_]+?_[\d_]+$")
@@ -109,7 +111,10 @@ def prepare_backend(backend: str, workdir: Path) -> str:
             (workdir / name).unlink(missing_ok=True)
         return f"sqlite:///{workdir}/direct.db"
     server_url = sa.engine.make_url(SERVER_URLS[backend])
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    admin_url = server_url
+    if backend == "postgresql" and server_url.database == SUITE_DATABASE:
+        admin_url = server_url.set(database="postgres")  # cannot drop the one it is in
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         if backend == "postgresql":
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {SUITE_DATABASE} WITH (FORCE)")
