@@ -320,10 +320,15 @@ def test_an_older_outcome_table_is_upgraded_and_its_rows_answer_no_one(tmp_path)
         engine.dispose()
 
 
-def _second_database(url: str) -> str:
-    """A second database of this helper's own on the same MariaDB server."""
+def _second_database(url: str, suffix: str = "2") -> str:
+    """Another database of this test's own on the same MariaDB server.
+
+    Its name is the scope of its records, which no other running server
+    serves, so no other server's purge (scoped to its own database) can
+    touch them.
+    """
     parsed = make_url(url)
-    name = f"{parsed.database}_2"
+    name = f"{parsed.database}_{suffix}"
     engine = sa.create_engine(parsed.set(database=parsed.database))
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {name}"))
@@ -334,8 +339,9 @@ def _second_database(url: str) -> str:
 def test_mysql_records_are_scoped_to_the_served_database(backend, db_url, started) -> None:
     if backend != "mysql":
         pytest.skip("the session_proxy database is server-wide on MySQL only")
-    other_url = _second_database(db_url)
-    engines = [sa.create_engine(db_url), sa.create_engine(other_url)]
+    urls = [_second_database(db_url, "scope_a"), _second_database(db_url, "scope_b")]
+    other_url = urls[1]
+    engines = [sa.create_engine(url) for url in urls]
     stores = [OutcomeStore(engine, window_seconds=60) for engine in engines]
     try:
         assert stores[0].scope != stores[1].scope
