@@ -154,13 +154,23 @@ def _timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _open_select(url: str) -> Callable[[], object]:
-    """A function running one SELECT inside a transaction opened here."""
-    import session_proxy
+class OpenSelect:
+    """Runs one SELECT (when called) inside a transaction opened here; ``close`` ends it."""
 
-    connection = session_proxy.create_engine(url).connect()
-    connection.exec_driver_sql("SELECT 1").fetchall()  # begins the transaction
-    return lambda: connection.exec_driver_sql("SELECT 1").fetchall()
+    def __init__(self, url: str) -> None:
+        import session_proxy
+
+        self.engine = session_proxy.create_engine(url)
+        self.connection = self.engine.connect()
+        self()  # begins the transaction
+
+    def __call__(self) -> object:
+        return self.connection.exec_driver_sql("SELECT 1").fetchall()
+
+    def close(self) -> None:
+        """Roll back and close, while the server still runs."""
+        self.connection.close()
+        self.engine.dispose()
 
 
 def _client_loop(url: str, seconds: float, counts: multiprocessing.Queue) -> None:
@@ -172,6 +182,7 @@ def _client_loop(url: str, seconds: float, counts: multiprocessing.Queue) -> Non
         with engine.begin() as connection:
             connection.exec_driver_sql("SELECT 1").fetchall()
         done += 1
+    engine.dispose()
     counts.put(done)
 
 
@@ -218,8 +229,9 @@ def compare(names: list[str], db_url: str, samples: int, cpu_requests: int,
             seconds: float, half_open_count: int = 1000) -> list[dict[str, object]]:
     """Start every server, measure them, stop them; one row per server."""
     servers = [Candidate(name, db_url) for name in names]
+    selects: dict[str, OpenSelect] = {}
     try:
-        selects = {s.name: _open_select(s.url) for s in servers}
+        selects.update({s.name: OpenSelect(s.url) for s in servers})
         healths = {s.name: HealthClient(s.port) for s in servers}
         select_t: dict[str, list[float]] = {s.name: [] for s in servers}
         health_t: dict[str, list[float]] = {s.name: [] for s in servers}
@@ -248,6 +260,8 @@ def compare(names: list[str], db_url: str, samples: int, cpu_requests: int,
                 f", p50 {p50 * 1e3:.1f} ms" if answered else "")
         return rows
     finally:
+        for select in selects.values():
+            select.close()
         for server in servers:
             server.stop()
 

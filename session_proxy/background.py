@@ -40,6 +40,7 @@ import atexit
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Any
@@ -63,6 +64,16 @@ class Sender:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+
+    @staticmethod
+    def available() -> bool:
+        """Whether a request may still be handed over: not while the interpreter exits.
+
+        A pooled connection finalized by the garbage collector at exit
+        rolls back; a thread started then never runs (Python waits for it
+        for ever), so such an end is sent the ordinary way.
+        """
+        return not sys.is_finalizing() and threading.main_thread().is_alive()
 
     def submit(
         self, transport: Any, txn: str, base_url: str | None, steps: list[Step]

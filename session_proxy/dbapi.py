@@ -416,6 +416,7 @@ class Connection:
             or not self.end_reads_in_background
             or self._txn is None
             or any(queued.cursor is not None for queued in self._queue)
+            or not background.SENDER.available()
         ):
             return False
         steps = [queued.step for queued in self._queue]
