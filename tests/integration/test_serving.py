@@ -33,6 +33,9 @@ from session_proxy_server.testing import ServerProcess, issue
 
 CONNECTIONS = "session_proxy_http_connections_total"
 
+# The HTTP server, its workers and its drain: the client's SQLAlchemy version does not matter.
+pytestmark = pytest.mark.server_faults
+
 
 @pytest.fixture
 def start_server(db_url: str) -> Iterator:
