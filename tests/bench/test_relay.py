@@ -70,27 +70,11 @@ def test_negative_rtt_is_rejected() -> None:
 
 
 def _echo_server(greeting: bytes = b"") -> socket.socket:
-    """A loopback server that sends ``greeting`` on accept, then echoes each connection."""
+    """A listening loopback socket served by :func:`_serve`."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            if greeting:
-                conn.sendall(greeting)
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    _serve(listener, greeting)
     return listener
 
 
@@ -157,10 +141,7 @@ def _exchange(client: socket.socket, message: bytes) -> bytes:
 
 
 def test_relay_counts_turns_and_connections() -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    _serve(listener, greeting=b"hello")
+    listener = _echo_server(greeting=b"hello")
     with Relay(listener.getsockname()[1]) as relay:
         with socket.create_connection(("127.0.0.1", relay.port)) as first:
             assert first.recv(5) == b"hello"  # the server spoke first: no turn
