@@ -37,8 +37,9 @@ from session_proxy_server.testing import ServerProcess
 from .client_profile import measure as measure_client_cpu
 from .client_profile import prepare as prepare_client_table
 from .process_throughput import make_engine, prepare_table, process_throughput, read_transaction
+from .processes import cpu_seconds
 from .relay import Relay
-from .server_profile import cpu_seconds, run_requests
+from .server_profile import run_requests
 
 SERVER_REQUESTS = 1000
 CLIENT_STATEMENTS = 200
