@@ -24,4 +24,5 @@ def may_take_session_lock(sql: str, dialect: str | None = None) -> bool:
     releases it before answering rather than after (see
     :meth:`session_proxy_server.leases.LeaseRegistry.end`).
     """
-    return any("lock" in name for name in classify(sql, dialect, tables=True).functions)
+    # Functions come from the hand scanner: no table extraction (sqlglot) needed.
+    return any("lock" in name for name in classify(sql, dialect, tables=False).functions)
