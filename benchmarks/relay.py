@@ -79,6 +79,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from session_proxy_server.testing import settled
+
 CHUNK = 256 * 1024
 
 FAULT_KINDS: tuple[str, ...] = ("drop_response", "reset", "delay")
@@ -224,13 +226,7 @@ class Relay:
         A server may still talk to its database after it answered (a session
         reset after the response): those turns belong to what just ended.
         """
-        last = self.turns
-        while True:
-            time.sleep(quiet)
-            now = self.turns
-            if now == last:
-                return now
-            last = now
+        return settled(lambda: self.turns, quiet)
 
     def turns_per_connection(self) -> list[int]:
         """Turns completed on each connection, in the order they were accepted."""

@@ -34,12 +34,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
 from session_proxy.wire import protocol
 from session_proxy_server.auth import generate_keypair, issue_token, load_private_key
+
+T = TypeVar("T")
+
+
+def settled(read: Callable[[], T], quiet: float = 0.2) -> T:
+    """``read()`` once two reads ``quiet`` seconds apart agree.
+
+    For counts a server may still move after it answered (a session reset
+    runs after the response is written).
+    """
+    last = read()
+    while True:
+        time.sleep(quiet)
+        now = read()
+        if now == last:
+            return now
+        last = now
 
 
 def child_pythonpath() -> str:
@@ -183,6 +202,10 @@ class ServerProcess:
             if line.startswith(f"{name} "):
                 return float(line.split()[1])
         raise AssertionError(f"{name} is not in {self.name}'s metrics")
+
+    def settled_metric(self, name: str, quiet: float = 0.3) -> float:
+        """:meth:`metric` once it stopped moving (see :func:`settled`)."""
+        return settled(lambda: self.metric(name), quiet)
 
     def stop(self) -> None:
         """Terminate the server and wait for it to exit."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -233,17 +232,6 @@ PG_HOOK = (
 )
 
 
-def _settled_metric(server: ServerProcess, name: str) -> float:
-    """``name`` once it stopped moving: a reset is counted after its response is written."""
-    last = server.metric(name)
-    while True:
-        time.sleep(0.3)
-        now = server.metric(name)
-        if now == last:
-            return now
-        last = now
-
-
 def _pg_settings(engine: sa.Engine) -> tuple[str, str]:
     with engine.begin() as connection:
         return (
@@ -260,7 +248,7 @@ def test_pg_connect_settings_hold_and_do_not_leak(pg_server: ServerProcess) -> N
         assert background.drain(10)  # their COMMITs count before the baseline
         before = {engine: _round_trips(engine) for engine in (hooked, plain)}
         resets_metric = "session_proxy_session_resets_with_commit_total"
-        one_query_resets = _settled_metric(pg_server, resets_metric)
+        one_query_resets = pg_server.settled_metric(resets_metric)
         for _ in range(3):
             assert _pg_settings(hooked) == ("fidelity_schema, public", "fidelity-app")
             default = _pg_settings(plain)
@@ -271,7 +259,7 @@ def test_pg_connect_settings_hold_and_do_not_leak(pg_server: ServerProcess) -> N
         assert spent[hooked] == spent[plain] == 6
         # Every commit reset the session in its own query (COMMIT; RESET ALL; ...):
         # the prologue did not make the lease look written, and what it set was reset.
-        resets = _settled_metric(pg_server, resets_metric)
+        resets = pg_server.settled_metric(resets_metric)
         assert resets - one_query_resets == 6
     finally:
         hooked.dispose()
