@@ -19,9 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from session_proxy_server.testing import free_port
-
-from .processes import stop
+from session_proxy_server.testing import free_port, stop_process
 
 CONFIG = """\
 worker_processes 1;
@@ -106,7 +104,7 @@ class NginxBalancer:
 
     def stop(self) -> None:
         """Stop nginx and wait for it."""
-        stop(self.process)
+        stop_process(self.process)
         if self.process.stderr is not None:
             self.process.stderr.close()
 

@@ -1,9 +1,10 @@
-"""Processes the benchmarks start and measure: CPU time from ``/proc``, stopping.
+"""CPU time of the processes the benchmarks start and measure, from ``/proc``.
 
 - :func:`cpu_seconds`: user + system CPU seconds of one process so far;
 - :func:`tree_cpu_seconds`: the same summed over a process and everything
-  below it (a server that forks workers);
-- :func:`stop`: terminate, wait, kill if it will not go.
+  below it (a server that forks workers).
+
+Stopping one is :func:`session_proxy_server.testing.stop_process`.
 
 Linux only (``/proc``), like the benchmark machine.
 """
@@ -11,7 +12,6 @@ Linux only (``/proc``), like the benchmark machine.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 
@@ -50,15 +50,3 @@ def process_tree(root: int) -> list[int]:
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds of ``root`` and its descendants (those still running)."""
     return sum(cpu_seconds(pid) for pid in process_tree(root))
-
-
-def stop(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """Terminate ``process``; kill it if it has not exited after ``grace`` seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

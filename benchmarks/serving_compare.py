@@ -42,9 +42,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from session_proxy_server.testing import child_pythonpath, free_port
+from session_proxy_server.testing import child_pythonpath, free_port, stop_process
 
-from .processes import stop, tree_cpu_seconds
+from .processes import tree_cpu_seconds
 
 THREADS = 16
 
@@ -113,7 +113,7 @@ class Candidate:
         return tree_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        stop(self.process)
+        stop_process(self.process)
         self.log.close()
 
 

@@ -61,6 +61,18 @@ def settled(read: Callable[[], T], quiet: float = 0.2) -> T:
         last = now
 
 
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Terminate ``process``; kill it if it has not exited after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def child_pythonpath() -> str:
     """``PYTHONPATH`` for a child Python that should import what this process imports.
 
@@ -209,13 +221,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         """Terminate the server and wait for it to exit."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=15)
         if not self._log.closed:
             self._log.close()
 
