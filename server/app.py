@@ -287,6 +287,8 @@ class ProxyServer:
                     self.engine.dialect.driver)
             checked(view, origin, session_guard.check_steps, dialect)
             checked(view, origin, lambda v: self.gate.check_statements(claims, v, dialect))
+            # What the guards let through must still be one setting per entry.
+            expanded_steps.check_sessions(steps, dialect)
             requests_validation.decode_step_params(steps, from_wire)
             statement_guard.check_params(steps)
             if self.draining and txn is None:

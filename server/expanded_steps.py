@@ -19,9 +19,10 @@ from typing import Any
 from session_proxy.wire import protocol
 from session_proxy.wire.errors import ProtocolError
 
+from .sql.lexer import lex, split_statements
 from .sql.scripts import MAX_SCRIPT_STATEMENTS, split_script
 
-__all__ = ["checked", "guard_view", "script_statements"]
+__all__ = ["check_sessions", "checked", "guard_view", "script_statements"]
 
 
 def script_statements(step: dict[str, Any], index: int, dialect: str) -> list[str]:
@@ -38,6 +39,33 @@ def script_statements(step: dict[str, Any], index: int, dialect: str) -> list[st
             f"statements, over the limit of {MAX_SCRIPT_STATEMENTS}"
         )
     return statements
+
+
+#: What a ``session`` prologue statement may be: one setting, as the client records.
+SESSION_KEYWORDS = frozenset({"SET", "PRAGMA"})
+
+
+def check_sessions(steps: list[dict[str, Any]], dialect: str) -> None:
+    """Raise :class:`ProtocolError` unless every begin's ``session`` entry is one
+    ``SET`` or ``PRAGMA`` statement as the backend reads it.
+
+    The prologue runs again at the start of every transaction, so anything
+    else (a second statement after a ``;``) has no place in it.
+    """
+    for index, step in enumerate(steps):
+        if step["op"] == protocol.BEGIN:
+            _check_session(step.get("session", []), index, dialect)
+
+
+def _check_session(statements: list[str], index: int, dialect: str) -> None:
+    for position, sql in enumerate(statements):
+        tokens, _ = lex(sql, dialect)
+        parts = split_statements(tokens)
+        if len(parts) != 1 or parts[0][0][1].upper() not in SESSION_KEYWORDS:
+            raise ProtocolError(
+                f"step {index} (begin): 'session'[{position}] must be one SET or PRAGMA "
+                f"statement, got {len(parts)} statement(s): {sql[:80]!r}"
+            )
 
 
 def guard_view(

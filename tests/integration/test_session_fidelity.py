@@ -266,10 +266,18 @@ def test_pg_connect_settings_hold_and_do_not_leak(pg_server: ServerProcess) -> N
         plain.dispose()
 
 
+PG_VICTIM = "sp_fidelity_victim"
+
+
 def test_a_failing_prologue_statement_fails_step_zero_by_name(
     pg_server: ServerProcess,
 ) -> None:
     engine = _engine(pg_server)
+    direct = sa.create_engine(backend_url("postgresql", Path("unused.db")))
+    with direct.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {PG_VICTIM}")
+        conn.exec_driver_sql(f"CREATE TABLE {PG_VICTIM} (id INTEGER)")
+        conn.exec_driver_sql(f"INSERT INTO {PG_VICTIM} VALUES (1)")
     try:
         raw = engine.raw_connection()
         dbapi_connection = raw.dbapi_connection
@@ -286,10 +294,20 @@ def test_a_failing_prologue_statement_fails_step_zero_by_name(
         dbapi_connection.session_statements = ["ALTER SYSTEM SET work_mem = '1MB'"]
         with pytest.raises(AccessDenied):
             dbapi_connection.cursor().execute("SELECT 1")
+        # A second statement after the setting would run at every transaction's start.
+        dbapi_connection.session_statements = [
+            f"SET search_path TO public; DELETE FROM {PG_VICTIM}"
+        ]
+        with pytest.raises(RequestRejected, match=r"'session'\[0\] must be one SET or PRAGMA"):
+            dbapi_connection.cursor().execute("SELECT 1")
         dbapi_connection.session_statements = []
         raw.invalidate()
+        with direct.begin() as conn:
+            assert conn.exec_driver_sql(f"SELECT count(*) FROM {PG_VICTIM}").scalar() == 1
+            conn.exec_driver_sql(f"DROP TABLE {PG_VICTIM}")
     finally:
         engine.dispose()
+        direct.dispose()
 
 
 @pytest.fixture(scope="module")
