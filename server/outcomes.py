@@ -76,7 +76,9 @@ def outcome_table(metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
         sa.Column("role", sa.String(255), nullable=False, server_default=""),
         # SHA-256 (hex) of the request's method, path and body.
         sa.Column("request_digest", sa.String(64), nullable=False, server_default=""),
-        sa.Column("created", sa.Float, nullable=False, index=True),
+        # Seconds since the epoch: 8-byte floats (a 4-byte one, MySQL's
+        # FLOAT, is 128 s coarse today, wider than the window).
+        sa.Column("created", sa.Double(), nullable=False, index=True),
         sa.Column("status", sa.Integer, nullable=False),
         sa.Column("body", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
                   nullable=False),
@@ -112,6 +114,7 @@ def upgrade_table(engine: Engine, table: sa.Table) -> list[str]:
     request matches: a retry of one is answered 409, never with another
     caller's answer.  On MySQL the primary key gains ``scope``.
     """
+    _widen_created(engine, table)
     missing = _missing_columns(engine, table)
     if not missing:
         return []
@@ -123,6 +126,30 @@ def upgrade_table(engine: Engine, table: sa.Table) -> list[str]:
             raise
     log.warning("upgraded %s: added columns %s", TABLE_NAME, ", ".join(missing))
     return missing
+
+
+def _widen_created(engine: Engine, table: sa.Table) -> None:
+    """Give an older table's ``created`` column the declared 8-byte type.
+
+    Earlier releases declared a float that MySQL stores in 4 bytes, which
+    rounds today's time to 128 s and moved the window by up to a minute.
+    """
+    template = backends.for_engine(engine).alter_column_type
+    if template is None:
+        return
+    dialect = engine.dialect
+    column = table.c.created
+    wanted = column.type.compile(dialect)
+    for reflected in sa.inspect(engine).get_columns(table.name, table.schema):
+        if reflected["name"] == column.name and reflected["type"].compile(dialect) != wanted:
+            preparer = dialect.identifier_preparer
+            with engine.begin() as connection:
+                connection.execute(sa.text(template.format(
+                    table=preparer.format_table(table),
+                    column=preparer.quote(column.name),
+                    type=wanted,
+                )))
+            log.warning("upgraded %s: %s is now %s", TABLE_NAME, column.name, wanted)
 
 
 def _missing_columns(engine: Engine, table: sa.Table) -> list[str]:

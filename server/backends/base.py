@@ -67,6 +67,10 @@ class Backend(Protocol):
     #: (:meth:`record_and_commit`); ``None``: the backend records, commits
     #: and resets in round trips of their own.
     wrote_condition: str | None
+    #: How to change a column's type in place, with ``{table}``,
+    #: ``{column}`` and ``{type}`` to fill in; ``None`` where declared types
+    #: do not bind storage (SQLite keeps every REAL in 8 bytes).
+    alter_column_type: str | None
 
     # -- engine -----------------------------------------------------------------
 
@@ -228,6 +232,7 @@ class BackendDefaults:
     outcome_in_schema: ClassVar[bool] = True
     outcome_table_shared: ClassVar[bool] = False
     wrote_condition: ClassVar[str | None] = None
+    alter_column_type: ClassVar[str | None] = None
 
     def engine_kwargs(self, url: URL, config: ServerConfig) -> dict[str, Any]:
         return {}

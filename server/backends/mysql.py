@@ -67,6 +67,7 @@ class MySQLBackend(BackendDefaults):
     lexer_dialect = "mysql"
     streams_results = True
     outcome_table_shared = True
+    alter_column_type = "ALTER TABLE {table} MODIFY {column} {type} NOT NULL"
 
     def on_engine(self, engine: Engine, config: ServerConfig) -> None:
         """Cap statement time on every connection the pool opens."""

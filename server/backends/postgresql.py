@@ -75,6 +75,7 @@ class PostgreSQLBackend(BackendDefaults):
     aborts_on_error = True
     streams_results = True
     wrote_condition = "txid_current_if_assigned() IS NOT NULL"
+    alter_column_type = "ALTER TABLE {table} ALTER COLUMN {column} TYPE {type}"
 
     def engine_kwargs(self, url: URL, config: ServerConfig) -> dict[str, Any]:
         timeout_ms = int(config.statement_timeout_seconds * 1000)

@@ -29,7 +29,14 @@ from sqlalchemy.engine import make_url
 
 from session_proxy.wire import protocol
 from session_proxy_bench.relay import Relay
-from session_proxy_server.outcomes import Outcome, OutcomeConflict, OutcomeStore, replayable
+from session_proxy_server.outcomes import (
+    Outcome,
+    OutcomeConflict,
+    OutcomeStore,
+    outcome_table,
+    replayable,
+    upgrade_table,
+)
 from session_proxy_server.testing import ServerProcess, issue
 
 TABLE = "sp_outcome_shapes"
@@ -392,3 +399,71 @@ def test_mysql_records_are_scoped_to_the_served_database(backend, db_url, starte
     assert protocol.REPLAYED_HEADER not in retried_elsewhere.headers  # it ran there, anew
     with sa.create_engine(other_url).begin() as conn:
         conn.execute(sa.text(f"DROP TABLE {TABLE}"))
+
+
+# -- the table: a record's time is exact enough for the window ------------------------
+
+
+def _created_of(engine: sa.Engine, table: sa.Table, key: str) -> float:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(table.c.created).where(table.c.idem_key == key)).scalar_one()
+
+
+def test_a_record_keeps_its_time_to_the_millisecond(backend, db_url) -> None:
+    """A 4-byte float (MySQL's FLOAT) holds today's time to 128 s only."""
+    engine = sa.create_engine(db_url)
+    store = OutcomeStore(engine, window_seconds=60)
+    try:
+        key = _key()
+        before = time.time()
+        raw = engine.raw_connection()
+        try:
+            store.record_on(raw.dbapi_connection, "precision", key, Outcome(200, b"{}", "r", "d"))
+            raw.commit()
+        finally:
+            raw.close()
+        after = time.time()
+        assert before - 0.001 <= _created_of(engine, store.table, key) <= after + 0.001
+        assert store.find("precision", key) is not None
+    finally:
+        store.stop()
+        engine.dispose()
+
+
+def test_a_single_precision_created_column_is_widened_in_place(backend, db_url) -> None:
+    if backend == "sqlite":
+        pytest.skip("SQLite keeps every REAL in 8 bytes whatever the declared type")
+    engine = sa.create_engine(db_url)
+    schema = f"{make_url(db_url).database}_widen" if backend == "mysql" else "sp_widen"
+    create = "DATABASE" if backend == "mysql" else "SCHEMA"
+    narrow = "FLOAT" if backend == "mysql" else "REAL"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE {create} IF NOT EXISTS {schema}"))
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {schema}.session_proxy_outcomes"))
+            conn.execute(sa.text(
+                f"CREATE TABLE {schema}.session_proxy_outcomes (scope VARCHAR(64) NOT NULL, "
+                "subject VARCHAR(255) NOT NULL, idem_key VARCHAR(128) NOT NULL, "
+                "role VARCHAR(255) NOT NULL, request_digest VARCHAR(64) NOT NULL, "
+                f"created {narrow} NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, "
+                "PRIMARY KEY (scope, subject, idem_key))"
+            ))
+        table = outcome_table(sa.MetaData(), schema)
+        assert upgrade_table(engine, table) == []  # no column was missing
+        reflected = {c["name"]: c for c in sa.inspect(engine).get_columns(table.name, schema)}
+        assert reflected["created"]["type"].compile(engine.dialect) == (
+            table.c.created.type.compile(engine.dialect)
+        )
+        assert reflected["created"]["nullable"] is False
+        now = time.time()
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(
+                scope="", subject="s", idem_key="k", role="", request_digest="",
+                created=now, status=200, body="{}",
+            ))
+        assert abs(_created_of(engine, table, "k") - now) < 0.001
+    finally:
+        cascade = " CASCADE" if backend == "postgresql" else ""
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP {create} IF EXISTS {schema}{cascade}"))
+        engine.dispose()
