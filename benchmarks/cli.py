@@ -62,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 2,
         "floor_samples": 20,
         "throughput_seconds": 1.5,
+        "quick": True,
     },
     # PostgreSQL, within fifteen minutes on two cores.
     "full": {
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-targets", action="store_false", dest="targets", default=None,
                      help="skip the Targets' own measurements (server and client CPU, "
                      "database round trips, throughput with client processes)")
+    run.add_argument("--no-questions", action="store_false", dest="questions", default=None,
+                     help="skip the measurements answering the thread's questions")
 
     security = sub.add_parser(
         "security", help="run only the attack suite and write its matrix as Markdown")
@@ -193,7 +196,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     elif args.full:
         settings.update(PRESETS["full"])
     for name in ("db", "server_url", "token", "operations", "modes", "rtts", "scales", "clients",
-                 "samples", "warmup", "throughput_seconds", "security", "targets"):
+                 "samples", "warmup", "throughput_seconds", "security", "targets",
+                 "questions"):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value

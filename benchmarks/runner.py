@@ -34,6 +34,7 @@ from session_proxy.transport import HTTPTransport
 from session_proxy_server.testing import ServerProcess
 
 from .probes import run_probes
+from .questions import QUESTIONS, QuestionContext, measure_questions
 from .relay import Relay
 from .scenarios import SCENARIOS, THROUGHPUT_MIX, Context, restore_live_run
 from .security.attacks import security_results
@@ -70,6 +71,10 @@ class BenchConfig:
     security: bool = True
     #: Measure issue 16's Targets (:mod:`session_proxy_bench.targets_probe`) at 0 ms RTT.
     targets: bool = True
+    #: Measure the thread's questions (:mod:`session_proxy_bench.questions`).
+    questions: bool = True
+    #: The short preset: questions measure less (never differently).
+    quick: bool = False
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in SCENARIOS]
@@ -165,13 +170,14 @@ class Benchmark:
         self.probes: list[dict] = []
         self.throughput: list[dict] = []
         self.targets: dict[str, Any] | None = None
+        self.questions: dict[str, Any] | None = None
 
     def _cells(self) -> int:
         c = self.config
         scaled = sum(1 for op in c.operations if SCENARIOS[op].scaled)
         per_rtt = len(c.modes) * (len(c.operations) + scaled * (len(c.scales) - 1))
         return (len(c.rtts) * (per_rtt + 2 + len(c.modes) * len(c.clients)) + int(c.security)
-                + int(self._measures_targets()))
+                + int(self._measures_targets()) + (len(QUESTIONS) if c.questions else 0))
 
     def _measures_targets(self) -> bool:
         """Targets need the bench's own server (its pid) and a 0 ms RTT cell."""
@@ -245,6 +251,15 @@ class Benchmark:
                                     self._throughput(mode, clients, direct_url, proxy_url, rtt,
                                                      direct, ctx)
                                     progress.step(f"throughput {mode} x{clients}")
+            if config.questions:
+                qctx = QuestionContext(
+                    db_url=db_url, server_url=server_url, token=self.token,
+                    rtts=tuple(config.rtts), samples=config.samples, quick=config.quick,
+                )
+                self.questions = {}
+                for question in QUESTIONS:
+                    self.questions.update(measure_questions(qctx, [question.key]))
+                    progress.step(f"question {question.key}")
             security = None
             if config.security:
                 security = security_results(db_url)
@@ -266,6 +281,8 @@ class Benchmark:
             # Issue 16's Targets at 0 ms RTT (session_proxy_bench.targets_probe); None: not run.
             "targets": self.targets,
             "security": security,
+            # The thread's questions (session_proxy_bench.questions); None: not run.
+            "questions": self.questions,
         }
 
     @staticmethod

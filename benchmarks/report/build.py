@@ -22,6 +22,7 @@ from .sections.floors import floors_section
 from .sections.intro import intro_section
 from .sections.method import method_section
 from .sections.operations import operations_section
+from .sections.questions import questions_section
 from .sections.reliability import reliability_section
 from .sections.security import security_section
 from .sections.targets import targets_section
@@ -39,7 +40,7 @@ def build_report(results: dict[str, Any]) -> list[Block]:
         *intro_section(m), *method_section(m), *environment_section(m), *floors_section(m),
         *targets_section(m), *operations_section(m), *throughput_section(m),
         *figures_section(m), *findings_section(m), *security_section(results), *reliability,
-        *answers_section(m), *threats_section(m),
+        *questions_section(results), *answers_section(m), *threats_section(m),
     ]
 
 

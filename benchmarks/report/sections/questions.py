@@ -1,0 +1,34 @@
+"""The report's sections answering the thread's questions, one per question.
+
+Each section function takes the question's raw numbers (``results["questions"][key]``,
+see :mod:`session_proxy_bench.questions`) and returns its blocks; a question
+missing from the results is left out.  :data:`QUESTION_SECTIONS` maps keys to
+section functions in the report's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..document import Block, Heading, Paragraph
+
+#: Question key -> section function, in the report's order.
+QUESTION_SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {}
+
+
+def questions_section(results: dict[str, Any]) -> list[Block]:
+    """One section per measured question of the thread."""
+    measured = results.get("questions") or {}
+    blocks: list[Block] = []
+    for key, section in QUESTION_SECTIONS.items():
+        if key in measured:
+            blocks.extend(section(measured[key]))
+    if not blocks:
+        return []
+    return [
+        Heading(2, "The thread's questions, measured"),
+        Paragraph("Each question of the seed thread, who asked it, and the numbers of this run "
+                  "that answer it."),
+        *blocks,
+    ]
