@@ -22,6 +22,7 @@ from . import stats as _stats_module  # noqa: F401 - bound first so ``stats`` be
 from .wire import __version__
 
 if TYPE_CHECKING:
+    from .cache import ReadCache
     from .config import ClientConfig
     from .engine import create_engine
     from .errors import (
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "NO_RETRIES": ".retry",
     "RetryPolicy": ".retry",
     "ProxySession": ".session",
+    "ReadCache": ".cache",
     "StatsSnapshot": ".stats",
     "register_exception": ".values",
 }
@@ -110,6 +112,7 @@ __all__ = [
     "ProxyError",
     "ProxySession",
     "ProxyTimeout",
+    "ReadCache",
     "RemoteOperationError",
     "RequestRejected",
     "RetryPolicy",

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import values
+from .cache import ReadCache
 from .config import ClientConfig
 from .retry import RetryPolicy
 from .stats import ProxyStats
@@ -41,6 +42,7 @@ from .wire.operations import Operation, operations, remote_operation, set_dispat
 
 __all__ = [
     "Operation",
+    "ReadCache",
     "RemoteClient",
     "configure_local",
     "configure_remote",
@@ -69,6 +71,9 @@ class RemoteClient:
         ``--trusted-clients``, which lets every client run code on it.
     :param retry: when to send a call again (:class:`~session_proxy.retry.RetryPolicy`);
         a call carries an idempotency key, so a retry never runs it twice.
+    :param cache: answer the reads it declares from a worker-side
+        :class:`~session_proxy.cache.ReadCache` (a hit sends nothing); this
+        client's calls of the writes it declares drop what they change.
     """
 
     def __init__(
@@ -79,12 +84,14 @@ class RemoteClient:
         verify: bool | str | None = None,
         pickle_values: bool = False,
         retry: RetryPolicy | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
         self.config = ClientConfig.coerce(
             url, token=token, timeout=timeout, verify=verify, retry=retry
         )
         self.transport = HTTPTransport(self.config)
         self.pickle_values = pickle_values
+        self.cache = cache
 
     @property
     def stats(self) -> ProxyStats:
@@ -92,7 +99,12 @@ class RemoteClient:
         return self.transport.stats
 
     def call(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
-        """Run operation ``name`` on the server and return its result."""
+        """Run operation ``name`` on the server (or answer it from the cache); its result."""
+        if self.cache is not None:
+            return self.cache.call(name, args, kwargs, lambda: self._send(name, args, kwargs))
+        return self._send(name, args, kwargs)
+
+    def _send(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         with values.pickles_allowed(self.pickle_values):
             return self.transport.call_operation(name, args, kwargs)
 
@@ -136,6 +148,7 @@ def configure_remote(
     verify: bool | str | None = None,
     retry: RetryPolicy | None = None,
     pickle_values: bool = False,
+    cache: ReadCache | None = None,
 ) -> RemoteClient:
     """Send every operation call to the server at ``url``; return the client.
 
@@ -144,7 +157,7 @@ def configure_remote(
     global _mode
     client = RemoteClient(
         url, token=token, timeout=timeout, verify=verify, retry=retry,
-        pickle_values=pickle_values,
+        pickle_values=pickle_values, cache=cache,
     )
     _mode = _Mode(client=client)
     return client
