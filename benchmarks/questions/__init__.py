@@ -59,3 +59,9 @@ QUESTIONS: list[Question] = []
 def measure_questions(ctx: QuestionContext, keys: list[str] | None = None) -> dict[str, Any]:
     """Measure each question (those of ``keys``, or all); return ``{key: raw numbers}``."""
     return {q.key: q.measure(ctx) for q in QUESTIONS if keys is None or q.key in keys}
+
+
+# Each question module defines QUESTION; registered here in the report's order.
+from . import isolation  # noqa: E402
+
+QUESTIONS.append(isolation.QUESTION)

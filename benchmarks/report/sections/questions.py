@@ -12,9 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..document import Block, Heading, Paragraph
+from .q_isolation import isolation_section
 
 #: Question key -> section function, in the report's order.
-QUESTION_SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {}
+QUESTION_SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
+    "isolation": isolation_section,
+}
 
 
 def questions_section(results: dict[str, Any]) -> list[Block]:
