@@ -62,6 +62,6 @@ def measure_questions(ctx: QuestionContext, keys: list[str] | None = None) -> di
 
 
 # Each question module defines QUESTION; registered here in the report's order.
-from . import isolation  # noqa: E402
+from . import isolation, worker_cache  # noqa: E402
 
-QUESTIONS.append(isolation.QUESTION)
+QUESTIONS.extend([isolation.QUESTION, worker_cache.QUESTION])

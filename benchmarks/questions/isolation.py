@@ -14,13 +14,14 @@ A worker repeats one task's life: ``get_dag_run``, ``get_variable``,
 ``start_task``, ``heartbeat``, ``xcom_pull``, ``xcom_push``,
 ``finish_task``, on task instances of its own (the live run of one DAG).
 The scheduler repeats ``create_dag_run``, ``mini_scheduler`` and
-``find_zombies``.  Each option starts from the same seeded rows; one
-server runs throughout (idle under ``none``), and the same processes run
-every option, one after the other.  Recorded per option: every call's
+``find_zombies``.  Each option starts from the same seeded rows and
+(but ``none``, which has none) a freshly started server; the same
+processes run every option, one after the other.  Recorded per option: every call's
 latency per role (a bounded, evenly spaced subsample is kept), calls and
 errors per role, operations per second, the database connections held
-(``pg_stat_activity`` / MySQL's processlist, sampled while it runs; None
-on SQLite) and the server's CPU time (user + system, its process tree).
+(``pg_stat_activity`` / MySQL's processlist, sampled while it runs,
+less those held before the measurement began; None on SQLite) and the
+server's CPU time (user + system, its process tree).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -188,26 +189,28 @@ class ConnectionCounter:
         with self.engine.connect() as conn:
             return int(conn.exec_driver_sql(self.sql).scalar_one())
 
-    @contextlib.contextmanager
-    def sampling(self) -> Iterator[None]:
+    def start(self) -> None:
+        """Start sampling in a thread, every :attr:`interval` seconds."""
         if self.sql is None:
-            yield
             return
         connection = self.engine.connect()
 
         def run() -> None:
-            while not self._stop.wait(self.interval):
-                self.samples.append(int(connection.exec_driver_sql(self.sql).scalar_one()))
-                connection.rollback()
+            try:
+                while not self._stop.wait(self.interval):
+                    self.samples.append(int(connection.exec_driver_sql(self.sql).scalar_one()))
+                    connection.rollback()  # a fresh snapshot of the activity view each time
+            finally:
+                connection.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
-        try:
-            yield
-        finally:
-            self._stop.set()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        if self._thread is not None:
             self._thread.join()
-            connection.close()
 
 
 def _kept(values: list[float]) -> list[float]:
@@ -272,24 +275,30 @@ class Deployment:
                 process.kill()
 
 
-def run_option(option: str, deployment: Deployment, db_url: str, server: ServerProcess,
-               settings: dict[str, Any]) -> dict[str, Any]:
+def run_option(option: str, deployment: Deployment, db_url: str,
+               server: ServerProcess | None, settings: dict[str, Any]) -> dict[str, Any]:
     """One option of the deployment, from freshly seeded rows; its raw numbers."""
     workers_via, scheduler_via = OPTIONS[option]
-    uses_server = (workers_via, scheduler_via) != ("direct", "direct")
     direct = sa.create_engine(db_url)
     counter = ConnectionCounter(direct)
+    cpu_before: list[float] = []
+
+    def started() -> None:
+        counter.start()
+        if server is not None:
+            cpu_before.append(tree_cpu_seconds(server.process.pid))
+
     try:
         reseed(direct, dags=DAGS, runs_per_dag=RUNS_PER_DAG,
                tasks_per_dag=settings["tasks_per_dag"])
-        baseline = counter.count()
         command = {"worker": workers_via, "scheduler": scheduler_via, "db_url": db_url,
-                   "server_url": server.url, "token": server.token, **settings}
-        cpu_before: list[float] = []
-        with counter.sampling():
-            reports, elapsed = deployment.run(
-                command, lambda: cpu_before.append(tree_cpu_seconds(server.process.pid)))
-        cpu = tree_cpu_seconds(server.process.pid) - cpu_before[0]
+                   "server_url": server.url if server else None,
+                   "token": server.token if server else None, **settings}
+        try:
+            reports, elapsed = deployment.run(command, started)
+        finally:
+            counter.stop()
+        cpu = tree_cpu_seconds(server.process.pid) - cpu_before[0] if server else None
     finally:
         direct.dispose()
     worker = _role_summary([r for r in reports if r["role"] == "worker"], elapsed)
@@ -303,33 +312,49 @@ def run_option(option: str, deployment: Deployment, db_url: str, server: ServerP
         "worker": worker,
         "scheduler": scheduler,
         "connections": {
-            "baseline": baseline,
             "peak": max(counter.samples) if counter.samples else None,
             "median": statistics.median(counter.samples) if counter.samples else None,
             "samples": len(counter.samples),
         },
-        # The server is up in every option; with no caller it idles.
-        "server_cpu_s": cpu if uses_server else None,
-        "server_idle_cpu_s": None if uses_server else cpu,
+        "server_cpu_s": cpu,
         "server_calls": through_server,
         "server_requests": worker["round_trips"] + scheduler["round_trips"],
-        "server_cpu_per_call_s": cpu / through_server if through_server else None,
+        "server_cpu_per_call_s": cpu / through_server if cpu is not None and through_server
+        else None,
     }
 
 
 def measure(ctx: QuestionContext) -> dict[str, Any]:
-    """Every option, one after the other, on the run's database."""
+    """Every option, one after the other, on the run's database.
+
+    ``none`` runs with no server at all; each other option on a freshly
+    started one (an empty pool, a CPU count of its own).
+    """
     settings = _settings(ctx.quick)
     engine = sa.create_engine(ctx.db_url)
     try:
         backend = engine.dialect.name
+        others = ConnectionCounter(engine).count()  # held before this measurement: not ours
+        options: dict[str, Any] = {}
         with fresh_workload(engine), \
-                ServerProcess(ctx.db_url, "--operations", OPERATIONS_MODULE) as server, \
-                contextlib.closing(Deployment(settings["workers"])) as deployment:
-            options = {option: run_option(option, deployment, ctx.db_url, server, settings)
-                       for option in OPTIONS}
+                contextlib.closing(Deployment(settings["workers"])) as deployment, \
+                contextlib.ExitStack() as stack:
+            server: ServerProcess | None = None
+            for option, vias in OPTIONS.items():
+                if vias != ("direct", "direct"):
+                    if server is None:
+                        server = stack.enter_context(
+                            ServerProcess(ctx.db_url, "--operations", OPERATIONS_MODULE))
+                    else:
+                        server.restart()
+                options[option] = run_option(
+                    option, deployment, ctx.db_url,
+                    server if vias != ("direct", "direct") else None, settings)
     finally:
         engine.dispose()
+    for option in options.values():
+        peak = option["connections"]["peak"]
+        option["connections"]["held"] = None if peak is None else peak - others
     return {
         "backend": backend,
         "workers": settings["workers"],
@@ -338,6 +363,7 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
         "worker_operations": list(WORKER_OPERATIONS),
         "scheduler_operations": list(SCHEDULER_OPERATIONS),
         "connections_counted": backend in _CONNECTIONS_SQL,
+        "connections_of_others": others,
         "options": options,
     }
 

@@ -35,24 +35,26 @@ def percentile_interval(values: Sequence[float], q: float) -> tuple[float, float
     return bootstrap(values, lambda sample: percentile(sample, q))
 
 
-def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], q: float = 50
+def ratio_interval(numerator: Sequence[float], denominator: Sequence[float], q: float = 50,
+                   statistic: Callable[[Sequence[float]], float] | None = None
                    ) -> tuple[float, float, float] | None:
-    """``percentile(numerator) / percentile(denominator)`` with its 95% interval
-    (the two samples resampled independently)."""
+    """``statistic(numerator) / statistic(denominator)`` with its 95% interval (the two
+    samples resampled independently); the statistic is the ``q``-th percentile unless given."""
     if not numerator or not denominator:
         return None
+    stat = statistic or (lambda sample: percentile(sample, q))
     rng = random.Random(SEED)
     ratios = []
     for _ in range(RESAMPLES):
-        top = percentile([numerator[rng.randrange(len(numerator))] for _ in numerator], q)
-        bottom = percentile([denominator[rng.randrange(len(denominator))] for _ in denominator], q)
+        top = stat([numerator[rng.randrange(len(numerator))] for _ in numerator])
+        bottom = stat([denominator[rng.randrange(len(denominator))] for _ in denominator])
         if bottom:
             ratios.append(top / bottom)
-    base = percentile(denominator, q)
+    base = stat(denominator)
     if not ratios or not base:
         return None
     ratios.sort()
-    return percentile(numerator, q) / base, percentile(ratios, 2.5), percentile(ratios, 97.5)
+    return stat(numerator) / base, percentile(ratios, 2.5), percentile(ratios, 97.5)
 
 
 def fmt_interval(interval: tuple[float, float, float] | None,

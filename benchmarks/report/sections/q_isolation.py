@@ -25,10 +25,8 @@ OPTION_NAMES = {
 
 
 def _connections(option: dict[str, Any]) -> str:
-    held = option.get("connections") or {}
-    if held.get("peak") is None:
-        return "n/a"
-    return f"{held['peak']} (base {held['baseline']})"
+    held = (option.get("connections") or {}).get("held")
+    return "n/a" if held is None else str(held)
 
 
 def _errors(option: dict[str, Any]) -> str:
@@ -75,9 +73,11 @@ def isolation_section(raw: dict[str, Any]) -> list[Block]:
                   + "; the scheduler repeats "
                   + ", ".join(f"`{op}`" for op in raw["scheduler_operations"])
                   + ". Latencies are per call, p50 and p99 with 95% bootstrap intervals; "
-                  "connections are counted by the database while the option runs (peak, "
-                  "and the base held by other clients before it started); server CPU is "
-                  "the server process's user + system time per call it served."),
+                  "connections are the most the database counted while the option ran, less "
+                  "those other clients held before the measurement; the option without "
+                  "isolation runs no server, each other option a freshly started one; "
+                  "server CPU is the server process's user + system time per call it "
+                  "served."),
         Table(["option", "worker p50 (ms)", "worker p99 (ms)", "scheduler p50 (ms)",
                "scheduler p99 (ms)", "worker calls/s", "scheduler calls/s",
                "DB connections", "server CPU/call (ms)", "errors"],

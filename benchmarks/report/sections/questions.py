@@ -13,10 +13,12 @@ from typing import Any
 
 from ..document import Block, Heading, Paragraph
 from .q_isolation import isolation_section
+from .q_worker_cache import worker_cache_section
 
 #: Question key -> section function, in the report's order.
 QUESTION_SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "isolation": isolation_section,
+    "worker_cache": worker_cache_section,
 }
 
 
