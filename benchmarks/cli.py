@@ -8,6 +8,7 @@
     session-proxy-bench security --db postgresql+psycopg://postgres@127.0.0.1/test
     session-proxy-bench load --clients 32 --seconds 60 --drop 0.01 --out load.json --report report/
     session-proxy-bench run --full --load-results load.json --out results.json --report report/
+    session-proxy-bench run --full --inventory-results inventory.json --out results.json
 
 ``run`` measures the workload in direct, proxy and logical modes (see
 :mod:`session_proxy_bench.runner`), runs the attack suite, writes every raw sample
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run.add_argument("--load-results", type=Path, metavar="LOAD_JSON",
                      help="embed this `load` result as the report's reliability section")
+    run.add_argument("--inventory-results", type=Path, metavar="INVENTORY_JSON",
+                     help="embed this Airflow inventory (python -m "
+                     "session_proxy_bench.airflow_inventory) as the question 'inventory'")
 
     load = sub.add_parser(
         "load", help="reliability load run: concurrent clients, dropped responses, invariants")
@@ -247,6 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from(args)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.inventory_results is not None:
+        try:
+            json.loads(args.inventory_results.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"cannot read inventory results {args.inventory_results}: {exc}")
+        config.inventory_results = str(args.inventory_results)
     load_results = None
     if args.load_results is not None:
         try:

@@ -75,6 +75,8 @@ class BenchConfig:
     questions: bool = True
     #: The short preset: questions measure less (never differently).
     quick: bool = False
+    #: An Airflow inventory JSON to embed (:mod:`session_proxy_bench.airflow_inventory`).
+    inventory_results: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [op for op in self.operations if op not in SCENARIOS]
@@ -255,6 +257,7 @@ class Benchmark:
                 qctx = QuestionContext(
                     db_url=db_url, server_url=server_url, token=self.token,
                     rtts=tuple(config.rtts), samples=config.samples, quick=config.quick,
+                    inventory_results=config.inventory_results,
                 )
                 self.questions = {}
                 for question in QUESTIONS:

@@ -36,6 +36,8 @@ class QuestionContext:
     samples: int
     #: True for the short preset: measure less, never differently.
     quick: bool
+    #: An Airflow inventory measured apart (``run --inventory-results FILE``), or None.
+    inventory_results: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +64,6 @@ def measure_questions(ctx: QuestionContext, keys: list[str] | None = None) -> di
 
 
 # Each question module defines QUESTION; registered here in the report's order.
-from . import isolation, worker_cache  # noqa: E402
+from . import inventory, isolation, worker_cache  # noqa: E402
 
-QUESTIONS.extend([isolation.QUESTION, worker_cache.QUESTION])
+QUESTIONS.extend([isolation.QUESTION, worker_cache.QUESTION, inventory.QUESTION])

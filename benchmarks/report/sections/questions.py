@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..document import Block, Heading, Paragraph
+from .q_inventory import inventory_section
 from .q_isolation import isolation_section
 from .q_worker_cache import worker_cache_section
 
@@ -19,6 +20,7 @@ from .q_worker_cache import worker_cache_section
 QUESTION_SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
     "isolation": isolation_section,
     "worker_cache": worker_cache_section,
+    "inventory": inventory_section,
 }
 
 
