@@ -19,8 +19,9 @@ The same cache serves both designs:
   session: ``get_variable = cache.cached(ops.get_variable, invalidated_by=
   [ops.set_variable])`` and ``set_variable = cache.invalidating(ops.set_variable)``.
 
-A cached hit makes no request at all.  Results are shared, not copied: a
-caller must not modify a cached object.
+A cached hit makes no request at all.  A read that was under way while this
+process invalidated its read is returned but not stored.  Results are
+shared, not copied: a caller must not modify a cached object.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class ReadCache:
         self._entries: collections.OrderedDict[Key, tuple[float, Any]] = (
             collections.OrderedDict()
         )
+        #: Moves on at every invalidation: a fetch that overlapped one is not stored.
+        self._generation = 0
         self._lock = threading.Lock()
         for read, writes in (reads or {}).items():
             self.declare(read, writes)
@@ -154,9 +157,9 @@ class ReadCache:
         found, value = self._lookup(key)
         if found:
             return value
-        fetched = self.clock()  # the value is at least this old once it arrives
+        fetched, generation = self.clock(), self._generation  # the value is this old at least
         value = run()
-        self._store(key, value, fetched)
+        self._store(key, value, fetched, generation)
         return value
 
     # -- wrapping functions (the proxy path, or any read) ---------------------------
@@ -198,6 +201,7 @@ class ReadCache:
         first = self._first_argument(write, args, kwargs)
         dropped = 0
         with self._lock:
+            self._generation += 1
             for key in [k for k in self._entries if k[0] in reads
                         and (first is _UNKNOWN or k[1] is _UNKNOWN or k[1] == first)]:
                 del self._entries[key]
@@ -208,6 +212,7 @@ class ReadCache:
     def invalidate(self, read: str | None = None) -> int:
         """Drop every entry (of ``read`` only, if given); return how many."""
         with self._lock:
+            self._generation += 1
             keys = [k for k in self._entries if read is None or k[0] == read]
             for key in keys:
                 del self._entries[key]
@@ -258,8 +263,10 @@ class ReadCache:
             self.stats.misses += 1
             return False, None
 
-    def _store(self, key: Key, value: Any, fetched: float) -> None:
+    def _store(self, key: Key, value: Any, fetched: float, generation: int) -> None:
         with self._lock:
+            if generation != self._generation:
+                return  # a write may have changed it while it was read: keep nothing
             self._entries[key] = (fetched, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self.maxsize:

@@ -153,3 +153,16 @@ def test_bad_settings_are_refused(ttl: float, maxsize: int) -> None:
 def test_a_write_that_invalidates_nothing_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="invalidates no cached read"):
         ReadCache(10).invalidating(store.set_value)
+
+
+def test_a_read_overlapping_own_write_is_not_stored(clock: Clock, store: Store) -> None:
+    cache = ReadCache(10, reads={"get_value": ["set_value"]}, clock=clock)
+
+    def read_while_written() -> str | None:
+        value = store.get_value("a")  # the old value, read first ...
+        cache.call("set_value", ("a", "new"), {}, lambda: store.set_value("a", "new"))
+        return value  # ... arrives after the write
+
+    assert cache.call("get_value", ("a",), {}, read_while_written) == "1"
+    assert len(cache) == 0
+    assert cache.call("get_value", ("a",), {}, lambda: store.get_value("a")) == "new"
