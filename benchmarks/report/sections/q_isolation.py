@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...intervals import fmt_interval, percentile_interval, ratio_interval
 from ...questions.isolation import QUESTION
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import DASH, NOT_MEASURED, compared, fmt, fmt_ms, fmt_ratio
-from .q_bootstrap import fmt_interval, percentile_interval, ratio_interval
 
 OPTION_NAMES = {
     "none": "no isolation",

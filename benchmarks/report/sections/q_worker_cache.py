@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...intervals import bootstrap, fmt_interval, percentile_interval, ratio_interval
 from ...questions.worker_cache import QUESTION
 from ...stats import mean
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import DASH, NOT_MEASURED, fmt, fmt_count, fmt_ms, fmt_percent, fmt_ratio
-from .q_bootstrap import bootstrap, fmt_interval, percentile_interval, ratio_interval
 
 
 def _mode_row(mode: str, runs: dict[str, Any]) -> list[str]:

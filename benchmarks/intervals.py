@@ -1,9 +1,10 @@
-"""Percentile bootstrap intervals for the question sections (private to them).
+"""Percentile bootstrap intervals for the report's question sections.
 
 A small stand-in until :mod:`session_proxy_bench.stats` holds a bootstrap
-helper: :func:`percentile_interval` gives a statistic of a sample with its
-95% percentile-bootstrap interval, from a fixed seed so that regenerating a
-report from the same results writes the same text.
+helper (a report section may import no sibling section, so it lives
+here): :func:`percentile_interval` gives a statistic of a sample with its
+95% percentile-bootstrap interval, from a fixed seed so that regenerating
+a report from the same results writes the same text.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from ...stats import percentile
+from .stats import percentile
 
 RESAMPLES = 400
 SEED = 20260101
