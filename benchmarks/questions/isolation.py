@@ -279,7 +279,7 @@ def run_option(option: str, deployment: Deployment, db_url: str,
                server: ServerProcess | None, settings: dict[str, Any]) -> dict[str, Any]:
     """One option of the deployment, from freshly seeded rows; its raw numbers."""
     workers_via, scheduler_via = OPTIONS[option]
-    direct = sa.create_engine(db_url)
+    direct = sa.create_engine(db_url, poolclass=sa.pool.NullPool)  # holds none while idle
     counter = ConnectionCounter(direct)
     cpu_before: list[float] = []
 
@@ -331,7 +331,7 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
     started one (an empty pool, a CPU count of its own).
     """
     settings = _settings(ctx.quick)
-    engine = sa.create_engine(ctx.db_url)
+    engine = sa.create_engine(ctx.db_url, poolclass=sa.pool.NullPool)  # holds none while idle
     try:
         backend = engine.dialect.name
         others = ConnectionCounter(engine).count()  # held before this measurement: not ours

@@ -17,7 +17,8 @@ measurements, each on freshly seeded workload rows:
 - **staleness**: reader processes (one logical, one proxy) poll a variable
   through a cache with a short real-time TTL while this process, another
   client, changes it now and then.  For each change, each reader's delay
-  until it saw the new value; the bound to compare with is the TTL.
+  until it returned that value or a later one; the bound to compare with is
+  the TTL.
 """
 
 from __future__ import annotations
@@ -226,12 +227,19 @@ def measure_staleness(db_url: str, server_url: str, token: str | None, ttl: floa
                 process.kill()
         engine.dispose()
     result: dict[str, Any] = {"ttl_s": ttl, "changes": changes, "readers": {}}
+    order = list(written)  # the values, in the order they were written
     for report in reports:
-        delays = [report["seen"][value] - at if value in report["seen"] else None
-                  for value, at in written.items()]
+        seen = report["seen"]
+        delays = []
+        for index, value in enumerate(order):
+            # Fresh again once the reader returns this value or a later one.
+            first = [seen[later] for later in order[index:] if later in seen]
+            delays.append(round(min(first) - written[value], 4) if first else None)
         result["readers"][report["mode"]] = {
-            "delays_s": [None if d is None else round(d, 4) for d in delays],
-            "missed": sum(d is None for d in delays),
+            "delays_s": delays,
+            "never_caught_up": sum(d is None for d in delays),
+            # Changes overwritten before the reader's entry expired: it never saw them.
+            "superseded": sum(value not in seen for value in order),
             "polls": report["polls"],
             "hits": report["hits"],
             "max_age_served_s": round(report["max_age_served_s"], 4),

@@ -44,7 +44,8 @@ def _staleness_rows(staleness: dict[str, Any]) -> list[list[str]]:
             fmt_ms(max(seen)) if seen else NOT_MEASURED,
             fmt_ratio(max(seen) / staleness["ttl_s"]) if seen else NOT_MEASURED,
             fmt_ms(mean(seen)) if seen else NOT_MEASURED,
-            fmt_ms(reader["max_age_served_s"]), str(reader["missed"]),
+            fmt_ms(reader["max_age_served_s"]), str(reader["never_caught_up"]),
+            str(reader["superseded"]),
             f"{reader['hits']} of {reader['polls']}",
         ])
     return rows
@@ -80,11 +81,12 @@ def worker_cache_section(raw: dict[str, Any]) -> list[Block]:
             "Staleness: reader processes poll one variable through a cache with a TTL of "
             f"{fmt_ms(staleness['ttl_s'])} ms while another client changes it "
             f"{staleness['changes']} times. The delay is from the change's commit to the "
-            "first read that returned the new value. The cache serves no value older than "
-            "the TTL, so the bound is the TTL plus one read and the reader's poll interval "
-            "(5 ms)."),
+            "first read that returned it or a later value (a change overwritten before the "
+            "reader's entry expired is never returned itself: superseded). The cache "
+            "serves no value older than the TTL, so the bound is the TTL plus one read "
+            "and the reader's poll interval (5 ms)."),
         Table(["reader", "TTL (ms)", "changes", "longest delay (ms)", "longest ÷ TTL",
                "mean delay (ms)",
-               "oldest value served (ms)", "changes never seen", "hits"],
-              _staleness_rows(staleness) or [[DASH] * 9]),
+               "oldest value served (ms)", "never caught up", "superseded", "hits"],
+              _staleness_rows(staleness) or [[DASH] * 10]),
     ]
