@@ -57,7 +57,8 @@ def _ratio_text(options: dict[str, Any], role: str, top: str, bottom: str) -> st
     if interval is None:
         return NOT_MEASURED
     value, low, high = interval
-    return f"{compared(value)} (95% interval {fmt_ratio(low)}–{fmt_ratio(high)})"
+    return (f"{fmt_ratio(value)} the latency (95% interval {fmt_ratio(low)}–"
+            f"{fmt_ratio(high)}; {compared(value)})")
 
 
 def isolation_section(raw: dict[str, Any]) -> list[Block]:
@@ -92,5 +93,7 @@ def isolation_section(raw: dict[str, Any]) -> list[Block]:
         f"direct: {_ratio_text(options, 'worker', 'logical', 'none')}; through the proxy "
         f"against the logical API: {_ratio_text(options, 'worker', 'proxy', 'logical')}. "
         "Routing the scheduler too (full isolation against workers-only through the proxy) "
-        f"makes its calls {_ratio_text(options, 'scheduler', 'full', 'proxy')}."))
+        f"gives its calls {_ratio_text(options, 'scheduler', 'full', 'proxy')}. The "
+        "options run one after the other, not interleaved: a machine whose load changes "
+        "during the run moves them apart."))
     return blocks
