@@ -90,7 +90,7 @@ def _versus_logical(m: Measurements) -> str:
     slower = sum(verdict(c) == "slower" for c in cells)
     faster = sum(verdict(c) == "faster" for c in cells)
     text = ("**Proxy against logical API**: proxy ÷ logical p50 latency, geometric mean over "
-            "each family's operations, with its 95% interval: " + "; ".join(phrases) + ". "
+            "each family's operations (95% interval in parentheses): " + "; ".join(phrases) + ". "
             f"Cell by cell the proxy is slower in {slower} and faster in {faster} of "
             f"{len(cells)} (operation, RTT) cells; in the rest the interval includes 1.")
     if BEST_MODE in m.modes:
