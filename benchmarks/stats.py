@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -195,8 +194,8 @@ def fast_median(values: list[float]) -> float:
 
 
 def fast_mean(values: list[float]) -> float:
-    """The arithmetic mean."""
-    return math.fsum(values) / len(values)
+    """The arithmetic mean (summed left to right, so the same list gives the same bits)."""
+    return sum(values) / len(values)
 
 
 def _uniform_indices(key: str, n: int, count: int) -> bytes:
@@ -220,21 +219,19 @@ def _uniform_indices(key: str, n: int, count: int) -> bytes:
     return bytes(out[:count])
 
 
-def _resamples(values: list[float], key: str, resamples: int) -> list[list[float]]:
-    """``resamples`` resamples (with replacement, same size) of ``values``."""
+def _drawn(values: list[float], key: str, count: int) -> list[float]:
+    """``count`` values drawn with replacement from ``values``, uniformly and independently."""
     n = len(values)
     get = values.__getitem__
     if n <= 256:
-        drawn = list(map(get, _uniform_indices(key, n, n * resamples)))
-        return [drawn[b * n:(b + 1) * n] for b in range(resamples)]
+        return list(map(get, _uniform_indices(key, n, count)))
     # Larger cells: two bytes per draw, rejection as above.
     limit = 65536 - 65536 % n
-    pairs = hashlib.shake_256(key.encode()).digest(4 * n * resamples + 4096)
+    pairs = hashlib.shake_256(key.encode()).digest(4 * count + 4096)
     draws = [v % n for v in memoryview(pairs).cast("H") if v < limit]
-    if len(draws) < n * resamples:
+    if len(draws) < count:
         raise ValueError("bootstrap draws exhausted")  # 1 - limit/65536 < 1%: never in practice
-    drawn = list(map(get, draws[:n * resamples]))
-    return [drawn[b * n:(b + 1) * n] for b in range(resamples)]
+    return list(map(get, draws[:count]))
 
 
 def bootstrap(
@@ -255,12 +252,19 @@ def bootstrap(
     strata = [list(s) for s in strata if s]
     if not strata:
         raise ValueError("bootstrap of no values")
-    per_stratum = [_resamples(stratum, f"{BOOTSTRAP_SEED}/{key}/{index}", resamples)
-                   for index, stratum in enumerate(strata)]
-    if len(per_stratum) == 1:
-        return [statistic(resample) for resample in per_stratum[0]]
-    return [statistic(list(itertools.chain.from_iterable(pooled)))
-            for pooled in zip(*per_stratum, strict=True)]
+    drawn = [_drawn(stratum, f"{BOOTSTRAP_SEED}/{key}/{index}", len(stratum) * resamples)
+             for index, stratum in enumerate(strata)]
+    sizes = [len(stratum) for stratum in strata]
+    if len(strata) == 1:
+        n, values = sizes[0], drawn[0]
+        return [statistic(values[b * n:(b + 1) * n]) for b in range(resamples)]
+    replicates = []
+    for b in range(resamples):
+        pooled: list[float] = []
+        for n, values in zip(sizes, drawn, strict=True):
+            pooled += values[b * n:(b + 1) * n]
+        replicates.append(statistic(pooled))
+    return replicates
 
 
 def percentile_interval(replicates: Sequence[float], estimate: float,

@@ -61,6 +61,10 @@ class Measurements:
         self.throughput = [dict(t, rtt_ms=round(float(t["rtt_ms"]), 6))
                            for t in results.get("throughput") or []]
         self.groups = group(self.samples, CELL_KEYS)
+        scales: dict[str, set[int]] = {}
+        for op, _, _, scale in self.groups:
+            scales.setdefault(op, set()).add(scale)
+        self._scales = {op: sorted(found) for op, found in scales.items()}
         self.cells = {key: summarize(cell) for key, cell in self.groups.items()}
         self._replicates: dict[tuple, list[float] | None] = {}
         seen = [s["operation"] for s in self.samples]
@@ -77,7 +81,7 @@ class Measurements:
 
     def scales(self, operation: str) -> list[int]:
         """Tasks-per-DAG values measured for ``operation``."""
-        return sorted({s["tasks_per_dag"] for s in self.samples if s["operation"] == operation})
+        return list(self._scales.get(operation, []))
 
     def reference_scale(self, operation: str) -> int | None:
         """The measured scale closest to :data:`.terms.REFERENCE_SCALE`."""
