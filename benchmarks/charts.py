@@ -248,14 +248,17 @@ def line_chart(
         body.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" '
                     'stroke="#555" stroke-dasharray="6 4"/>')
         body.append(_text(right - 4, y - 5, reference[1], text_anchor="end", fill="#555"))
+    drawn = [name for name in names if whiskers[name]]
     for name in names:
         color = palette[name]
+        # Whiskers of different series at one x sit side by side, 5 px apart.
+        dodge = (drawn.index(name) - (len(drawn) - 1) / 2) * 5 if name in drawn else 0.0
         for x, lo, hi in whiskers[name]:
             if log_y and (lo <= 0 or hi <= 0):
                 continue
-            px, y_lo, y_hi = x_scale(x), y_scale(lo), y_scale(hi)
-            body.append(f'<path d="M{px - 4:.1f},{y_lo:.1f}H{px + 4:.1f}M{px:.1f},{y_lo:.1f}'
-                        f'V{y_hi:.1f}M{px - 4:.1f},{y_hi:.1f}H{px + 4:.1f}" stroke="{color}" '
+            px, y_lo, y_hi = x_scale(x) + dodge, y_scale(lo), y_scale(hi)
+            body.append(f'<path d="M{px - 3:.1f},{y_lo:.1f}H{px + 3:.1f}M{px:.1f},{y_lo:.1f}'
+                        f'V{y_hi:.1f}M{px - 3:.1f},{y_hi:.1f}H{px + 3:.1f}" stroke="{color}" '
                         f'stroke-width="1.5" fill="none">'
                         f"<title>{escape(f'{name} at {x:g}: 95% interval {lo:.4g}–{hi:.4g}')}"
                         "</title></path>")

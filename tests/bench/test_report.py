@@ -273,7 +273,8 @@ def test_markdown_links_written_charts(written: tuple[str, str, Path]) -> None:
         elif name == "chart-headline.svg":
             assert {"reads", "writes", "scheduling", "equal"} <= texts
         elif name.startswith("chart-decomposition"):
-            assert {"network: round trips × RTT", "client and database (rest)"} <= texts
+            assert {"network: round trips × RTT",
+                    "rest: the client (direct: client and database)"} <= texts
         else:
             assert {"direct", "proxy", "logical"} <= texts
 

@@ -42,7 +42,7 @@ from ..formatting import (
     to_ms,
 )
 from ..measurements import Measurements, p50_latency
-from ..terms import BEST_MODE, FAMILIES, FAMILY_COLORS, HEADLINE, MODE_NAMES
+from ..terms import BEST_MODE, FAMILIES, FAMILY_COLORS, HEADLINE, MODE_NAMES, REFERENCE_SCALE
 
 #: The RTT the decomposition chart uses: the measured one closest to this (ms).
 DECOMPOSITION_RTT_MS = 5.0
@@ -51,8 +51,8 @@ DECOMPOSED = ("get_dag_run", "heartbeat", HEADLINE)
 PART_COLORS = {
     "network: round trips × RTT": "#56B4E9",
     "per-request overhead: round trips × (HTTP echo − RTT)": "#E69F00",
-    "server: statements and operation code": "#009E73",
-    "client and database (rest)": "#999999",
+    "server: database work and its own code": "#009E73",
+    "rest: the client (direct: client and database)": "#999999",
 }
 
 
@@ -292,15 +292,16 @@ def _decomposition(m: Measurements, op: str, mode: str, rtt: float,
             if len(points) >= 2:
                 network = max(round(fit_line(points).slope), 0) * rtt  # type: ignore[arg-type]
         return {"network: round trips × RTT": network,
-                "client and database (rest)": max(total - network, 0.0)}
+                "rest: the client (direct: client and database)": max(total - network, 0.0)}
     trips = cell["round_trips"] or 0.0
     network = trips * rtt
     overhead = trips * (echo_overhead_ms or 0.0)
     server = to_ms(cell["server_s"]) or 0.0
     return {"network: round trips × RTT": network,
             "per-request overhead: round trips × (HTTP echo − RTT)": overhead,
-            "server: statements and operation code": server,
-            "client and database (rest)": max(total - network - overhead - server, 0.0)}
+            "server: database work and its own code": server,
+            "rest: the client (direct: client and database)":
+                max(total - network - overhead - server, 0.0)}
 
 
 def _decomposition_chart(m: Measurements) -> list[Block]:
@@ -328,11 +329,12 @@ def _decomposition_chart(m: Measurements) -> list[Block]:
         "Direct mode on SQLite has no network: its bar is the client's and the in-process "
         "database's time." if m.backend == "sqlite" else
         "Direct mode's round trips to the database are the slope of its mean latency against "
-        "RTT, rounded (statements plus BEGIN and COMMIT).")
+        "RTT, rounded; the rest of its bar is the client's and the database's time.")
     overhead = ("not measured" if echo_overhead is None else
                 f"{fmt(echo_overhead)} ms, the HTTP echo's p50 of {fmt_ms(echo)} ms less the RTT")
     return [Figure(f"decomposition-rtt-{fmt_rtt(rtt).replace('.', '-')}", title, svg,
-                   "Mean latency of one read, one write and one scheduling step per mode, split "
+                   "Mean latency of one read, one write and one scheduling step (at the scale "
+                   f"closest to {REFERENCE_SCALE} tasks per DAG) per mode, split "
                    "into the round trips' network time (counted round trips × the injected "
                    f"RTT), their per-request overhead ({overhead}), the server's own time "
                    "(statements and, for the logical API, the operation's code) and the rest "
