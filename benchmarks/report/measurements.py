@@ -143,6 +143,66 @@ class Measurements:
             return Interval(estimate)
         return percentile_interval(ratio_replicates(top, bottom), estimate)
 
+    def floor_interval(self, floor: str, rtt: float) -> Interval | None:
+        """The p50 of one floor at one RTT with its interval; None when not measured."""
+        rows = select(self.floors, floor=floor, rtt_ms=rtt)
+        strata = repetition_strata(rows)
+        values = [v for stratum in strata for v in stratum]
+        if not values:
+            return None
+        estimate = median(values)
+        if len(values) < 2:
+            return Interval(estimate)
+        replicates = bootstrap(strata, fast_median, key=f"floor|{floor}|{rtt}")
+        return percentile_interval(replicates, estimate)
+
+    def floor_ratio(self, numerator: str, denominator: str, rtt: float) -> Interval | None:
+        """p50 of one floor ÷ p50 of another at one RTT, with its interval."""
+        top, bottom = self.floor_interval(numerator, rtt), self.floor_interval(denominator, rtt)
+        if top is None or bottom is None or not bottom.estimate:
+            return None
+        estimate = top.estimate / bottom.estimate
+        if not (top.has_interval and bottom.has_interval):
+            return Interval(estimate)
+        replicates = ratio_replicates(
+            *(bootstrap(repetition_strata(select(self.floors, floor=f, rtt_ms=rtt)),
+                        fast_median, key=f"floor|{f}|{rtt}") for f in (numerator, denominator)))
+        return percentile_interval(replicates, estimate)
+
+    def _throughput_values(self, mode: str, rtt: float, clients: int) -> list[float]:
+        return [r["throughput"] for r in select(self.throughput, mode=mode, rtt_ms=rtt,
+                                                clients=clients)
+                if r.get("throughput") is not None]
+
+    def _throughput_replicates(self, mode: str, rtt: float, clients: int) -> list[float]:
+        return bootstrap([self._throughput_values(mode, rtt, clients)], fast_mean,
+                         key=f"throughput|{mode}|{rtt}|{clients}")
+
+    def throughput_interval(self, mode: str, rtt: float, clients: int) -> Interval | None:
+        """Mean calls per second of the runs of one (mode, RTT, clients); an interval
+        over the runs when the cell was run more than once (repetitions)."""
+        runs = self._throughput_values(mode, rtt, clients)
+        if not runs:
+            return None
+        estimate = fast_mean(list(runs))
+        if len(runs) < 2:
+            return Interval(estimate)
+        return percentile_interval(self._throughput_replicates(mode, rtt, clients), estimate)
+
+    def throughput_ratio(self, numerator: str, denominator: str, rtt: float,
+                         clients: int) -> Interval | None:
+        """Mean throughput of one mode ÷ another's, with an interval when runs were repeated."""
+        top = self.throughput_interval(numerator, rtt, clients)
+        bottom = self.throughput_interval(denominator, rtt, clients)
+        if top is None or bottom is None or not bottom.estimate:
+            return None
+        estimate = top.estimate / bottom.estimate
+        if not (top.has_interval and bottom.has_interval):
+            return Interval(estimate)
+        return percentile_interval(ratio_replicates(
+            self._throughput_replicates(numerator, rtt, clients),
+            self._throughput_replicates(denominator, rtt, clients)), estimate)
+
     def family_ratio(self, operations: list[str], numerator: str, denominator: str,
                      rtt: float) -> tuple[Interval, list[str]] | None:
         """The geometric mean over ``operations`` (each at its reference scale) of

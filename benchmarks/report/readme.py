@@ -18,7 +18,7 @@ from typing import Any
 
 from .formatting import fmt_ratio, fmt_ratio_ci, fmt_rtt, hide_passwords, plural
 from .measurements import Measurements
-from .sections.summary import security_reliability, throughput_ratio, verdict
+from .sections.summary import security_reliability, verdict
 from .terms import BEST_MODE, FAMILIES
 
 BEGIN = "<!-- results:begin -->"
@@ -63,7 +63,7 @@ def _throughput_cells(m: Measurements, wanted: str) -> list[str]:
     clients = max(m.client_counts)
     found = []
     for rtt in m.throughput_rtts:
-        value = throughput_ratio(m, rtt, clients)
+        value = m.throughput_ratio("proxy", "logical", rtt, clients)
         if value is None:
             continue
         decided = verdict(value)

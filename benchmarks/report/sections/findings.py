@@ -21,6 +21,7 @@ from ..formatting import (
     fmt,
     fmt_count,
     fmt_ms,
+    fmt_ms_ci,
     fmt_percent,
     fmt_ratio,
     fmt_ratio_ci,
@@ -67,10 +68,15 @@ def _headline(m: Measurements, rtt: float) -> str:
         return (f"`{HEADLINE}`: proxy against logical {NOT_MEASURED} at this RTT "
                 f"(proxy {'measured' if proxy else NOT_MEASURED}, "
                 f"logical {'measured' if logical else NOT_MEASURED}).")
+    versus = m.ratio_interval(HEADLINE, "proxy", "logical", rtt, scale)
+    interval = (f", 95% interval {fmt_ratio(versus.low)}–{fmt_ratio(versus.high)}"
+                if versus is not None and versus.has_interval else "")
     text = (f"`{m.label(HEADLINE, scale)}` is {compared(ratio(proxy['p50'], logical['p50']))} "
-            f"through the proxy than through the logical API (p50 {fmt_ms(proxy['p50'])} ms "
-            f"against {fmt_ms(logical['p50'])} ms; {fmt_count(proxy['round_trips'])} round "
-            f"trips against {fmt_count(logical['round_trips'])})")
+            f"through the proxy than through the logical API (p50 "
+            f"{fmt_ms_ci(m.interval('p50', HEADLINE, 'proxy', rtt, scale))} ms against "
+            f"{fmt_ms_ci(m.interval('p50', HEADLINE, 'logical', rtt, scale))} ms{interval}; "
+            f"{fmt_count(proxy['round_trips'])} round trips against "
+            f"{fmt_count(logical['round_trips'])})")
     txn = ratio(proxy["txn_s"], logical["txn_s"])
     if txn is not None:
         text += (f"; it holds the transaction {_lock_phrase(m)} "
@@ -80,12 +86,13 @@ def _headline(m: Measurements, rtt: float) -> str:
 
 
 def _comparison(m: Measurements, rtt: float, first: str, second: str) -> str:
-    pairs = []
+    pairs, cells = [], {}
     for op in m.measured:
         scale = m.reference_scale(op)
-        value = ratio(m.p50(op, first, rtt, scale), m.p50(op, second, rtt, scale))
-        if value is not None:
-            pairs.append((value, op))
+        cell = m.ratio_interval(op, first, second, rtt, scale)
+        if cell is not None:
+            pairs.append((cell.estimate, op))
+            cells[op] = cell
     one, two = MODE_NAMES[first], MODE_NAMES[second]
     if not pairs:
         return f"The {one} against the {two}: {NOT_MEASURED} at this RTT."
@@ -96,8 +103,8 @@ def _comparison(m: Measurements, rtt: float, first: str, second: str) -> str:
     middle = fmt_ratio(median([v for v, _ in pairs]))
     summary = (f"The {one} is slower than the {two} in {count} operations measured in "
                f"both (median {first}÷{second} p50 ratio {middle}; "
-               f"worst `{worst[1]}` at {fmt_ratio(worst[0])}, best `{best[1]}` at "
-               f"{fmt_ratio(best[0])}).")
+               f"worst `{worst[1]}` at {fmt_ratio_ci(cells[worst[1]])}, best `{best[1]}` at "
+               f"{fmt_ratio_ci(cells[best[1]])}).")
     if not slower:
         summary = (f"The {one} is not slower than the {two} in any of the {len(pairs)} "
                    f"operations measured in both (median ratio {middle}).")
@@ -112,14 +119,13 @@ def _throughput_finding(m: Measurements, rtt: float) -> str | None:
     parts = [f"{mode} {fmt(run['throughput'])} calls/s (p99 {fmt_ms(run.get('p99_s'))} ms)"
              if run else f"{mode} {NOT_MEASURED}" for mode, run in runs.items()]
     text = f"With {clients} concurrent clients: " + "; ".join(parts) + "."
-    proxy, logical = runs.get("proxy"), runs.get("logical")
-    if proxy and logical:
-        value = ratio(proxy["throughput"], logical["throughput"])
-        if value is not None:
-            change = (f"{fmt_percent(1 - value)} less" if value < 1
-                      else f"{fmt_percent(value - 1)} more")
-            text += (f" The proxy's throughput is {fmt_ratio(value)} the logical API's "
-                     f"({change}).")
+    value = m.throughput_ratio("proxy", "logical", rtt, clients)
+    if value is not None:
+        change = (f"{fmt_percent(1 - value.estimate)} less" if value.estimate < 1
+                  else f"{fmt_percent(value.estimate - 1)} more")
+        text += (f" The proxy's throughput is {fmt_ratio_ci(value)} the logical API's "
+                 f"({change}" + ("" if value.has_interval else "; one run: no interval")
+                 + ").")
     return text
 
 

@@ -22,12 +22,8 @@ from typing import Any
 from ... import charts
 from ...stats import (
     Interval,
-    bootstrap,
     fit_line,
     median,
-    percentile_interval,
-    ratio,
-    ratio_replicates,
     select,
 )
 from ..document import Block, Bullets, Figure, Heading, Paragraph
@@ -166,48 +162,13 @@ def _slopes(m: Measurements, op: str) -> list[tuple[str, float]]:
     return found
 
 
-def throughput_interval(m: Measurements, mode: str, rtt: float,
-                        clients: int) -> Interval | None:
-    """Mean throughput of the runs of one (mode, RTT, clients), with an interval over runs."""
-    runs = [r["throughput"] for r in select(m.throughput, mode=mode, rtt_ms=rtt, clients=clients)
-            if r.get("throughput") is not None]
-    if not runs:
-        return None
-    estimate = sum(runs) / len(runs)
-    if len(runs) < 2:
-        return Interval(estimate)
-    replicates = bootstrap([runs], lambda v: sum(v) / len(v),
-                           key=f"throughput|{mode}|{rtt}|{clients}")
-    return percentile_interval(replicates, estimate)
-
-
-def throughput_ratio(m: Measurements, rtt: float, clients: int) -> Interval | None:
-    """Proxy ÷ logical mean throughput, with an interval when runs were repeated."""
-    proxy = throughput_interval(m, "proxy", rtt, clients)
-    logical = throughput_interval(m, "logical", rtt, clients)
-    if proxy is None or logical is None:
-        return None
-    estimate = ratio(proxy.estimate, logical.estimate)
-    if estimate is None:
-        return None
-    if not (proxy.has_interval and logical.has_interval):
-        return Interval(estimate)
-    runs = {mode: [r["throughput"] for r in select(m.throughput, mode=mode, rtt_ms=rtt,
-                                                   clients=clients)]
-            for mode in ("proxy", "logical")}
-    top, bottom = (bootstrap([runs[mode]], lambda v: sum(v) / len(v),
-                             key=f"throughput|{mode}|{rtt}|{clients}")
-                   for mode in ("proxy", "logical"))
-    return percentile_interval(ratio_replicates(top, bottom), estimate)
-
-
 def _throughput(m: Measurements) -> str:
     if not m.throughput:
         return f"**Throughput**: {NOT_MEASURED}."
     clients = max(m.client_counts)
     parts = []
     for rtt in m.throughput_rtts:
-        value = throughput_ratio(m, rtt, clients)
+        value = m.throughput_ratio("proxy", "logical", rtt, clients)
         if value is not None:
             parts.append(f"{fmt_ratio_ci(value)} at {fmt_rtt(rtt)} ms")
     if not parts:

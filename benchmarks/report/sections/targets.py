@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ...stats import select
 from ..document import Block, Heading, Paragraph, Table
-from ..formatting import NOT_MEASURED, fmt_ms, fmt_ratio, fmt_rtt, plural
+from ..formatting import NOT_MEASURED, fmt_ms, fmt_ratio, fmt_ratio_ci, fmt_rtt, plural
 from ..measurements import Measurements, p50_latency
 from ..terms import BEST_MODE
 from .target_rows import issue_rows
@@ -51,9 +51,11 @@ def targets_section(m: Measurements) -> list[Block]:
         echo = p50_latency(select(m.floors, floor="http_echo", rtt_ms=rtt))
         proxied = p50_latency(select(m.floors, floor="proxy_select_1", rtt_ms=rtt))
         value = proxied / echo if proxied and echo else None
+        shown = m.floor_ratio("proxy_select_1", "http_echo", rtt)
         rows.append([
             f"one-row SELECT through the proxy ÷ HTTP echo, {fmt_rtt(rtt)} ms RTT",
-            f"≤ {ECHO_LIMIT}×", f"{fmt_ratio(value)} ({fmt_ms(proxied)} ms vs {fmt_ms(echo)} ms)",
+            f"≤ {ECHO_LIMIT}×",
+            f"{fmt_ratio_ci(shown)}, p50 {fmt_ms(proxied)} ms vs {fmt_ms(echo)} ms",
             _verdict(value, ECHO_LIMIT),
         ])
     for size in sorted({p["n"] for p in probes if p["probe"] == "flush"}):
@@ -79,11 +81,14 @@ def targets_section(m: Measurements) -> list[Block]:
     proxy = m.p50("mini_scheduler", "proxy", SCHEDULER_RTT_MS, SCHEDULER_SCALE)
     logical = m.p50("mini_scheduler", "logical", SCHEDULER_RTT_MS, SCHEDULER_SCALE)
     value = proxy / logical if proxy and logical else None
+    shown = m.ratio_interval("mini_scheduler", "proxy", "logical", SCHEDULER_RTT_MS,
+                             SCHEDULER_SCALE)
     rows.append([
         f"`mini_scheduler` ({SCHEDULER_SCALE} tasks) at {fmt_rtt(SCHEDULER_RTT_MS)} ms RTT, "
         "proxy ÷ logical p50",
         f"≤ {SCHEDULER_LIMIT}×",
-        fmt_ratio(value) + (f" ({fmt_ms(proxy)} ms vs {fmt_ms(logical)} ms)" if value else ""),
+        fmt_ratio_ci(shown) + (f", p50 {fmt_ms(proxy)} ms vs {fmt_ms(logical)} ms"
+                               if value else ""),
         _verdict(value, SCHEDULER_LIMIT),
     ])
     return [
