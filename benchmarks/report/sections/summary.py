@@ -121,9 +121,10 @@ def _versus_direct(m: Measurements) -> str:
         names = sorted({op for _, op, _ in wins})
         text += (f"; it wins on {', '.join(f'`{op}`' for op in names)} at "
                  f"{', '.join(fmt_rtt(r) for r in rtts)} ms RTT, most on `{best[1]}` at "
-                 f"{fmt_rtt(best[2])} ms ({fmt_ratio_ci(best[0])}): a direct connection pays "
-                 "one RTT per statement, the proxy pipelines statements whose results "
-                 "nothing waits for")
+                 f"{fmt_rtt(best[2])} ms ({fmt_ratio_ci(best[0])})")
+        if min(rtts) > 0 and m.backend != "sqlite":
+            text += (": a direct connection pays one RTT per statement, the proxy pipelines "
+                     "statements whose results nothing waits for")
     return text + "."
 
 
