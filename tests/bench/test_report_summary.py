@@ -121,3 +121,14 @@ def test_targets_use_plurals(tmp_path: Path) -> None:
     assert "add 1 object with client-side keys" in md
     assert "add 10,000 objects with client-side keys" in md
     assert "add 1 objects" not in md
+
+
+def test_direct_round_trips_use_the_counted_transaction_overhead(tmp_path: Path) -> None:
+    results = make_results()
+    results["targets"] = {"db_round_trips": {"applicable": True, "direct": [3, 3, 3],
+                                             "proxy": [3, 3, 3]}}
+    md, _ = _write(results, tmp_path)
+    # Statements per operation are 1 to 5 (make_results), plus BEGIN and COMMIT counted.
+    assert ("A direct connection makes 3 to 7 database round trips per operation (one per "
+            "statement plus 2 per transaction).") in md
+    assert "its statements plus the 2 more the Targets' relay counted" in md

@@ -144,6 +144,12 @@ def _round_trips(m: Measurements) -> str:
             f"{fmt_count(high)} HTTP round trips (median "
             f"{fmt_count(median(list(per_op.values())))}; most: `{most}`, "
             f"{fmt_count(per_op[most])}); through the logical API one.")
+    direct = {op: trips for op in per_op
+              if (trips := direct_round_trips(m, op, m.reference_scale(op))) is not None}
+    if direct and transaction_overhead(m) is not None:
+        text += (f" A direct connection makes {fmt_count(min(direct.values()))} to "
+                 f"{fmt_count(max(direct.values()))} database round trips per operation (one per "
+                 f"statement plus {fmt_count(transaction_overhead(m))} per transaction).")
     slopes = _slopes(m, most)
     if slopes:
         text += (f" Each costs one RTT: fitted against RTT, the p50 of `{most}` grows by "
@@ -239,6 +245,32 @@ def _headline_chart(m: Measurements) -> list[Block]:
                    "intervals; above the dashed line the proxy is slower.")]
 
 
+def transaction_overhead(m: Measurements) -> float | None:
+    """Database round trips a direct transaction adds to its statements (BEGIN, COMMIT),
+    from the Targets' count of a one-row SELECT + COMMIT; None when not counted."""
+    entry = (m.results.get("targets") or {}).get("db_round_trips")
+    if not isinstance(entry, dict) or not entry.get("applicable", True) or not entry.get("direct"):
+        return None
+    return median([float(n) for n in entry["direct"]]) - 1
+
+
+def direct_round_trips(m: Measurements, op: str, scale: int | None) -> float | None:
+    """Database round trips of one direct call: its statements plus the transaction's
+    overhead as counted by the Targets' relay, else the rounded slope of its mean latency
+    against RTT; None on SQLite (no network) or when neither is known."""
+    if m.backend == "sqlite":
+        return None
+    statements = m.value("statements", op, "direct", m.rtts[0], scale) if m.rtts else None
+    overhead = transaction_overhead(m)
+    if statements is not None and overhead is not None:
+        return statements + overhead
+    points = [(r, to_ms(m.value("mean", op, "direct", r, scale))) for r in m.rtts]
+    points = [(x, y) for x, y in points if y is not None]
+    if len(points) < 2:
+        return None
+    return float(max(round(fit_line(points).slope), 0))  # type: ignore[arg-type]
+
+
 def _decomposition(m: Measurements, op: str, mode: str, rtt: float,
                    echo_overhead_ms: float | None) -> dict[str, float] | None:
     scale = m.reference_scale(op)
@@ -247,12 +279,8 @@ def _decomposition(m: Measurements, op: str, mode: str, rtt: float,
         return None
     total = to_ms(cell["mean"]) or 0.0
     if mode == "direct":
-        network = 0.0
-        if m.backend != "sqlite":
-            points = [(r, to_ms(m.value("mean", op, "direct", r, scale))) for r in m.rtts]
-            points = [(x, y) for x, y in points if y is not None]
-            if len(points) >= 2:
-                network = max(round(fit_line(points).slope), 0) * rtt  # type: ignore[arg-type]
+        trips = direct_round_trips(m, op, scale)
+        network = 0.0 if trips is None else trips * rtt
         return {"network: round trips × RTT": network,
                 "rest: the client (direct: client and database)": max(total - network, 0.0)}
     trips = cell["round_trips"] or 0.0
@@ -290,6 +318,11 @@ def _decomposition_chart(m: Measurements) -> list[Block]:
     direct_note = (
         "Direct mode on SQLite has no network: its bar is the client's and the in-process "
         "database's time." if m.backend == "sqlite" else
+        "Direct mode's round trips to the database are its statements plus the "
+        f"{fmt_count(transaction_overhead(m))} more the Targets' relay counted in a one-row "
+        "SELECT + COMMIT transaction (the transaction's own, such as BEGIN and COMMIT); the "
+        "rest of its bar is the client's and the database's time."
+        if transaction_overhead(m) is not None else
         "Direct mode's round trips to the database are the slope of its mean latency against "
         "RTT, rounded; the rest of its bar is the client's and the database's time.")
     overhead = ("not measured" if echo_overhead is None else
