@@ -20,12 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ... import charts
-from ...stats import (
-    Interval,
-    fit_line,
-    median,
-    select,
-)
+from ...stats import Interval, fit_line, median, select
 from ..document import Block, Bullets, Figure, Heading, Paragraph
 from ..formatting import (
     NOT_MEASURED,
