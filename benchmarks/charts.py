@@ -1,4 +1,4 @@
-"""Small inline-SVG charts for the benchmark report: line charts and grouped bars.
+"""Small inline-SVG charts for the benchmark report: line charts, grouped and stacked bars.
 
 Each chart function returns one complete ``<svg>`` element as a string: valid
 XML, no scripts, no external references (fonts fall back to the browser's
@@ -191,13 +191,21 @@ def line_chart(
     width: int = 640,
     height: int = 380,
     log_y: bool = False,
+    intervals: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+    reference: tuple[float, str] | None = None,
+    from_zero: bool = True,
 ) -> str:
     """A line chart with one line and markers per named series of ``(x, y)`` points.
 
     Points whose y is None are left out; a series without points is listed in
-    the legend as "not measured".  The y axis starts at zero unless ``log_y``.
+    the legend as "not measured".  The y axis starts at zero unless ``log_y``
+    or not ``from_zero``.  ``intervals[name]`` holds ``(x, low, high)``
+    whiskers drawn at the series' points; ``reference`` is ``(y, label)`` of a
+    dashed horizontal line (a ratio of 1, say).
     """
     names = list(series)
+    whiskers = {name: [(float(x), float(lo), float(hi)) for x, lo, hi in
+                       (intervals or {}).get(name, ())] for name in names}
     palette = _colors(names, colors)
     points = {
         name: sorted((float(x), float(y)) for x, y in series[name]
@@ -211,10 +219,14 @@ def line_chart(
     bottom = height - 50.0
     xs = [x for pts in points.values() for x, _ in pts]
     ys = [y for pts in points.values() for _, y in pts]
+    ys += [v for ws in whiskers.values() for _, lo, hi in ws for v in (lo, hi)
+           if not log_y or v > 0]
+    if reference is not None:
+        ys.append(reference[0])
     x_low, x_high = _domain(xs, from_zero=False, log=False)
     if xs and min(xs) >= 0 and x_low < 0:
         x_low = 0.0
-    y_low, y_high = _domain(ys, from_zero=True, log=log_y)
+    y_low, y_high = _domain(ys, from_zero=from_zero, log=log_y)
     x_scale = Scale(x_low, x_high, left, right)
     y_scale = Scale(y_low, y_high, bottom, top, log=log_y)
     body = list(legend)
@@ -231,8 +243,25 @@ def line_chart(
     if not xs:
         body.append(_text((left + right) / 2, (top + bottom) / 2, "not measured",
                           text_anchor="middle", fill="#999"))
+    if reference is not None:
+        y = y_scale(reference[0])
+        body.append(f'<line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" '
+                    'stroke="#555" stroke-dasharray="6 4"/>')
+        body.append(_text(right - 4, y - 5, reference[1], text_anchor="end", fill="#555"))
+    drawn = [name for name in names if whiskers[name]]
     for name in names:
         color = palette[name]
+        # Whiskers of different series at one x sit side by side, 5 px apart.
+        dodge = (drawn.index(name) - (len(drawn) - 1) / 2) * 5 if name in drawn else 0.0
+        for x, lo, hi in whiskers[name]:
+            if log_y and (lo <= 0 or hi <= 0):
+                continue
+            px, y_lo, y_hi = x_scale(x) + dodge, y_scale(lo), y_scale(hi)
+            body.append(f'<path d="M{px - 3:.1f},{y_lo:.1f}H{px + 3:.1f}M{px:.1f},{y_lo:.1f}'
+                        f'V{y_hi:.1f}M{px - 3:.1f},{y_hi:.1f}H{px + 3:.1f}" stroke="{color}" '
+                        f'stroke-width="1.5" fill="none">'
+                        f"<title>{escape(f'{name} at {x:g}: 95% interval {lo:.4g}–{hi:.4g}')}"
+                        "</title></path>")
         coords = [(x_scale(x), y_scale(y)) for x, y in points[name]]
         if len(coords) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
@@ -306,6 +335,71 @@ def bar_chart(
         else:
             body.append(_text(center, bottom + 16, category, text_anchor="middle", fill="#333"))
     if not values:
+        body.append(_text((left + right) / 2, (top + bottom) / 2, "not measured",
+                          text_anchor="middle", fill="#999"))
+    return _frame(width, height, title, body)
+
+
+def stacked_bar_chart(
+    categories: Sequence[str],
+    parts: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    y_label: str,
+    colors: Mapping[str, str] | None = None,
+    width: int = 720,
+    height: int = 420,
+) -> str:
+    """One bar per category, made of the named parts stacked bottom to top.
+
+    ``parts[name][i]`` is the size of part ``name`` in ``categories[i]``
+    (None or 0: the part is absent from that bar; negative sizes are not
+    drawn).  Long category labels are drawn slanted.
+    """
+    names = list(parts)
+    for name in names:
+        if len(parts[name]) != len(categories):
+            raise ValueError(f"part {name!r} has {len(parts[name])} values for "
+                             f"{len(categories)} categories")
+    palette = _colors(names, colors)
+    totals = [sum(max(parts[name][i] or 0.0, 0.0) for name in names)
+              for i in range(len(categories))]
+    empty = {name for name in names if not any((v or 0) > 0 for v in parts[name])}
+    slanted = any(len(c) * _CHAR_WIDTH > (width - 90) / max(len(categories), 1)
+                  for c in categories)
+    label_space = (max((len(c) for c in categories), default=0) * _CHAR_WIDTH * 0.6 + 20
+                   if slanted else 24.0)
+    left, right = 70.0, width - 20.0
+    legend, legend_height = _legend(names, palette, empty, left, 44, right - left)
+    top = 44 + legend_height + 6
+    bottom = height - label_space - 10
+    y_low, y_high = _domain(totals, from_zero=True, log=False)
+    y_scale = Scale(y_low, y_high, bottom, top)
+    body = list(legend)
+    body += _y_axis(y_scale, left, right, y_label, top, bottom)
+    body.append(f'<line x1="{left:.1f}" y1="{bottom:.1f}" x2="{right:.1f}" y2="{bottom:.1f}" '
+                'stroke="#333"/>')
+    band = (right - left) / max(len(categories), 1)
+    for index, category in enumerate(categories):
+        x = left + band * (index + 0.15)
+        base = 0.0
+        for name in names:
+            value = parts[name][index]
+            if value is None or value <= 0:
+                continue
+            y_top, y_base = y_scale(base + value), y_scale(base)
+            body.append(
+                f'<rect x="{x:.1f}" y="{y_top:.1f}" width="{band * 0.7:.1f}" '
+                f'height="{y_base - y_top:.1f}" fill="{palette[name]}">'
+                f"<title>{escape(f'{category}, {name}: {value:.4g}')}</title></rect>")
+            base += value
+        center = left + band * (index + 0.5)
+        if slanted:
+            body.append(_text(center, bottom + 14, category, text_anchor="end", fill="#333",
+                              transform=f"rotate(-35 {center:.1f} {bottom + 14:.1f})"))
+        else:
+            body.append(_text(center, bottom + 16, category, text_anchor="middle", fill="#333"))
+    if not any(totals):
         body.append(_text((left + right) / 2, (top + bottom) / 2, "not measured",
                           text_anchor="middle", fill="#999"))
     return _frame(width, height, title, body)

@@ -5,6 +5,8 @@
     session-proxy-bench run --quick --out results.json --report report/
     session-proxy-bench run --full --db postgresql+psycopg://postgres@127.0.0.1/test
     session-proxy-bench report results.json --out report/
+    session-proxy-bench report docs/report-postgresql/results.json.xz --out docs/report-postgresql
+    session-proxy-bench readme docs/report-postgresql/results.json.xz README.md
     session-proxy-bench security --db postgresql+psycopg://postgres@127.0.0.1/test
     session-proxy-bench load --clients 32 --seconds 60 --drop 0.01 --out load.json --report report/
     session-proxy-bench run --full --load-results load.json --out results.json --report report/
@@ -14,7 +16,10 @@
 :mod:`session_proxy_bench.runner`), runs the attack suite, writes every raw sample
 and outcome to one JSON file and prints a concise table; ``report`` writes
 ``report.md`` and a self-contained ``report.html`` computed only from that
-file; ``security`` runs the attack suite alone and writes its matrix.
+file (``.json``, or compressed ``.json.gz``/``.json.xz``, which ``run --out``
+writes deterministically), byte for byte the same on any machine;
+``readme`` rewrites the README's "Results so far" block from such a file;
+``security`` runs the attack suite alone and writes its matrix.
 
 ``load`` is the reliability load run (:mod:`session_proxy_bench.load.runner`):
 concurrent clients against the server under gunicorn, through a relay that
@@ -42,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from .report import Heading, Paragraph, hide_passwords, render_markdown, write_report
+from .report.readme import report_link, results_block, update_readme
+from .report.results_file import read_results, write_results
 from .report.sections.reliability import reliability_section
 from .report.sections.security import security_section
 from .runner import BenchConfig, Benchmark
@@ -187,8 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write DIR/reliability.md")
 
     report = sub.add_parser("report", help="write report.md and report.html from a results file")
-    report.add_argument("results", type=Path)
+    report.add_argument("results", type=Path, help="results file (.json, .json.gz or .json.xz)")
     report.add_argument("--out", type=Path, default=Path("report"), help="directory")
+    report.add_argument("--readme", type=Path, metavar="README",
+                        help="also rewrite this README's results block from the same file")
+
+    readme = sub.add_parser("readme", help="rewrite a README's results block from a results file")
+    readme.add_argument("results", type=Path, help="results file (.json, .json.gz or .json.xz)")
+    readme.add_argument("readme", type=Path, help="README with <!-- results:begin/end --> markers")
     return parser
 
 
@@ -223,6 +236,18 @@ def summary_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_command(results_path: Path, readme: Path) -> str:
+    """The command that writes the README block, as the block names it."""
+    return f"session-proxy-bench readme {results_path.as_posix()} {readme.as_posix()}"
+
+
+def _write_readme(results: dict[str, Any], results_path: Path, readme: Path) -> None:
+    block = results_block(results, report_link(results_path, readme),
+                          readme_command(results_path, readme))
+    changed = update_readme(readme, block)
+    print(f"readme: {readme} {'updated' if changed else 'unchanged'}")
+
+
 def _write_report(results: dict[str, Any], out: Path) -> None:
     markdown, html = write_report(results, out)
     print(f"report: {markdown} and {html}")
@@ -237,15 +262,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "load":
         return _load(parser, args, ["session-proxy-bench", *(sys.argv[1:] if argv is None
                                                              else argv)])
-    if args.command == "report":
+    if args.command in ("report", "readme"):
         try:
-            results = json.loads(args.results.read_text())
+            results = read_results(args.results)
         except (OSError, ValueError) as exc:
             parser.error(f"cannot read results file {args.results}: {exc}")
-        if results.get("kind") == "load":
+        if args.command == "report" and results.get("kind") == "load":
             print(f"reliability section: {_write_reliability(results, args.out)}")
             return 0
-        _write_report(results, args.out)
+        if args.command == "report":
+            _write_report(results, args.out)
+        readme_path = args.readme
+        if readme_path is not None:
+            try:
+                _write_readme(results, args.results, readme_path)
+            except (OSError, ValueError) as exc:
+                parser.error(str(exc))
         return 0
     try:
         config = config_from(args)
@@ -267,8 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Benchmark(config, progress=not args.no_progress).run(command)
     if load_results is not None:
         results["reliability"] = load_results
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_results(args.out, results)
     print(summary_table(results))
     print(f"results: {args.out}")
     if args.report is not None:

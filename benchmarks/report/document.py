@@ -52,6 +52,13 @@ class Code:
 
 
 @dataclasses.dataclass
+class Contents:
+    """A table of contents: ``(level, heading text, anchor)`` per entry, in order."""
+
+    entries: list[tuple[int, str, str]]
+
+
+@dataclasses.dataclass
 class Figure:
     """An SVG chart with a caption; written as ``chart-<name>.svg`` next to the markdown."""
 
@@ -66,4 +73,4 @@ class Figure:
         return f"chart-{self.name}.svg"
 
 
-Block = Heading | Paragraph | Bullets | Table | Code | Figure
+Block = Heading | Paragraph | Bullets | Table | Code | Contents | Figure

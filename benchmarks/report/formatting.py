@@ -10,8 +10,10 @@ results document.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from ..stats import Interval
 
 NOT_MEASURED = "not measured"
 DASH = "–"
@@ -67,8 +69,34 @@ def fmt_bytes(value: float | None) -> str:
 
 
 def plural(count: Any, word: str) -> str:
-    """``"1 call"``, ``"3 calls"``."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
+    """``"1 call"``, ``"3 calls"``, ``"10,000 objects"``."""
+    shown = f"{count:,}" if isinstance(count, int) and not isinstance(count, bool) else count
+    return f"{shown} {word}{'' if count == 1 else 's'}"
+
+
+def with_interval(value: Interval | None, write: Callable[[float | None], str],
+                  scale: float = 1.0) -> str:
+    """``"1.93× (1.80–2.05)"``: a value and its 95% interval, each written by ``write``.
+
+    ``scale`` multiplies all three (1000 turns seconds into milliseconds when
+    ``write`` is :func:`fmt`).  Without an interval (one sample) the value alone.
+    """
+    if value is None:
+        return write(None)
+    text = write(value.estimate * scale)
+    if value.low is None or value.high is None:
+        return text
+    return f"{text} ({write(value.low * scale)}–{write(value.high * scale)})"
+
+
+def fmt_ratio_ci(value: Interval | None) -> str:
+    """A ratio with its interval: ``1.93× (1.80×–2.05×)``."""
+    return with_interval(value, fmt_ratio)
+
+
+def fmt_ms_ci(value: Interval | None) -> str:
+    """Seconds shown as milliseconds, with the interval: ``12.1 (11.8–12.6)``."""
+    return with_interval(value, fmt_ms)
 
 
 def fmt_rtt(rtt_ms: float) -> str:

@@ -12,7 +12,8 @@ import html
 import re
 from collections.abc import Sequence
 
-from .document import Block, Bullets, Code, Figure, Heading, Paragraph, Table
+from .anchors import heading_anchors
+from .document import Block, Bullets, Code, Contents, Figure, Heading, Paragraph, Table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto;
@@ -25,6 +26,7 @@ td:first-child, th:first-child { text-align: left; }
 pre { background: #f6f6f6; padding: 0.7em; overflow-x: auto; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 figure { margin: 1em 0 1.6em; }
+nav.contents ul { margin: 0.2em 0; }
 figcaption { font-size: 0.9em; color: #555; }
 svg { max-width: 100%; height: auto; }
 """
@@ -44,9 +46,32 @@ def _table(block: Table) -> str:
             f"<tbody>{body}</tbody></table></div>")
 
 
-def _block(block: Block) -> str | None:
+def _contents(block: Contents) -> str:
+    """Nested lists of links, one level per heading level."""
+    out: list[str] = []
+    depth = 0
+    top = min((level for level, _, _ in block.entries), default=0)
+    for level, text, anchor in block.entries:
+        target = level - top + 1
+        if target > depth:
+            out += ["<ul>"] * (target - depth)
+        else:
+            out.append("</li>")
+            out += ["</ul></li>"] * (depth - target)
+        depth = target
+        out.append(f'<li><a href="#{html.escape(anchor)}">{_inline_html(text)}</a>')
+    if depth:
+        out.append("</li>")
+        out += ["</ul></li>"] * (depth - 1) + ["</ul>"]
+    return f'<nav class="contents">{"".join(out)}</nav>'
+
+
+def _block(block: Block, anchor: str | None = None) -> str | None:
     if isinstance(block, Heading):
-        return f"<h{block.level}>{_inline_html(block.text)}</h{block.level}>"
+        ident = f' id="{html.escape(anchor)}"' if anchor else ""
+        return f"<h{block.level}{ident}>{_inline_html(block.text)}</h{block.level}>"
+    if isinstance(block, Contents):
+        return _contents(block)
     if isinstance(block, Paragraph):
         return f"<p>{_inline_html(block.text)}</p>"
     if isinstance(block, Bullets):
@@ -68,6 +93,8 @@ def render_html(blocks: Sequence[Block]) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            f"<title>{html.escape(title)}</title>", f"<style>{STYLE}</style>", "</head>",
            "<body>"]
-    out += [text for text in map(_block, blocks) if text is not None]
+    anchors = heading_anchors(blocks)
+    out += [text for index, block in enumerate(blocks)
+            if (text := _block(block, anchors.get(index))) is not None]
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .document import Block, Bullets, Code, Figure, Heading, Paragraph, Table
+from .document import Block, Bullets, Code, Contents, Figure, Heading, Paragraph, Table
 
 
 def _md_cell(text: str) -> str:
@@ -36,6 +36,10 @@ def _block(block: Block) -> str | None:
         return _table(block)
     if isinstance(block, Code):
         return f"```\n{block.text}\n```"
+    if isinstance(block, Contents):
+        top = min((level for level, _, _ in block.entries), default=0)
+        return "\n".join(f"{'  ' * (level - top)}- [{text}](#{anchor})"
+                         for level, text, anchor in block.entries)
     if isinstance(block, Figure):
         return f"![{block.title}]({block.filename})\n\n*{block.caption}*"
     return None

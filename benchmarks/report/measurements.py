@@ -5,7 +5,10 @@
 the sections' questions (the p50 of one cell, the scales measured for an
 operation, one throughput run) with ``None`` for anything not measured.
 It computes with :mod:`session_proxy_bench.stats` and produces numbers only; turning
-them into text is the sections' job.  The security and reliability sections
+them into text is the sections' job.  Intervals (:meth:`Measurements.interval`,
+:meth:`Measurements.ratio_interval`) are bootstraps of each cell's samples,
+computed once per cell and statistic and kept, so every section quoting the
+same cell quotes the same interval.  The security and reliability sections
 read their own entries of the results dict directly and do not need it.
 """
 
@@ -13,10 +16,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..stats import group, median, nearest, select, summarize
-from .terms import MODES, REFERENCE_SCALE, SCALED_OPERATIONS
+from ..stats import (
+    Interval,
+    bootstrap,
+    fast_mean,
+    fast_median,
+    geometric_mean,
+    group,
+    median,
+    nearest,
+    percentile_interval,
+    ratio,
+    ratio_replicates,
+    repetition_strata,
+    select,
+    summarize,
+)
+from .terms import ALL_MODES, MODES, REFERENCE_SCALE, SCALED_OPERATIONS
 
 CELL_KEYS = ("operation", "mode", "rtt_ms", "tasks_per_dag")
+#: Statistic name -> (summary field, sample field, function over a resample).
+STATISTICS = {
+    "p50": ("p50", "latency_s", fast_median),
+    "mean": ("mean", "latency_s", fast_mean),
+    "txn_s": ("txn_s", "txn_s", fast_mean),
+    "server_s": ("server_s", "server_s", fast_mean),
+}
 
 
 class Measurements:
@@ -35,17 +60,28 @@ class Measurements:
                        for f in results.get("floors") or [] if f.get("latency_s") is not None]
         self.throughput = [dict(t, rtt_ms=round(float(t["rtt_ms"]), 6))
                            for t in results.get("throughput") or []]
-        self.cells = {key: summarize(cell) for key, cell in group(self.samples, CELL_KEYS).items()}
+        self.groups = group(self.samples, CELL_KEYS)
+        scales: dict[str, set[int]] = {}
+        for op, _, _, scale in self.groups:
+            scales.setdefault(op, set()).add(scale)
+        self._scales = {op: sorted(found) for op, found in scales.items()}
+        self.cells = {key: summarize(cell) for key, cell in self.groups.items()}
+        self._replicates: dict[tuple, list[float] | None] = {}
         seen = [s["operation"] for s in self.samples]
         self.operations = list(dict.fromkeys([*self.config.get("operations", []), *seen]))
         self.measured = list(dict.fromkeys(seen))
         configured = [round(r * 1000, 6) for r in self.config.get("rtts", [])]
         self.rtts = sorted({*configured, *(s["rtt_ms"] for s in self.samples)})
         self.backend = self.environment.get("backend")
+        present = {s["mode"] for s in self.samples} | set(self.config.get("modes") or [])
+        present |= set(MODES)
+        #: The three designs (reported as "not measured" when absent) and any other mode
+        #: of this run (``proxy_best``), in the report's order.
+        self.modes = [m for m in ALL_MODES if m in present] + sorted(present - set(ALL_MODES))
 
     def scales(self, operation: str) -> list[int]:
         """Tasks-per-DAG values measured for ``operation``."""
-        return sorted({s["tasks_per_dag"] for s in self.samples if s["operation"] == operation})
+        return list(self._scales.get(operation, []))
 
     def reference_scale(self, operation: str) -> int | None:
         """The measured scale closest to :data:`.terms.REFERENCE_SCALE`."""
@@ -68,7 +104,127 @@ class Measurements:
 
     def modes_of(self, operation: str) -> list[str]:
         """The modes ``operation`` was measured in."""
-        return [m for m in MODES if any(key[0] == operation and key[1] == m for key in self.cells)]
+        return [m for m in self.modes
+                if any(key[0] == operation and key[1] == m for key in self.cells)]
+
+    def replicates(self, statistic: str, operation: str, mode: str, rtt: float,
+                   scale: int | None) -> list[float] | None:
+        """Bootstrap replicates of one cell's statistic; None without two samples."""
+        key = (statistic, operation, mode, rtt, scale)
+        if key not in self._replicates:
+            _, field, function = STATISTICS[statistic]
+            strata = repetition_strata(self.groups.get((operation, mode, rtt, scale), []), field)
+            enough = sum(len(s) for s in strata) >= 2
+            self._replicates[key] = (bootstrap(strata, function, key="|".join(map(str, key)))
+                                     if enough else None)
+        return self._replicates[key]
+
+    def interval(self, statistic: str, operation: str, mode: str, rtt: float,
+                 scale: int | None) -> Interval | None:
+        """One cell's statistic (``p50``, ``mean``, ``txn_s``, ``server_s``) with its
+        95% interval; None when not measured."""
+        estimate = self.value(STATISTICS[statistic][0], operation, mode, rtt, scale)
+        if estimate is None:
+            return None
+        replicates = self.replicates(statistic, operation, mode, rtt, scale)
+        return percentile_interval(replicates, estimate) if replicates else Interval(estimate)
+
+    def ratio_interval(self, operation: str, numerator: str, denominator: str, rtt: float,
+                       scale: int | None, statistic: str = "p50") -> Interval | None:
+        """``numerator ÷ denominator`` of one statistic in one cell, with its interval."""
+        field = STATISTICS[statistic][0]
+        estimate = ratio(self.value(field, operation, numerator, rtt, scale),
+                         self.value(field, operation, denominator, rtt, scale))
+        if estimate is None:
+            return None
+        top = self.replicates(statistic, operation, numerator, rtt, scale)
+        bottom = self.replicates(statistic, operation, denominator, rtt, scale)
+        if not top or not bottom:
+            return Interval(estimate)
+        return percentile_interval(ratio_replicates(top, bottom), estimate)
+
+    def floor_interval(self, floor: str, rtt: float) -> Interval | None:
+        """The p50 of one floor at one RTT with its interval; None when not measured."""
+        rows = select(self.floors, floor=floor, rtt_ms=rtt)
+        strata = repetition_strata(rows)
+        values = [v for stratum in strata for v in stratum]
+        if not values:
+            return None
+        estimate = median(values)
+        if len(values) < 2:
+            return Interval(estimate)
+        replicates = bootstrap(strata, fast_median, key=f"floor|{floor}|{rtt}")
+        return percentile_interval(replicates, estimate)
+
+    def floor_ratio(self, numerator: str, denominator: str, rtt: float) -> Interval | None:
+        """p50 of one floor ÷ p50 of another at one RTT, with its interval."""
+        top, bottom = self.floor_interval(numerator, rtt), self.floor_interval(denominator, rtt)
+        if top is None or bottom is None or not bottom.estimate:
+            return None
+        estimate = top.estimate / bottom.estimate
+        if not (top.has_interval and bottom.has_interval):
+            return Interval(estimate)
+        replicates = ratio_replicates(
+            *(bootstrap(repetition_strata(select(self.floors, floor=f, rtt_ms=rtt)),
+                        fast_median, key=f"floor|{f}|{rtt}") for f in (numerator, denominator)))
+        return percentile_interval(replicates, estimate)
+
+    def _throughput_values(self, mode: str, rtt: float, clients: int) -> list[float]:
+        return [r["throughput"] for r in select(self.throughput, mode=mode, rtt_ms=rtt,
+                                                clients=clients)
+                if r.get("throughput") is not None]
+
+    def _throughput_replicates(self, mode: str, rtt: float, clients: int) -> list[float]:
+        return bootstrap([self._throughput_values(mode, rtt, clients)], fast_mean,
+                         key=f"throughput|{mode}|{rtt}|{clients}")
+
+    def throughput_interval(self, mode: str, rtt: float, clients: int) -> Interval | None:
+        """Mean calls per second of the runs of one (mode, RTT, clients); an interval
+        over the runs when the cell was run more than once (repetitions)."""
+        runs = self._throughput_values(mode, rtt, clients)
+        if not runs:
+            return None
+        estimate = fast_mean(list(runs))
+        if len(runs) < 2:
+            return Interval(estimate)
+        return percentile_interval(self._throughput_replicates(mode, rtt, clients), estimate)
+
+    def throughput_ratio(self, numerator: str, denominator: str, rtt: float,
+                         clients: int) -> Interval | None:
+        """Mean throughput of one mode ÷ another's, with an interval when runs were repeated."""
+        top = self.throughput_interval(numerator, rtt, clients)
+        bottom = self.throughput_interval(denominator, rtt, clients)
+        if top is None or bottom is None or not bottom.estimate:
+            return None
+        estimate = top.estimate / bottom.estimate
+        if not (top.has_interval and bottom.has_interval):
+            return Interval(estimate)
+        return percentile_interval(ratio_replicates(
+            self._throughput_replicates(numerator, rtt, clients),
+            self._throughput_replicates(denominator, rtt, clients)), estimate)
+
+    def family_ratio(self, operations: list[str], numerator: str, denominator: str,
+                     rtt: float) -> tuple[Interval, list[str]] | None:
+        """The geometric mean over ``operations`` (each at its reference scale) of
+        ``numerator ÷ denominator`` p50, with its interval, and the operations used."""
+        used, estimates, columns = [], [], []
+        for op in operations:
+            scale = self.reference_scale(op)
+            cell = self.ratio_interval(op, numerator, denominator, rtt, scale)
+            if cell is None or cell.estimate <= 0:
+                continue
+            used.append(op)
+            estimates.append(cell.estimate)
+            top = self.replicates("p50", op, numerator, rtt, scale)
+            bottom = self.replicates("p50", op, denominator, rtt, scale)
+            columns.append(ratio_replicates(top, bottom) if top and bottom else None)
+        if not used:
+            return None
+        estimate = geometric_mean(estimates)
+        if any(c is None or len(c) != len(columns[0]) or min(c) <= 0 for c in columns):
+            return Interval(estimate), used
+        replicates = [geometric_mean(row) for row in zip(*columns, strict=True)]
+        return percentile_interval(replicates, estimate), used
 
     def label(self, operation: str, scale: int | None) -> str:
         """``mini_scheduler (100 tasks/DAG)`` for scaled operations, else the name."""

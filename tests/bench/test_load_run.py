@@ -111,10 +111,12 @@ def test_small_load_run_checks_real_rows(load_db_url: str, tmp_path: Path) -> No
     from .test_report import make_results
 
     results = make_results()
-    assert "Reliability under load" not in write_report(results, tmp_path / "without")[0] \
-        .read_text()
+    without = write_report(results, tmp_path / "without")[0].read_text()
+    assert "## Reliability under load\n\nNot part of this run." in without
+    assert "Invariant check" not in without
     results["reliability"] = result
-    assert "Reliability under load" in write_report(results, tmp_path / "with")[0].read_text()
+    with_load = write_report(results, tmp_path / "with")[0].read_text()
+    assert "Reliability under load" in with_load and "Invariant check" in with_load
     load_json = tmp_path / "load.json"
     load_json.write_text(json.dumps(result))
     assert main(["report", str(load_json), "--out", str(tmp_path / "alone")]) == 0

@@ -139,16 +139,27 @@ def test_break_even_matches_the_formulas(written: tuple[str, str, Path]) -> None
            "above it the logical API" in md
 
 
-def test_ratio_tables_hold_computed_ratios(written: tuple[str, str, Path]) -> None:
+def _interval_cell(cell: str) -> tuple[str, float, float]:
+    """``"1.93× (1.80×–2.05×)"`` -> ("1.93×", 1.80, 2.05)."""
+    match = re.fullmatch(r"(\S+×) \(([0-9.]+)×–([0-9.]+)×\)", cell)
+    assert match, cell
+    return match[1], float(match[2]), float(match[3])
+
+
+def test_ratio_tables_hold_computed_ratios_with_intervals(
+        written: tuple[str, str, Path]) -> None:
     md, _, _ = written
-    rtt = RTTS_MS[-1]
-    proxy, logical, direct = (LATENCY_MS[m](rtt, 10) for m in ("proxy", "logical", "direct"))
-    row = "| `get_dag_run` | " + " | ".join(
-        report.fmt_ratio(LATENCY_MS["proxy"](r, 10) / LATENCY_MS["logical"](r, 10))
-        for r in RTTS_MS) + " |"
-    assert row in md
-    assert report.fmt_ratio(proxy / logical) in md
-    assert report.fmt_ratio(proxy / direct) in md
+    row = next(line for line in md.splitlines() if line.startswith("| `get_dag_run` | "))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert len(cells) == len(RTTS_MS)
+    for rtt, cell in zip(RTTS_MS, cells, strict=True):
+        expected = LATENCY_MS["proxy"](rtt, 10) / LATENCY_MS["logical"](rtt, 10)
+        shown, low, high = _interval_cell(cell)
+        assert shown == report.fmt_ratio(expected)
+        # Both cells spread ±2% around their p50, so the ratio moves by at most ~4%.
+        assert low <= float(shown[:-1]) <= high
+        assert expected / 1.05 <= low and high <= expected * 1.05
+        assert low < high
 
 
 def test_no_break_even_says_which_mode_wins(tmp_path: Path) -> None:
@@ -158,7 +169,8 @@ def test_no_break_even_says_which_mode_wins(tmp_path: Path) -> None:
     md = report.write_report(results, tmp_path)[0].read_text()
     span = f"{report.fmt_rtt(RTTS_MS[0])}–{report.fmt_rtt(RTTS_MS[-1])} ms"
     assert (f"no break-even in the measured range ({span}): the logical API is faster at every "
-            "measured RTT; the fitted lines do not cross at any RTT ≥ 0") in md
+            "measured RTT") in md
+    assert "break-even at" not in md
     assert "No measured cell favours the proxy." in md
 
 
@@ -169,8 +181,22 @@ def test_crossing_outside_the_range_is_reported_as_such(tmp_path: Path) -> None:
     proxy_slope = LATENCY_MS["proxy"](1.0, SCALES[0]) - proxy_intercept
     crossing = (40.0 - proxy_intercept) / (proxy_slope - 1.0)
     assert crossing > RTTS_MS[-1]
-    assert "the proxy is faster at every measured RTT" in md
-    assert f"the fitted lines cross at {report.fmt(crossing)} ms, outside the measured range" in md
+    assert "no break-even in the measured range (0–5 ms): the proxy is faster at every " \
+           "measured RTT" in md
+    assert "break-even at" not in md and report.fmt(crossing) not in md
+
+
+def test_a_falling_or_scattered_line_is_not_stated_as_a_fit(tmp_path: Path) -> None:
+    # The proxy gets faster with RTT (impossible for a real network): no line, no crossing.
+    results = make_results(latency={"proxy": lambda rtt, scale: 31.0 - 0.25 * rtt,
+                                    "logical": lambda rtt, scale: 3.0 + 6.0 * rtt})
+    md = report.write_report(results, tmp_path)[0].read_text()
+    assert "+ -" not in md
+    assert "no line fits (not rising: R² " in md
+    assert "break-even at" not in md
+    assert "no straight line fits both modes well enough to place a crossing" in md
+    # A good fit is stated with its quality.
+    assert re.search(r"3\.00 \+ 6\.00 × RTT \(R² 1\.000, largest residual [0-9.e-]+ ms\)", md)
 
 
 def test_tables_contain_every_cell(written: tuple[str, str, Path]) -> None:
@@ -244,6 +270,11 @@ def test_markdown_links_written_charts(written: tuple[str, str, Path]) -> None:
         texts = {t.text for t in root.iter() if t.tag.endswith("text")}
         if "bytes" in name:
             assert {"proxy", "logical"} <= texts
+        elif name == "chart-headline.svg":
+            assert {"reads", "writes", "scheduling", "equal"} <= texts
+        elif name.startswith("chart-decomposition"):
+            assert {"network: round trips × RTT",
+                    "rest: the client (direct: client and database)"} <= texts
         else:
             assert {"direct", "proxy", "logical"} <= texts
 

@@ -8,6 +8,8 @@ which modes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ...stats import median, ratio
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import (
@@ -15,11 +17,13 @@ from ..formatting import (
     NOT_MEASURED,
     fmt_bytes,
     fmt_count,
-    fmt_ms,
+    fmt_ms_ci,
     fmt_percent,
     fmt_ratio,
+    fmt_ratio_ci,
     fmt_rtt,
     listing,
+    plural,
 )
 from ..measurements import Measurements, http_bytes
 from ..terms import FEW_HUNDRED, MODES, SCALED_OPERATIONS, WRITE_OPERATIONS
@@ -44,19 +48,20 @@ def _answer_returns(m: Measurements) -> list[Block]:
     writes = [op for op in WRITE_OPERATIONS if op in m.measured]
     if rtt is None or not writes:
         return blocks + [Paragraph(f"Round trips per write operation: {NOT_MEASURED}.")]
+    columns = [(mode, field) for mode in m.modes if mode != "direct"
+               for field in ("round_trips", "statements")] + [("direct", "statements")]
     rows = []
     for op in writes:
         scale = m.reference_scale(op)
         row = [f"`{m.label(op, scale)}`"]
-        for mode, field in (("proxy", "round_trips"), ("proxy", "statements"),
-                            ("logical", "round_trips"), ("direct", "statements")):
+        for mode, field in columns:
             s = m.stat(op, mode, rtt, scale)
             row.append(NOT_MEASURED if s is None else fmt_count(s[field]))
         rows.append(row)
     blocks.append(Paragraph(f"Measured cost of each write operation at {fmt_rtt(rtt)} ms RTT "
                             "(means per call):"))
-    blocks.append(Table(["operation", "proxy round trips", "proxy statements",
-                         "logical round trips", "direct statements"], rows))
+    blocks.append(Table(["operation", *(f"{mode} {field.replace('_', ' ')}"
+                                        for mode, field in columns)], rows))
     trips = [m.value("round_trips", op, "proxy", rtt, m.reference_scale(op)) for op in writes]
     trips = [t for t in trips if t is not None]
     if trips:
@@ -65,7 +70,53 @@ def _answer_returns(m: Measurements) -> list[Block]:
             f"{fmt_count(max(trips))} HTTP round trips per call (statements whose results are "
             "not needed are pipelined into one request at flush); each round trip costs one "
             "RTT."))
+    blocks.append(Paragraph(statement_difference(m, rtt)))
     return blocks
+
+
+def _signed_range(values: Iterable[float]) -> str:
+    """``+1``, or ``+0 to +2`` when the values differ."""
+    found = sorted(set(values))
+    ends = found[:1] if len(found) == 1 else [found[0], found[-1]]
+    return " to ".join(f"{v:+.0f}" if v == round(v) else f"{v:+.1f}" for v in ends)
+
+
+def statement_difference(m: Measurements, rtt: float) -> str:
+    """Why the logical API runs a different number of statements than direct, computed."""
+    extra: dict[str, float] = {}
+    for op in m.measured:
+        scale = m.reference_scale(op)
+        logical = m.value("statements", op, "logical", rtt, scale)
+        direct = m.value("statements", op, "direct", rtt, scale)
+        if logical is not None and direct is not None:
+            extra[op] = logical - direct
+    if not extra:
+        return f"Statements, logical against direct: {NOT_MEASURED}."
+    writes = {op: d for op, d in extra.items() if op in WRITE_OPERATIONS}
+    reads = {op: d for op, d in extra.items() if op not in WRITE_OPERATIONS}
+    parts = []
+    if writes:
+        parts.append(f"{_signed_range(writes.values())} for the "
+                     f"{plural(len(writes), 'write operation')}")
+    if reads:
+        parts.append(f"{_signed_range(reads.values())} for the "
+                     f"{plural(len(reads), 'read operation')}")
+    text = "Statements per call, logical API minus direct: " + " and ".join(parts) + ". "
+    if writes and all(d > 0 for d in writes.values()) and all(d == 0 for d in reads.values()):
+        text += ("The difference is the call's idempotency record: every logical call carries "
+                 "an idempotency key, and a call that wrote inserts its outcome into the "
+                 "server's outcome table through the operation's own session, in its "
+                 "transaction, where it is counted, so a retried call is answered from the "
+                 "record instead of running twice. Reads write nothing and record nothing. A "
+                 "proxy commit that wrote records its answer in its transaction too, but the "
+                 "server writes that row on the raw connection next to the COMMIT and does not "
+                 "count it as a statement; direct mode records nothing.")
+    elif all(d == 0 for d in extra.values()):
+        text += "The logical API runs exactly the operation's statements."
+    else:
+        text += ("Besides the operation's own statements the logical server runs the "
+                 "statements of its idempotency record for calls that wrote.")
+    return text
 
 
 def _serialization_summary(byte_ratios: list[float], shares: dict[str, list[float]]) -> str:
@@ -135,16 +186,16 @@ def _answer_few_hundred_rows(m: Measurements) -> list[Block]:
             rows.append([f"`{op}`", DASH] + [NOT_MEASURED] * 6)
             continue
         for rtt in m.rtts:
-            p50s = {mode: m.p50(op, mode, rtt, largest) for mode in MODES}
-            versus_logical = ratio(p50s["proxy"], p50s["logical"])
-            rows.append([f"`{op}`", fmt_rtt(rtt), *(fmt_ms(p50s[mode]) for mode in MODES),
-                         fmt_ratio(versus_logical), fmt_ratio(ratio(p50s["proxy"],
-                                                                    p50s["direct"])),
+            p50s = {mode: m.interval("p50", op, mode, rtt, largest) for mode in MODES}
+            versus_logical = m.ratio_interval(op, "proxy", "logical", rtt, largest)
+            rows.append([f"`{op}`", fmt_rtt(rtt), *(fmt_ms_ci(p50s[mode]) for mode in MODES),
+                         fmt_ratio_ci(versus_logical),
+                         fmt_ratio_ci(m.ratio_interval(op, "proxy", "direct", rtt, largest)),
                          fmt_count(m.value("round_trips", op, "proxy", rtt, largest))])
             if versus_logical is not None:
-                versus.append(versus_logical)
+                versus.append(versus_logical.estimate)
     blocks.append(Paragraph(f"At {largest} tasks per DAG (one row per task instance), p50 "
-                            "latency in ms:"))
+                            "latency in ms, each with its 95% bootstrap interval:"))
     blocks.append(Table(["operation", "RTT (ms)", "direct", "proxy", "logical",
                          "proxy ÷ logical", "proxy ÷ direct", "proxy round trips"], rows))
     if versus:

@@ -1,13 +1,15 @@
-"""The report's "Environment" section: machine, command line and configuration axes.
+"""The report's "Environment" section: machine, versions and configuration axes.
 
-Passwords in the command line and the database URL are masked.
+Nested entries of the results' environment (a ``versions`` mapping, say) are
+shown one row per key as ``versions.psycopg``.  Passwords in the database URL
+are masked.  The command line is at the top of the report (:mod:`.intro`).
 """
 
 from __future__ import annotations
 
-import shlex
+from typing import Any
 
-from ..document import Block, Code, Heading, Paragraph, Table
+from ..document import Block, Heading, Paragraph, Table
 from ..formatting import NOT_MEASURED, fmt_rtt, hide_passwords
 from ..measurements import Measurements
 
@@ -28,18 +30,28 @@ AXES = [
 ]
 
 
+def _rows(entries: dict[str, Any], prefix: str = "") -> list[list[str]]:
+    rows = []
+    for key, value in entries.items():
+        if isinstance(value, dict):
+            rows += _rows(value, f"{prefix}{key}.")
+        else:
+            rows.append([f"{prefix}{key}", hide_passwords(str(value))])
+    return rows
+
+
 def environment_section(m: Measurements) -> list[Block]:
-    """Heading, environment table, command line and configuration table."""
+    """Heading, environment table and configuration table."""
     blocks: list[Block] = [Heading(2, "Environment")]
     env = m.environment
     if env:
-        blocks.append(Table(["item", "value"], [[str(k), str(v)] for k, v in env.items()]))
+        blocks.append(Table(["item", "value"], _rows(env)))
     else:
         blocks.append(Paragraph(f"Environment: {NOT_MEASURED} (not recorded in the results)."))
-    command = m.results.get("command") or []
-    blocks.append(Paragraph("Command line:"))
-    blocks.append(Code(hide_passwords(shlex.join(str(a) for a in command)) if command
-                       else "not recorded"))
+    network = m.results.get("network")
+    if isinstance(network, dict) and network:
+        blocks.append(Paragraph("Network legs:"))
+        blocks.append(Table(["item", "value"], _rows(network)))
     c = m.config
     rows = [[name, render(c[key])] for name, key, render in AXES if c.get(key) is not None]
     blocks.append(Paragraph("Configuration axes:"))

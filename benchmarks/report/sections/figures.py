@@ -2,7 +2,10 @@
 
 Each chart is an SVG string from :mod:`session_proxy_bench.charts` wrapped in a
 :class:`~session_proxy_bench.report.document.Figure`; a chart whose data was not
-measured becomes a "not measured" paragraph instead of an empty plot.
+measured becomes a "not measured" paragraph instead of an empty plot.  Charts
+against RTT draw each p50 with its 95% bootstrap interval, and leave out an
+in-process (SQLite) direct mode, which has no network for an RTT to act on;
+their captions say so.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Callable, Sequence
 
 from ... import charts
 from ..document import Block, Figure, Heading, Paragraph
-from ..formatting import NOT_MEASURED, fmt_rtt, listing, to_ms
+from ..formatting import NOT_MEASURED, fmt_ms, fmt_rtt, listing, to_ms
 from ..measurements import Measurements, http_bytes
-from ..terms import HEADLINE, KEY_OPERATIONS, MODE_COLORS, MODES, SCALED_OPERATIONS
+from ..terms import HEADLINE, KEY_OPERATIONS, MODE_COLORS, SCALED_OPERATIONS
 
 Points = list[tuple[float, float | None]]
 
@@ -24,8 +27,25 @@ def _slug(text: str) -> str:
 
 
 def _mode_series(points: Callable[[str], Points],
-                 modes: Sequence[str] = MODES) -> dict[str, Points]:
+                 modes: Sequence[str]) -> dict[str, Points]:
     return {mode: [(x, y) for x, y in points(mode) if y is not None] for mode in modes}
+
+
+def _rtt_modes(m: Measurements) -> list[str]:
+    """Modes to draw against RTT: all but an in-process direct mode."""
+    return [mode for mode in m.modes if not (mode == "direct" and m.backend == "sqlite")]
+
+
+def _direct_note(m: Measurements, op: str, scale: int | None) -> str:
+    """The caption's sentence on a direct mode left out of an RTT chart."""
+    if m.backend != "sqlite" or "direct" not in m.modes:
+        return ""
+    p50s = [m.p50(op, "direct", rtt, scale) for rtt in m.rtts]
+    p50s = [p for p in p50s if p is not None]
+    shown = (f" (its p50 was {fmt_ms(min(p50s))}–{fmt_ms(max(p50s))} ms in every cell)"
+             if p50s else "")
+    return (" Direct mode is not drawn: on SQLite it is a file inside the client process, "
+            f"with no network for the injected RTT to act on{shown}.")
 
 
 def _has_points(series: dict[str, list]) -> bool:
@@ -38,15 +58,21 @@ def _latency_vs_rtt(m: Measurements) -> list[Block]:
         scale = m.reference_scale(op)
         if scale is None:
             continue
+        modes = _rtt_modes(m)
         series = _mode_series(lambda mode, op=op, scale=scale: [
-            (rtt, to_ms(m.p50(op, mode, rtt, scale))) for rtt in m.rtts])
+            (rtt, to_ms(m.p50(op, mode, rtt, scale))) for rtt in m.rtts], modes)
         if not _has_points(series):
             continue
+        whiskers = {mode: [(rtt, value.low * 1000, value.high * 1000) for rtt in m.rtts
+                           if (value := m.interval("p50", op, mode, rtt, scale)) is not None
+                           and value.has_interval] for mode in modes}
         title = f"{m.label(op, scale)}: p50 latency vs RTT"
         svg = charts.line_chart(series, title=title, x_label="injected RTT (ms)",
-                                y_label="p50 latency (ms)", colors=MODE_COLORS)
+                                y_label="p50 latency (ms)", colors=MODE_COLORS,
+                                intervals=whiskers)
         blocks.append(Figure(_slug(f"latency-rtt-{op}"), title, svg,
-                             f"p50 latency of `{op}` per mode against the injected RTT."))
+                             f"p50 latency of `{op}` per mode against the injected RTT, with "
+                             f"95% bootstrap intervals.{_direct_note(m, op, scale)}"))
     missing = [op for op in KEY_OPERATIONS if m.reference_scale(op) is None]
     if missing:
         blocks.append(Paragraph(f"Latency against RTT of {listing(missing)}: {NOT_MEASURED}."))
@@ -64,7 +90,7 @@ def _latency_vs_scale(m: Measurements) -> list[Block]:
             continue
         rtt = max(s["rtt_ms"] for s in m.samples if s["operation"] == op)
         series = _mode_series(lambda mode, op=op, rtt=rtt, scales=scales: [
-            (scale, to_ms(m.p50(op, mode, rtt, scale))) for scale in scales])
+            (scale, to_ms(m.p50(op, mode, rtt, scale))) for scale in scales], m.modes)
         title = f"{op}: p50 latency vs tasks per DAG at {fmt_rtt(rtt)} ms RTT"
         svg = charts.line_chart(series, title=title, x_label="tasks per DAG",
                                 y_label="p50 latency (ms)", colors=MODE_COLORS)
@@ -78,8 +104,9 @@ def _transaction_chart(m: Measurements) -> list[Block]:
     scale = m.reference_scale(HEADLINE)
     if scale is None:
         return [Paragraph(f"Transaction-open time of `{HEADLINE}`: {NOT_MEASURED}.")]
+    modes = _rtt_modes(m)
     series = _mode_series(lambda mode: [
-        (rtt, to_ms(m.value("txn_s", HEADLINE, mode, rtt, scale))) for rtt in m.rtts])
+        (rtt, to_ms(m.value("txn_s", HEADLINE, mode, rtt, scale))) for rtt in m.rtts], modes)
     if not _has_points(series):
         return [Paragraph(f"Transaction-open time of `{HEADLINE}`: {NOT_MEASURED}.")]
     title = f"{m.label(HEADLINE, scale)}: transaction open time vs RTT"
@@ -87,7 +114,9 @@ def _transaction_chart(m: Measurements) -> list[Block]:
                             y_label="transaction open (ms, mean)", colors=MODE_COLORS)
     return [Figure(_slug(f"txn-rtt-{HEADLINE}"), title, svg,
                    f"How long `{HEADLINE}` keeps its database transaction (and its locks) "
-                   "open, per mode, against the injected RTT.")]
+                   "open, per mode, against the injected RTT."
+                   + _direct_note(m, HEADLINE, scale).replace("its p50 was", "its latency p50 "
+                                                              "was"))]
 
 
 def _throughput_points(m: Measurements, rtt: float, field: str) -> Callable[[str], Points]:
@@ -112,7 +141,7 @@ def _throughput_charts(m: Measurements) -> list[Block]:
         for field, y_label, name in (("throughput", "calls per second", "throughput"),
                                      ("p99_s", "p99 latency (ms)", "p99")):
             title = f"{name.capitalize()} vs concurrent clients at {fmt_rtt(rtt)} ms RTT"
-            svg = charts.line_chart(_mode_series(_throughput_points(m, rtt, field)),
+            svg = charts.line_chart(_mode_series(_throughput_points(m, rtt, field), m.modes),
                                     title=title, x_label="concurrent clients", y_label=y_label,
                                     colors=MODE_COLORS)
             blocks.append(Figure(_slug(f"{name}-clients-rtt-{fmt_rtt(rtt)}"), title, svg,
@@ -127,7 +156,7 @@ def _bytes_chart(m: Measurements) -> list[Block]:
         return [Paragraph(f"Bytes per operation: {NOT_MEASURED}.")]
     rtt = m.rtts[0]
     categories: list[str] = []
-    series: dict[str, list[float | None]] = {"proxy": [], "logical": []}
+    series: dict[str, list[float | None]] = {mode: [] for mode in m.modes if mode != "direct"}
     for op in m.measured:
         scale = m.reference_scale(op)
         categories.append(m.label(op, scale))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...stats import select
 from ..document import Block, Heading, Paragraph, Table
-from ..formatting import NOT_MEASURED, fmt_ms, fmt_ratio, fmt_rtt
+from ..formatting import NOT_MEASURED, fmt_ms, fmt_ms_ci, fmt_ratio, fmt_rtt
 from ..measurements import Measurements, p50_latency
 
 FLOORS = ("db_select_1", "http_echo", "proxy_select_1")
@@ -43,13 +43,14 @@ def floors_section(m: Measurements) -> list[Block]:
         for floor in FLOORS:
             rows_of_floor = select(m.floors, floor=floor, rtt_ms=rtt)
             p50s[floor] = p50_latency(rows_of_floor)
-            row += [fmt_ms(p50s[floor]), str(len(rows_of_floor))]
+            row += [fmt_ms_ci(m.floor_interval(floor, rtt)), str(len(rows_of_floor))]
         rows.append(row)
         echo = p50s["http_echo"]
         if echo is not None:
             notes.append(_note(rtt, echo, p50s["db_select_1"]))
     blocks.append(Table(["RTT (ms)", "direct SELECT 1 p50 (ms)", "n", "HTTP echo p50 (ms)", "n",
                          "proxy SELECT 1 p50 (ms)", "n"], rows))
+    blocks.append(Paragraph("In parentheses: the 95% bootstrap interval of each p50."))
     if notes:
         blocks.append(Paragraph("Per request: " + "; ".join(notes) + ". Every proxy round trip "
                                 "and every logical call pays at least this."))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import DASH, NOT_MEASURED, fmt_bytes, fmt_count, fmt_ms, fmt_rtt
 from ..measurements import Measurements
-from ..terms import MODES
 
 OPERATION_HEADERS = ["mode", "RTT (ms)", "tasks/DAG", "n", "p50 (ms)", "p95 (ms)", "p99 (ms)",
                      "round trips", "statements", "bytes (req+resp)", "server (ms)",
@@ -48,6 +47,6 @@ def operations_section(m: Measurements) -> list[Block]:
             blocks.append(Paragraph(f"`{op}`: {NOT_MEASURED} in any mode."))
             continue
         rows = [_operation_row(mode, rtt, scale, m.stat(op, mode, rtt, scale))
-                for mode in MODES for rtt in m.rtts for scale in scales]
+                for mode in m.modes for rtt in m.rtts for scale in scales]
         blocks.append(Table(OPERATION_HEADERS, rows))
     return blocks

@@ -248,7 +248,12 @@ def reliability_section(results: dict[str, Any]) -> list[Block]:
     load = results.get("reliability")
     heading = Heading(2, "Reliability under load")
     if not load:
-        return [heading, Paragraph("The load run was not run (`session-proxy-bench load`).")]
+        return [heading, Paragraph(
+            "Not part of this run. The load run is its own command, since it needs a "
+            "networked database and minutes of concurrent clients: `session-proxy-bench load "
+            "--out load.json` runs it (clients through gunicorn and a relay that drops "
+            "responses, then an invariant check of every acknowledged write), and `run "
+            "--load-results load.json` embeds its result here.")]
     return [
         heading, _method(load), _summary(load),
         Heading(3, "By kind of call"), _per_kind(load),

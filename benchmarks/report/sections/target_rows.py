@@ -17,7 +17,7 @@ from statistics import median
 from typing import Any
 
 from ...stats import select
-from ..formatting import NOT_MEASURED, fmt_ms, fmt_ratio, fmt_rtt
+from ..formatting import NOT_MEASURED, fmt_ms, fmt_ratio, fmt_ratio_ci, fmt_rtt
 from ..measurements import Measurements, p50_latency
 
 SERVER_CPU_LIMIT_US = 300.0
@@ -72,8 +72,9 @@ def txn_select_row(m: Measurements) -> list[str]:
     proxy = p50_latency(select(m.floors, floor="proxy_select_txn", rtt_ms=0.0))
     direct = p50_latency(select(m.floors, floor="db_select_1", rtt_ms=0.0))
     value = proxy / direct if proxy and direct else None
-    measured = fmt_ratio(value) + (
-        f" ({fmt_ms(proxy)} ms vs {fmt_ms(direct)} ms)" if value is not None else "")
+    measured = NOT_MEASURED if value is None else (
+        f"{fmt_ratio_ci(m.floor_ratio('proxy_select_txn', 'db_select_1', 0.0))}, p50 "
+        f"{fmt_ms(proxy)} ms vs {fmt_ms(direct)} ms")
     return ["one-row SELECT in an open transaction, proxy ÷ direct SQLAlchemy p50, 0 ms RTT",
             f"≤ {TXN_SELECT_LIMIT}×", measured, verdict(value, TXN_SELECT_LIMIT)]
 

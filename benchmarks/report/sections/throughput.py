@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import DASH, NOT_MEASURED, fmt, fmt_ms, fmt_rtt
 from ..measurements import Measurements
-from ..terms import MODES
 
 
 def _row(m: Measurements, mode: str, rtt: float, clients: int) -> list[str]:
@@ -36,7 +35,7 @@ def throughput_section(m: Measurements) -> list[Block]:
         blocks.append(Paragraph(f"Throughput: {NOT_MEASURED}."))
         return blocks
     rows = [_row(m, mode, rtt, clients)
-            for rtt in m.throughput_rtts for mode in MODES for clients in m.client_counts]
+            for rtt in m.throughput_rtts for mode in m.modes for clients in m.client_counts]
     blocks.append(Table(["mode", "RTT (ms)", "clients", "calls", "calls/s", "p50 (ms)",
                          "p99 (ms)", "errors"], rows))
     return blocks
