@@ -409,9 +409,11 @@ def _created_of(engine: sa.Engine, table: sa.Table, key: str) -> float:
         return conn.execute(sa.select(table.c.created).where(table.c.idem_key == key)).scalar_one()
 
 
-def test_a_record_keeps_its_time_to_the_millisecond(backend, db_url) -> None:
+def test_a_record_keeps_its_time_to_the_millisecond(backend, db_url, tmp_path) -> None:
     """A 4-byte float (MySQL's FLOAT) holds today's time to 128 s only."""
-    engine = sa.create_engine(db_url)
+    # On SQLite a store without the server's attached file would put its
+    # table in the shared test database, where other tests must not see it.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'own.db'}" if backend == "sqlite" else db_url)
     store = OutcomeStore(engine, window_seconds=60)
     try:
         key = _key()
