@@ -257,28 +257,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``session-proxy-bench``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = ["session-proxy-bench", *(sys.argv[1:] if argv is None else argv)]
     if args.command == "security":
         return _security_only(args.db, args.out)
     if args.command == "load":
-        return _load(parser, args, ["session-proxy-bench", *(sys.argv[1:] if argv is None
-                                                             else argv)])
+        return _load(parser, args, command)
     if args.command in ("report", "readme"):
-        try:
-            results = read_results(args.results)
-        except (OSError, ValueError) as exc:
-            parser.error(f"cannot read results file {args.results}: {exc}")
-        if args.command == "report" and results.get("kind") == "load":
-            print(f"reliability section: {_write_reliability(results, args.out)}")
-            return 0
-        if args.command == "report":
-            _write_report(results, args.out)
-        readme_path = args.readme
-        if readme_path is not None:
-            try:
-                _write_readme(results, args.results, readme_path)
-            except (OSError, ValueError) as exc:
-                parser.error(str(exc))
+        return _report(parser, args)
+    return _run(parser, args, command)
+
+
+def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``session-proxy-bench report`` and ``readme``: write from a results file."""
+    try:
+        results = read_results(args.results)
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read results file {args.results}: {exc}")
+    if args.command == "report" and results.get("kind") == "load":
+        print(f"reliability section: {_write_reliability(results, args.out)}")
         return 0
+    if args.command == "report":
+        _write_report(results, args.out)
+    readme_path = args.readme
+    if readme_path is not None:
+        try:
+            _write_readme(results, args.results, readme_path)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+    return 0
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, command: list[str]) -> int:
+    """``session-proxy-bench run``: measure, write the results and, if asked, the report."""
     try:
         config = config_from(args)
     except ValueError as exc:
@@ -295,7 +305,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             load_results = json.loads(args.load_results.read_text())
         except (OSError, ValueError) as exc:
             parser.error(f"cannot read load results {args.load_results}: {exc}")
-    command = ["session-proxy-bench", *(sys.argv[1:] if argv is None else argv)]
     results = Benchmark(config, progress=not args.no_progress).run(command)
     if load_results is not None:
         results["reliability"] = load_results
