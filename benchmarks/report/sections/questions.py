@@ -39,3 +39,17 @@ def questions_section(results: dict[str, Any]) -> list[Block]:
                   "that answer it."),
         *blocks,
     ]
+
+
+# The sections, in the report's order (imported last: they build on this module's blocks).
+from .q_calls_and_saves import calls_and_saves_section  # noqa: E402
+from .q_integrity import integrity_section  # noqa: E402
+from .q_logical_vs_aip44 import logical_vs_aip44_section  # noqa: E402
+from .q_serialization import serialization_section  # noqa: E402
+
+QUESTION_SECTIONS.update({
+    "calls_and_saves": calls_and_saves_section,
+    "serialization": serialization_section,
+    "integrity": integrity_section,
+    "logical_vs_aip44": logical_vs_aip44_section,
+})
