@@ -90,7 +90,8 @@ def integrity_section(raw: dict[str, Any]) -> list[Block]:
             "second locks the dag run), in each mode, started together at a barrier. Lock "
             "wait: a transaction's wall time beyond the median of the same transaction run by "
             "one worker alone (it includes waiting for a CPU on this shared machine). Lock "
-            "hold: the transaction's open time (the server's count through the proxy and the "
+            "hold: the transaction's open time, its own wait for the lock included (the "
+            "server's count through the proxy and the "
             "logical API, engine events in direct mode). Failed transactions (deadlock, "
             "serialization failure, lock timeout, \"database is locked\") are retried, "
             f"up to {raw['max_attempts']} attempts."),
