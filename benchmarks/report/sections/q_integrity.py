@@ -20,7 +20,10 @@ DATABASE_LOCKS = {
     "sqlite": "SQLite has no row locks: a writing transaction holds the whole database "
               "(one writer at a time, readers wait or get \"database is locked\"), so the "
               "waits below are waits for the database, not for the dag run's row, and the "
-              "database reports none (no sampler).",
+              "database reports none (no sampler). `SELECT ... FOR UPDATE` is not emitted "
+              "and the driver opens a transaction only at the first write, so "
+              "`mini_scheduler`'s reads lock nothing: two workers finishing the last tasks "
+              "together can both find the fan-in task ready and both schedule it.",
     "postgresql": "PostgreSQL locks the dag run's row (`SELECT ... FOR UPDATE` in "
                   "`mini_scheduler`) and each task instance's; the database's own count of "
                   "sessions waiting on a lock was sampled every 5 ms.",
@@ -79,6 +82,15 @@ def integrity_section(raw: dict[str, Any]) -> list[Block]:
             _state(result["final_state"]),
         ])
     workers, per_worker = raw["workers"], raw["tasks_per_worker"]
+    wrong = [mode for mode, result in raw["modes"].items()
+             if not result["final_state"]["correct"]]
+    holds = ", ".join(
+        f"{mode} {fmt_ms(median(_holds(result, 'mini_scheduler')))} ms"
+        for mode, result in raw["modes"].items() if _holds(result, "mini_scheduler"))
+    summary = (
+        ("The final state was correct in every mode. " if not wrong else
+         f"The final state was **wrong** in {', '.join(wrong)}. ")
+        + f"The dag run's lock (`mini_scheduler`'s transaction) was held for a median {holds}.")
     return [
         Heading(3, "Are transactions kept intact when workers finish tasks of one dag run at "
                    "once? (asked by Jarek Potiuk)"),
@@ -96,6 +108,7 @@ def integrity_section(raw: dict[str, Any]) -> list[Block]:
             "serialization failure, lock timeout, \"database is locked\") are retried, "
             f"up to {raw['max_attempts']} attempts."),
         Paragraph(DATABASE_LOCKS.get(raw["backend"], "")),
+        Paragraph(summary),
         Table(["mode", "transactions", "mini_scheduler wait p50 [95% CI] / p99 ms",
                "finish_task wait p50 / p99 ms", "mini_scheduler hold p50 / p99 ms",
                "finish_task hold p50 / p99 ms", "deadlocks", "retries",

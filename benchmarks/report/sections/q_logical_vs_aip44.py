@@ -28,6 +28,15 @@ def logical_vs_aip44_section(raw: dict[str, Any]) -> list[Block]:
                           fmt_ratio),
             f"{opened['shipped']} / {opened['aip44']} for {cell['calls']} calls each",
         ])
+    last = raw["rtts"][-1]
+    shipped, aip44 = last["latency_s"]["shipped"], last["latency_s"]["aip44"]
+    slower = with_interval(median(aip44) / median(shipped), ratio_interval(aip44, shipped),
+                           fmt_ratio)
+    summary = (
+        f"At {fmt_rtt(last['rtt_ms'])} ms RTT a call in the AIP-44 pattern took {slower}"
+        " the shipped client's time; it opened "
+        f"{last['connections_total']['aip44']} connections for {last['calls_total']} calls, "
+        f"the shipped client {last['connections_total']['shipped']} for as many.")
     scheme = "HTTPS" if raw["tls"] else "plain HTTP (the run's server does not use TLS)"
     return [
         Heading(3, "Is the logical client as shipped better than AIP-44's?"),
@@ -38,6 +47,7 @@ def logical_vs_aip44_section(raw: dict[str, Any]) -> list[Block]:
             f"`{raw['operation']}` on the same server over {scheme}, alternating call by call, "
             "each through its own relay that charges a new connection its TCP handshake; "
             f"p50 of {raw['samples']} calls per cell with bootstrap 95% intervals."),
+        Paragraph(summary),
         Table(["RTT ms", "shipped p50 ms", "AIP-44 pattern p50 ms",
                "AIP-44 ÷ shipped", "new connections (shipped / AIP-44)"], rows),
     ]
