@@ -249,8 +249,8 @@ def _latencies(direct: sa.Engine, runners: dict[str, ModeRunner], dag: PrivateDa
 
 def measure(ctx: QuestionContext) -> dict[str, Any]:
     """Per-phase serialization times and bytes at each scale, and end-to-end latencies."""
-    repeats = 15 if ctx.quick else 40
-    samples = 2 if ctx.quick else 10
+    repeats = 15 if ctx.quick else 30
+    samples = 2 if ctx.quick else 8
     direct = sa.create_engine(ctx.db_url)
     runners = {mode: ModeRunner(mode, db_url=ctx.db_url, server_url=ctx.server_url,
                                 token=ctx.token, pool_size=1) for mode in MODES}

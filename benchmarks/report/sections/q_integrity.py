@@ -90,7 +90,8 @@ def integrity_section(raw: dict[str, Any]) -> list[Block]:
     summary = (
         ("The final state was correct in every mode. " if not wrong else
          f"The final state was **wrong** in {', '.join(wrong)}. ")
-        + f"The dag run's lock (`mini_scheduler`'s transaction) was held for a median {holds}.")
+        + "`mini_scheduler`'s transactions, which lock the dag run, stayed open (their wait "
+        f"for that lock included) for a median {holds}.")
     return [
         Heading(3, "Are transactions kept intact when workers finish tasks of one dag run at "
                    "once? (asked by Jarek Potiuk)"),
