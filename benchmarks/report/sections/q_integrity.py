@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ...intervals import fmt_interval, percentile_interval
 from ...questions.integrity import lock_waits
 from ...stats import median, percentile
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import fmt, fmt_ms
-from .q_bootstrap import interval, with_interval
 
 DATABASE_LOCKS = {
     "sqlite": "SQLite has no row locks: a writing transaction holds the whole database "
@@ -39,7 +39,7 @@ def _holds(result: dict[str, Any], transaction: str) -> list[float]:
 def _p50_p99(values: list[float]) -> str:
     if not values:
         return fmt_ms(None)
-    return (f"{with_interval(median(values), interval(values), fmt_ms)} / "
+    return (f"{fmt_interval(percentile_interval(values, 50), fmt_ms)} / "
             f"{fmt_ms(percentile(values, 99))}")
 
 
@@ -110,7 +110,7 @@ def integrity_section(raw: dict[str, Any]) -> list[Block]:
             f"up to {raw['max_attempts']} attempts."),
         Paragraph(DATABASE_LOCKS.get(raw["backend"], "")),
         Paragraph(summary),
-        Table(["mode", "transactions", "mini_scheduler wait p50 [95% CI] / p99 ms",
+        Table(["mode", "transactions", "mini_scheduler wait p50 (95% CI) / p99 ms",
                "finish_task wait p50 / p99 ms", "mini_scheduler hold p50 / p99 ms",
                "finish_task hold p50 / p99 ms", "deadlocks", "retries",
                "database lock-wait s", "final state"], rows),

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...stats import median
+from ...intervals import fmt_interval, percentile_interval, ratio_interval
 from ..document import Block, Heading, Paragraph, Table
 from ..formatting import fmt, fmt_count, fmt_ms, fmt_ratio, fmt_rtt
-from .q_bootstrap import interval, ratio_interval, with_interval
 
 PHASES = {
     "client_encode": "client encode",
@@ -28,8 +27,7 @@ OPERATION_NOTES = {
 
 
 def _per_row_us(times: list[float], rows: int) -> str:
-    per_row = [t / rows for t in times]
-    return with_interval(median(per_row), interval(per_row), fmt, scale=1e6)
+    return fmt_interval(percentile_interval([t / rows * 1e6 for t in times], 50), fmt)
 
 
 def _totals(entry: dict[str, Any]) -> list[float]:
@@ -49,7 +47,7 @@ def _payload_table(raw: dict[str, Any], operation: str) -> Table:
             str(n), entry["design"], fmt_count(entry["round_trips"]),
             fmt((entry["request_bytes"] + entry["response_bytes"]) / n),
             *(_per_row_us(phases[p], n) for p in PHASES),
-            with_interval(median(_totals(entry)), interval(_totals(entry)), fmt_ms),
+            fmt_interval(percentile_interval(_totals(entry), 50), fmt_ms),
         ])
     return Table(["tasks (n)", "design", "round trips", "bytes per row",
                   *(f"{label}, µs per row" for label in PHASES.values()),
@@ -65,17 +63,16 @@ def _summary(raw: dict[str, Any]) -> Paragraph | None:
     if None in load or None in write:
         return None
     (proxy, logical), totals = load, [_totals(e) for e in load]
-    per_row = [[t / n for t in design] for design in totals]
-    ratio = with_interval(median(totals[1]) / median(totals[0]),
-                          ratio_interval(totals[1], totals[0]), fmt_ratio)
+    per_row = [percentile_interval([t / n * 1e6 for t in design], 50) for design in totals]
+    ratio = fmt_interval(ratio_interval(totals[1], totals[0]), fmt_ratio)
     return Paragraph(
         f"In short, at {n} rows: loading the run's task instances cost "
-        f"{with_interval(median(per_row[0]), interval(per_row[0]), fmt, scale=1e6)} µs per row "
+        f"{fmt_interval(per_row[0], fmt)} µs per row "
         "of (de)serialization on both sides together through the proxy and "
-        f"{with_interval(median(per_row[1]), interval(per_row[1]), fmt, scale=1e6)} µs through "
-        f"the logical API ({ratio}), for {fmt(proxy['response_bytes'] / n)} and "
-        f"{fmt(logical['response_bytes'] / n)} "
-        "response bytes per row. Writing them (`create_dag_run`), the proxy sent "
+        f"{fmt_interval(per_row[1], fmt)} µs through "
+        f"the logical API, {ratio} the proxy's, for {fmt(proxy['response_bytes'] / n)} "
+        f"and {fmt(logical['response_bytes'] / n)} response bytes per row. "
+        "Writing them (`create_dag_run`), the proxy sent "
         f"{fmt(write[0]['request_bytes'] / n)} bytes per row in {write[0]['round_trips']} "
         f"requests; the logical call sent {write[1]['request_bytes']} bytes in all, since the "
         "server builds the rows.")
@@ -89,15 +86,10 @@ def _latency_table(raw: dict[str, Any]) -> Table:
         cells = [f"`{operation}`", str(tasks)]
         for mode in ("direct", "proxy", "logical"):
             values = latency.get((operation, tasks, mode))
-            cells.append(with_interval(median(values), interval(values), fmt_ms)
-                         if values else fmt_ms(None))
+            cells.append(fmt_interval(percentile_interval(values or [], 50), fmt_ms))
         proxy, logical = latency.get((operation, tasks, "proxy")), latency.get(
             (operation, tasks, "logical"))
-        if proxy and logical:
-            cells.append(with_interval(median(proxy) / median(logical),
-                                       ratio_interval(proxy, logical), fmt_ratio))
-        else:
-            cells.append(fmt_ratio(None))
+        cells.append(fmt_interval(ratio_interval(proxy or [], logical or []), fmt_ratio))
         rows.append(cells)
     return Table(["operation", "tasks", "direct p50 ms", "proxy p50 ms", "logical p50 ms",
                   "proxy ÷ logical"], rows)
