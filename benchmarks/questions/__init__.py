@@ -64,6 +64,22 @@ def measure_questions(ctx: QuestionContext, keys: list[str] | None = None) -> di
 
 
 # Each question module defines QUESTION; registered here in the report's order.
-from . import inventory, isolation, worker_cache  # noqa: E402
+from . import (  # noqa: E402
+    calls_and_saves,
+    integrity,
+    inventory,
+    isolation,
+    logical_vs_aip44,
+    serialization,
+    worker_cache,
+)
 
-QUESTIONS.extend([isolation.QUESTION, worker_cache.QUESTION, inventory.QUESTION])
+QUESTIONS.extend([
+    calls_and_saves.QUESTION,
+    serialization.QUESTION,
+    isolation.QUESTION,
+    integrity.QUESTION,
+    worker_cache.QUESTION,
+    inventory.QUESTION,
+    logical_vs_aip44.QUESTION,
+])

@@ -287,3 +287,36 @@ def clear_task_instances(dag_id: str, run_id: str, task_ids: list[str] | None = 
     )
     _log(session, _now(now), "clear", (dag_id, "", run_id, -1), extra=str(cleared))
     return cleared
+
+
+@remote_operation
+def enqueue_dag_run(dag_id: str, run_id: str, now: datetime.datetime | None = None, *,
+                    session: Session) -> datetime.datetime:
+    """Mark a dag run queued now; return its ``queued_at``.
+
+    The dedicated write a logical client needs for "set ``queued_at`` and
+    save it" (the thread's own example), which a session does with an
+    attribute assignment and a commit.
+    """
+    run = session.scalars(
+        sa.select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+        .with_for_update()
+    ).one()
+    run.state = "queued"
+    run.queued_at = _now(now)
+    session.flush()
+    return run.queued_at
+
+
+@remote_operation
+def get_task_instances(dag_id: str, run_id: str, *, session: Session) -> list[TaskInstance]:
+    """Every task instance of a dag run, by task id.
+
+    What a logical client calls instead of touching ``dag_run.task_instances``,
+    which a detached dag run cannot load.
+    """
+    return list(session.scalars(
+        sa.select(TaskInstance)
+        .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        .order_by(TaskInstance.task_id)
+    ).all())

@@ -12,15 +12,23 @@ from collections.abc import Callable
 from typing import Any
 
 from ..document import Block, Heading, Paragraph
+from .q_calls_and_saves import calls_and_saves_section
+from .q_integrity import integrity_section
 from .q_inventory import inventory_section
 from .q_isolation import isolation_section
+from .q_logical_vs_aip44 import logical_vs_aip44_section
+from .q_serialization import serialization_section
 from .q_worker_cache import worker_cache_section
 
 #: Question key -> section function, in the report's order.
 QUESTION_SECTIONS: dict[str, Callable[[dict[str, Any]], list[Block]]] = {
+    "calls_and_saves": calls_and_saves_section,
+    "serialization": serialization_section,
     "isolation": isolation_section,
+    "integrity": integrity_section,
     "worker_cache": worker_cache_section,
     "inventory": inventory_section,
+    "logical_vs_aip44": logical_vs_aip44_section,
 }
 
 
@@ -39,3 +47,4 @@ def questions_section(results: dict[str, Any]) -> list[Block]:
                   "that answer it."),
         *blocks,
     ]
+
