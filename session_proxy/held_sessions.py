@@ -39,7 +39,14 @@ def holding() -> int:
 
 @atexit.register
 def release_all() -> None:
-    """Release every session still held (best effort, one attempt each)."""
+    """Release every session still held (best effort, one attempt each).
+
+    Ends of read-only transactions still on their way are sent first
+    (:func:`session_proxy.background.drain`), so none meets a closed session.
+    """
+    from . import background
+
+    background.drain()
     for connection in list(_holding):
         try:
             connection.release_session(retry=False)
