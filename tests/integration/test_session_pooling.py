@@ -14,6 +14,8 @@ commits inside a session, and that the default mode is unchanged.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -24,7 +26,7 @@ import session_proxy
 from session_proxy.errors import RequestRejected, ServerBusy, SessionClosed
 from session_proxy.wire import protocol
 from session_proxy_server.testing import issue
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import REPO, ServerProcess, wait_for
 
 OPEN_SESSIONS = "session_proxy_open_sessions"
 RESETS = "session_proxy_session_resets_total"
@@ -352,3 +354,32 @@ def test_sessions_follow_their_worker(db_url, backend) -> None:
 def test_pooling_option_is_checked_by_the_client() -> None:
     with pytest.raises(ValueError, match="pooling must be one of transaction, session"):
         session_proxy.ClientConfig("http://127.0.0.1:1", pooling="statement")
+
+
+def test_invalidation_and_interpreter_exit_release_sessions(pooling_server, backend) -> None:
+    if backend != "sqlite":
+        pytest.skip("the client's release paths are backend-independent; checked once")
+    engine = session_engine(pooling_server)
+    try:
+        conn = engine.connect()
+        conn.exec_driver_sql("SELECT 1")
+        assert pooling_server.metric(OPEN_SESSIONS) == 1
+        conn.invalidate()  # the pool closes the DBAPI connection: the session goes
+        assert pooling_server.metric(OPEN_SESSIONS) == 0
+        conn.close()
+    finally:
+        engine.dispose()
+    url = f"sessionproxy://:{pooling_server.token}@127.0.0.1:{pooling_server.port}/?pooling=session"
+    script = (
+        "import sqlalchemy as sa\n"
+        f"engine = sa.create_engine({url!r})\n"
+        "held = [engine.connect() for _ in range(2)]\n"
+        "for conn in held:\n"
+        "    conn.exec_driver_sql('SELECT 1')\n"
+        "print('holding', flush=True)\n"
+    )
+    # The process exits holding two connections it never closed.
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert done.returncode == 0 and "holding" in done.stdout, done.stderr
+    assert pooling_server.metric(OPEN_SESSIONS) == 0
