@@ -32,7 +32,7 @@ from werkzeug.wrappers import Request, Response
 from session_proxy.wire import __version__, protocol
 from session_proxy.wire.codec import dumps, from_wire, loads
 from session_proxy.wire.errors import ProtocolError
-from session_proxy.wire.messages import Handshake
+from session_proxy.wire.messages import Handshake, SessionGrant
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
 from . import after_response, backends, expanded_steps, requests_validation
@@ -47,6 +47,7 @@ from .operations import OperationFailed, OperationHost
 from .options import ConnectionOptions
 from .outcomes import OutcomeStore, request_digest
 from .security import ANONYMOUS, Gate
+from .sessions import SessionRegistry
 from .sql import session_guard
 from .sql import text_guard as statement_guard
 from .sql.policy import PolicyViolation
@@ -91,6 +92,15 @@ class ProxyServer:
             statement_timeout_seconds=config.statement_timeout_seconds,
             instance=config.instance_name,
         )
+        #: Held sessions (session pooling), when the server allows them.
+        self.sessions = SessionRegistry(
+            self.registry,
+            enabled=config.session_pooling,
+            max_open=config.max_sessions,
+            max_per_subject=config.max_transactions_per_subject,
+            idle_seconds=config.session_idle_seconds,
+            closed_memory_seconds=config.expired_memory_seconds,
+        )
         self.executor = Executor(
             self.registry,
             config.page_size,
@@ -114,6 +124,12 @@ class ProxyServer:
                 Rule(protocol.HEALTH_PATH, endpoint="health", methods=["GET"]),
                 Rule(protocol.PIPELINE_PATH, endpoint="pipeline", methods=["POST"]),
                 Rule(protocol.METRICS_PATH, endpoint="metrics", methods=["GET"]),
+                Rule(protocol.SESSIONS_PATH, endpoint="open_session", methods=["POST"]),
+                Rule(
+                    protocol.SESSIONS_PATH + "/<session_id>",
+                    endpoint="close_session",
+                    methods=["DELETE"],
+                ),
                 Rule(
                     protocol.OPERATIONS_PREFIX + "<name>", endpoint="operation", methods=["POST"]
                 ),
@@ -124,15 +140,19 @@ class ProxyServer:
             ("GET", protocol.HEALTH_PATH): "health",
             ("POST", protocol.PIPELINE_PATH): "pipeline",
             ("GET", protocol.METRICS_PATH): "metrics",
+            ("POST", protocol.SESSIONS_PATH): "open_session",
         }
         self._handlers: dict[str, Callable[..., Response]] = {
             "health": self.on_health,
             "pipeline": self.on_pipeline,
             "metrics": self.on_metrics,
             "operation": self.on_operation,
+            "open_session": self.on_open_session,
+            "close_session": self.on_close_session,
         }
         self.metrics = Metrics()
         self.registry.start_reaper()
+        self.sessions.start_reaper()
         self.outcomes.start_purger()
 
     def _build_handshake(self) -> Handshake:
@@ -154,7 +174,10 @@ class ProxyServer:
             max_body_bytes=self.config.max_body_bytes,
             lease_seconds=self.config.lease_seconds,
             charset=charset,
-            capabilities=("pipeline", "fetch", "leases", "operations"),
+            capabilities=(
+                "pipeline", "fetch", "leases", "operations",
+                *(("sessions",) if self.config.session_pooling else ()),
+            ),
         )
 
     # -- WSGI -----------------------------------------------------------------
@@ -305,16 +328,16 @@ class ProxyServer:
             log.warning("subject %r refused (%s): %s", claims.subject, exc.reason, exc.message)
             return self.error(protocol.ISOLATION_VIOLATION, exc.message, reason=exc.reason,
                               refused_step=exc.step, txn=txn)
+        owner = (claims.subject, claims.role)
+        session_id = body.get("session_id")
         try:
+            session = None if session_id is None else self.sessions.find(session_id, owner)
             reply = self.executor.run(
-                txn, steps, (claims.subject, claims.role), key,
-                retry=_retry_attempt(request) > 0, digest=_digest(request),
+                txn, steps, owner, key,
+                retry=_retry_attempt(request) > 0, digest=_digest(request), session=session,
             )
         except LeaseError as exc:
-            response = self.error(exc.code, str(exc))
-            if exc.retry_after is not None:
-                response.headers["Retry-After"] = str(exc.retry_after)
-            return response
+            return self.lease_error(exc)
         except (NotImplementedError, KeyError) as exc:
             return self.error(
                 protocol.BAD_REQUEST,
@@ -325,6 +348,53 @@ class ProxyServer:
         if reply.transaction_seconds is not None:
             response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{reply.transaction_seconds:.6f}"
         return response
+
+    def lease_error(self, exc: LeaseError) -> Response:
+        """The error response of a transaction or session that cannot be used."""
+        response = self.error(exc.code, str(exc))
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    def on_open_session(self, request: Request, claims: Claims) -> Response:
+        """Hold a database connection for the calling client connection (session pooling)."""
+        body = self._json_body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            key = requests_validation.check_idempotency_key(
+                request.headers.get(protocol.IDEMPOTENCY_KEY_HEADER)
+            )
+            requests_validation.parse_session_request(body)
+        except ProtocolError as exc:
+            return self.error(exc.code, str(exc))
+        if self.draining:
+            return self.shutting_down()
+        try:
+            session, new = self.sessions.open((claims.subject, claims.role), key)
+        except LeaseError as exc:
+            return self.lease_error(exc)
+        except sqlalchemy.exc.DBAPIError as exc:
+            return self.error(
+                protocol.DATABASE_ERROR,
+                f"could not connect to the database for a session: {exc.orig}",
+                dbapi_class="OperationalError", args=[str(exc.orig)],
+            )
+        grant = SessionGrant(
+            session.id,
+            self.config.session_idle_seconds,
+            instance=self.registry.instance,
+            base_url=self.executor.base_url,
+        )
+        return self.json_response(grant.to_json(), 201 if new else 200)
+
+    def on_close_session(self, request: Request, claims: Claims, session_id: str) -> Response:
+        """Close the caller's session: roll back, reset, pool the connection again."""
+        try:
+            self.sessions.close(session_id, (claims.subject, claims.role))
+        except LeaseError as exc:
+            return self.lease_error(exc)
+        return self.json_response({"closed": True})
 
     def _json_body(self, request: Request) -> Any:
         """The decoded JSON body, or the error response to send instead."""
@@ -425,6 +495,12 @@ class ProxyServer:
             ("session_proxy_token_cache_entries", "gauge",
              "Accepted tokens whose verdicts the server keeps.",
              lambda: len(self.gate.verifier.cache) if self.gate.verifier else 0),
+            ("session_proxy_open_sessions", "gauge",
+             "Sessions holding a database connection (session pooling).",
+             lambda: len(self.sessions)),
+            ("session_proxy_sessions_closed_by_server_total", "counter",
+             "Sessions the server closed: idle too long, connection lost, shutdown.",
+             lambda: self.sessions.closed_count),
             ("session_proxy_session_resets_total", "counter",
              "Session resets run on their own between transactions.",
              lambda: self.registry.resets_run),
@@ -457,6 +533,7 @@ class ProxyServer:
     def close(self) -> None:
         """Roll back open transactions, stop the reaper, dispose the pool."""
         self.registry.shutdown()
+        self.sessions.shutdown()
         self.executor.watchdog.stop()
         self.outcomes.stop()
         self.engine.dispose()

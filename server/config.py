@@ -21,6 +21,8 @@ ENV_PREFIX = "SESSION_PROXY_"
 
 #: The argparse group of the reliability settings.
 RELIABILITY = "reliability and scaling"
+#: The argparse group of the session pooling settings.
+SESSIONS = "session pooling"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +84,16 @@ class ServerConfig:
         Empty means the host name.
     :param advertise_url: the address at which clients reach this instance
         directly; responses that open a transaction name it as ``base_url``.
+    :param session_pooling: let clients that ask (URL option
+        ``pooling=session``) hold one database connection for the life of a
+        client connection, as PgBouncer's session pooling: temporary tables
+        and session settings persist across its transactions.
+    :param max_sessions: sessions held at once (each holds a database
+        connection, on top of the ``max_transactions`` pool); one more gets
+        503 ``too_many_sessions``.
+    :param session_idle_seconds: a session with no open transaction unused
+        this long is closed (its connection reset and pooled again); its
+        client then gets 410 ``session_closed`` saying so.
     """
 
     lease_seconds: float = _option(
@@ -158,10 +170,31 @@ class ServerConfig:
         group=RELIABILITY,
     )
 
+    session_pooling: bool = _option(
+        False,
+        "let clients asking for it (URL option pooling=session) hold one database "
+        "connection for the life of a client connection, so temporary tables and "
+        "session settings persist (PgBouncer's session pooling)",
+        group=SESSIONS,
+    )
+    max_sessions: int = _option(
+        16,
+        "sessions held at once, each with a database connection of its own beside "
+        "the --max-transactions pool; more get 503 (default %(default)s)",
+        group=SESSIONS,
+    )
+    session_idle_seconds: float = _option(
+        600.0,
+        "close a session with no open transaction unused this long; its client "
+        "hears why on next use (default %(default)s)",
+        metavar="SECONDS",
+        group=SESSIONS,
+    )
+
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, str):
+            if isinstance(value, (str, bool)):
                 continue
             if value <= 0:
                 raise ValueError(f"{field.name} must be positive, got {value!r}")
@@ -215,7 +248,19 @@ def env_variable(field: dataclasses.Field) -> str:
     return ENV_PREFIX + field.name.upper()
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+def _boolean(text: str) -> bool:
+    """A boolean setting's text: 1/true/yes/on or 0/false/no/off."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int, "float": float, "str": str, "bool": _boolean
+}
 
 
 def value_parser(field: dataclasses.Field) -> Callable[[str], Any]:
@@ -237,6 +282,12 @@ def add_arguments(
         option = option_of(field)
         if option.group not in made:
             made[option.group] = parser.add_argument_group(option.group)
+        if field.type in ("bool", bool):
+            made[option.group].add_argument(
+                flag(field), dest=field.name, action="store_true", default=field.default,
+                help=option.help,
+            )
+            continue
         made[option.group].add_argument(
             flag(field),
             dest=field.name,

@@ -44,7 +44,9 @@ def create_engine_for(
         # Rolled back by :func:`rollback_on_return` instead, which knows a
         # connection whose session reset rolled it back already.
         "pool_reset_on_return": None,
-        "pool_size": config.max_transactions,
+        # Held sessions take connections of their own, beside the leases'.
+        "pool_size": config.max_transactions
+        + (config.max_sessions if config.session_pooling else 0),
         "max_overflow": 0,
         "pool_timeout": config.lock_wait_seconds,
     }

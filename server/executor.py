@@ -30,6 +30,7 @@ from .cursors import CursorDropped, ServerCursor, cursorable
 from .idempotency import Idempotency, Replay, StaleRequest, request_of
 from .leases import Lease, LeaseError, LeaseRegistry
 from .outcomes import OutcomeStore
+from .sessions import HeldSession
 from .sql.scripts import split_script
 from .sql.session_state import may_take_session_lock
 from .sql.writes import may_write
@@ -188,6 +189,7 @@ class Executor:
         key: str | None = None,
         retry: bool = False,
         digest: str = "",
+        session: HeldSession | None = None,
     ) -> Reply:
         """Run ``steps`` for ``owner`` (subject, role) and answer them.
 
@@ -196,12 +198,14 @@ class Executor:
         key, ``retry`` whether the client says this is a retry and
         ``digest`` names the request (:func:`session_proxy_server.outcomes.request_digest`):
         a record of ``key`` answers it only if made by the same role for
-        the same digest.  Raises :class:`~session_proxy_server.leases.LeaseError` when the
+        the same digest.  ``session`` is ``owner``'s held session the request
+        names (session pooling): a new transaction runs on its connection.
+        Raises :class:`~session_proxy_server.leases.LeaseError` when the
         transaction cannot be used or the key names another request;
         nothing ran then.
         """
         try:
-            return self._run(txn, steps, owner, key, retry, digest)
+            return self._run(txn, steps, owner, key, retry, digest, session)
         except Replay as replay:
             outcome = self.idempotency.replayed(replay.outcome)
             return Reply(outcome.status, outcome.body, replayed=True)
@@ -214,6 +218,7 @@ class Executor:
         key: str | None,
         retry: bool,
         digest: str,
+        session: HeldSession | None = None,
     ) -> Reply:
         commits = steps[-1]["op"] == protocol.COMMIT
         request = request_of(owner, key, digest)
@@ -232,7 +237,7 @@ class Executor:
                 self.idempotency.check(request, database=retry)
             options = steps[0].get("options", {}) if steps[0]["op"] == protocol.BEGIN else {}
             try:
-                lease = self.registry.open(options, owner, key)
+                lease = self.registry.open(options, owner, key, session)
             except self.dbapi_error as exc:
                 return self._failure(StepFailed(
                     protocol.ERROR_STATUS[protocol.DATABASE_ERROR],
@@ -242,6 +247,12 @@ class Executor:
         else:
             lease = self._acquire(txn, owner, key, commits, digest)
             opening = False
+            if session is not None and lease.session is not session:
+                self.registry.release(lease)
+                raise LeaseError(
+                    protocol.UNKNOWN_TRANSACTION,
+                    f"transaction {txn[:8]}... is not open in session {session.id[:8]}...",
+                )
         try:
             reply = self._run_steps(lease, steps, owner, key, opening, digest)
             if request is not None:
@@ -477,11 +488,15 @@ class Executor:
         return True
 
     def _one_trip(self, lease: Lease) -> Any:
-        """The backend's one-trip commit for ``lease``, which resets its session too."""
+        """The backend's one-trip commit for ``lease``, which resets its session too
+        (unless the lease runs in a held session)."""
+
+        # A held session keeps its state: commit, and reset nothing.
+        reset = lease.session is None
 
         def run(connection: Any, insert_sql: str | None, params: Any) -> None:
-            self.backend.record_and_commit(connection, insert_sql, params)
-            lease.session_clean = True
+            self.backend.record_and_commit(connection, insert_sql, params, reset=reset)
+            lease.session_clean = reset
 
         return run
 
@@ -529,8 +544,8 @@ class Executor:
         """
         try:
             lease.dbapi_connection.rollback()
-        except Exception:  # noqa: BLE001 - a lost connection fails in driver-specific ways
-            lease.connection.invalidate()
+        except Exception as exc:  # noqa: BLE001 - a lost connection fails in driver-specific ways
+            lease.invalidate(f"its rollback failed ({type(exc).__name__}: {exc})")
         self.registry.end(lease)
 
     def _run_step(self, lease: Lease, index: int, step: dict) -> dict:

@@ -26,6 +26,13 @@ transaction may hold a session lock, which other sessions see at once
 (:attr:`Lease.reset_before_answer`); the connection is back in the pool,
 and can be leased again, only after the reset.
 
+Under session pooling (:mod:`session_proxy_server.sessions`) a lease may
+instead run on the connection a held session owns: it is not counted
+against the pool caps (the session was, when it opened), and when it ends
+the connection goes back to its session, not to the pool, with only the
+lease's connection options undone: what the transaction left in the
+session (temporary tables, settings) stays, as on a direct connection.
+
 A lease also remembers the idempotency keys of the requests that ran on it
 and the last one's response, so a retried request is answered from that
 record instead of running twice (see :mod:`session_proxy_server.outcomes`).
@@ -111,6 +118,16 @@ class Lease:
         #: session_state.may_take_session_lock`): other sessions see it at once,
         #: so the reset runs before the answer, not after.
         self.reset_before_answer = False
+        #: The held session whose connection this lease runs on (session
+        #: pooling, :class:`session_proxy_server.sessions.HeldSession`), or None.
+        self.session: Any = None
+        #: Why the connection was dropped from the pool, once it was.
+        self.lost: str | None = None
+
+    def invalidate(self, why: str) -> None:
+        """Drop the connection: the pool closes it rather than lending it again."""
+        self.lost = why
+        self.connection.invalidate()
 
     @property
     def dbapi_connection(self) -> Any:
@@ -156,6 +173,8 @@ class LeaseRegistry:
         self.resets_run = 0
         self.resets_with_commit = 0
         self._leases: dict[str, Lease] = {}
+        #: Ids of the open leases that run on a held session's connection.
+        self._session_leases: set[str] = set()
         #: Expired ids: (forget-after time, why it expired), oldest first.
         self._expired: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._owners: dict[str, tuple[str, str]] = {}
@@ -178,12 +197,18 @@ class LeaseRegistry:
         options: dict[str, Any],
         owner: tuple[str, str] = ("", ""),
         key: str | None = None,
+        session: Any = None,
     ) -> Lease:
         """Check out a connection, apply ``options`` and register a new lease.
 
         ``owner`` is the caller's (subject, role) and ``key`` the opening
-        request's idempotency key.  The caller holds the returned lease's lock.
+        request's idempotency key.  With ``session`` (a
+        :class:`~session_proxy_server.sessions.HeldSession` of ``owner``) the
+        lease runs on that session's connection instead of one from the pool.
+        The caller holds the returned lease's lock.
         """
+        if session is not None:
+            return self._open_in_session(options, owner, key, session)
         with self._lock:
             self._wait_for_a_slot(owner)
             lease_id = f"{self.instance_tag}-{self.boot_tag}-{secrets.token_urlsafe(24)}"
@@ -213,6 +238,30 @@ class LeaseRegistry:
                 self._opened_by[(owner[0], owner[1], key)] = lease_id
         return lease
 
+    def _open_in_session(
+        self, options: dict[str, Any], owner: tuple[str, str], key: str | None, session: Any
+    ) -> Lease:
+        """A lease on ``session``'s own connection (see :meth:`open`)."""
+        lease_id = f"{self.instance_tag}-{self.boot_tag}-{secrets.token_urlsafe(24)}"
+        lease = Lease(lease_id, session.connection, options, owner)
+        lease.session = session
+        lease.open_key = key
+        session.begin(lease)  # raises if it is closed or has a transaction open
+        lease.lock.acquire()
+        try:
+            self._apply_options(lease)
+        except BaseException:
+            lease.lock.release()
+            self._discard(lease)
+            raise
+        with self._lock:
+            self._leases[lease_id] = lease
+            self._owners[lease_id] = owner
+            self._session_leases.add(lease_id)
+            if key is not None:
+                self._opened_by[(owner[0], owner[1], key)] = lease_id
+        return lease
+
     def _wait_for_a_slot(self, owner: tuple[str, str]) -> None:
         """Return once a lease may open under the caps; raise if none frees in time.
 
@@ -223,7 +272,10 @@ class LeaseRegistry:
         """
         deadline = time.monotonic() + CAP_WAIT_SECONDS
         while True:
-            if len(self._leases) >= self.max_open:
+            pooled = [
+                lease_id for lease_id in self._owners if lease_id not in self._session_leases
+            ]
+            if len(pooled) >= self.max_open:
                 refusal = LeaseError(
                     protocol.TOO_MANY_TRANSACTIONS,
                     f"server has {self.max_open} open transactions, its limit; "
@@ -231,7 +283,7 @@ class LeaseRegistry:
                     retry_after=1,
                 )
             else:
-                held = sum(1 for other in self._owners.values() if other[0] == owner[0])
+                held = sum(1 for lease_id in pooled if self._owners[lease_id][0] == owner[0])
                 if held < self.max_per_subject:
                     return
                 refusal = LeaseError(
@@ -307,14 +359,31 @@ class LeaseRegistry:
         with self._lock:
             self._leases.pop(lease.id, None)
             self._owners.pop(lease.id, None)
+            self._session_leases.discard(lease.id)
             self._freed.notify_all()
             if lease.open_key is not None:
                 self._opened_by.pop((lease.owner[0], lease.owner[1], lease.open_key), None)
+        if lease.session is not None:
+            self._return_to_session(lease)
+            return
         # Until the reset returns it, the connection is out of the pool: a new
         # lease waits for it (or takes another) and never sees a dirty session.
         defer = defer and not lease.reset_before_answer
         if not (defer and after_response.defer(lambda: self._reset(lease))):
             self._reset(lease)
+
+    def _return_to_session(self, lease: Lease) -> None:
+        """Hand a session lease's connection back to its session, options undone.
+
+        No session reset: what the transaction left (temporary tables,
+        settings) is the session's, as on a direct connection.
+        """
+        if lease.lost is None:
+            try:
+                self._reset_options(lease)
+            except Exception as exc:  # noqa: BLE001 - a lost connection fails in many ways
+                lease.invalidate(f"its connection options could not be reset ({exc})")
+        lease.session.end(lease)
 
     def _reset(self, lease: Lease) -> None:
         """Clear what the lease left on its connection; give it back to the pool."""
@@ -336,13 +405,22 @@ class LeaseRegistry:
                 "could not reset the connection's session (%s: %s); discarding connection",
                 type(exc).__name__, exc,
             )
-            lease.connection.invalidate()
+            lease.invalidate("its session could not be reset")
         # Returning the connection to the pool rolls back anything left open.
         lease.connection.close()
 
     def _check_instance(self, lease_id: str) -> None:
         """Refuse an id of another instance, or of an earlier run of this one."""
-        parts = lease_id.split("-", 2)
+        self.check_instance(lease_id, "transaction")
+
+    def check_instance(self, some_id: str, what: str) -> None:
+        """Refuse a ``what`` (transaction, session) id this process did not make.
+
+        421 ``wrong_instance`` for another instance's id; for an id of an
+        earlier run of this instance, ``unknown_transaction`` or (sessions)
+        ``session_closed``, saying the server restarted.
+        """
+        parts = some_id.split("-", 2)
         if len(parts) != 3 or not all(_TAG.fullmatch(part) for part in parts[:2]):
             return  # not an id this software made: "unknown" will say so
         if parts[0] == self.instance_tag and parts[1] == self.boot_tag:
@@ -350,13 +428,20 @@ class LeaseRegistry:
         if parts[0] != self.instance_tag:
             raise LeaseError(
                 protocol.WRONG_INSTANCE,
-                f"transaction {lease_id[:20]}... is held by another server instance "
+                f"{what} {some_id[:20]}... is held by another server instance "
                 f"(tag {parts[0]}), not by {self.instance!r} (tag {self.instance_tag}); "
                 "send its requests to the base_url of the response that opened it",
             )
+        if what == "session":
+            raise LeaseError(
+                protocol.SESSION_CLOSED,
+                f"session {some_id[:20]}... was opened by an earlier run of this "
+                "server, which has restarted since: its database connection, "
+                "temporary tables and settings are gone; open a new connection",
+            )
         raise LeaseError(
             protocol.UNKNOWN_TRANSACTION,
-            f"transaction {lease_id[:20]}... was opened by an earlier run of this "
+            f"transaction {some_id[:20]}... was opened by an earlier run of this "
             "server, which has restarted since; the database rolled it back, "
             "nothing of it was committed",
         )
@@ -378,6 +463,8 @@ class LeaseRegistry:
                 f"ran a statement past the statement timeout of "
                 f"{self.statement_timeout_seconds:g} s"
             )
+        elif why == "session closed":
+            limit = "was open when its session closed"
         else:
             limit = f"expired after {self.lease_seconds:g} s idle"
         return LeaseError(
@@ -432,12 +519,12 @@ class LeaseRegistry:
         with self._lock:
             self._expired[lease.id] = (time.monotonic() + self.expired_memory_seconds, why)
         if invalidate:
-            lease.connection.invalidate()
+            lease.invalidate(f"its transaction was stopped ({why})")
         else:
             try:
                 lease.dbapi_connection.rollback()
-            except Exception:  # noqa: BLE001
-                lease.connection.invalidate()
+            except Exception as exc:  # noqa: BLE001
+                lease.invalidate(f"its rollback failed ({type(exc).__name__}: {exc})")
         self._discard(lease)
         self.expired_count += 1
         log.info("lease %s... expired (%s) and was rolled back", lease.id[:8], why)

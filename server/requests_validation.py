@@ -31,6 +31,7 @@ from session_proxy.wire.protocol import (
     PIPELINE_FIELDS,
     PROTOCOL_VERSION,
     ROLLBACK,
+    SESSION_FIELDS,
     STEP_OPS,
     UNSUPPORTED_PROTOCOL,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "decode_step_params",
     "parse_operation_request",
     "parse_pipeline_request",
+    "parse_session_request",
 ]
 
 
@@ -205,6 +207,11 @@ def parse_pipeline_request(body: Any) -> tuple[str | None, list[dict]]:
     )
     txn = body.get("txn")
     _require(txn is None or isinstance(txn, str), "'txn' must be null or a string")
+    session_id = body.get("session_id")
+    _require(
+        session_id is None or (isinstance(session_id, str) and 0 < len(session_id) <= 200),
+        "'session_id' must be null or a session id string",
+    )
     steps = body.get("steps")
     _require(
         isinstance(steps, list) and len(steps) > 0, "'steps' must be a non-empty list"
@@ -269,6 +276,17 @@ def decode_step_params(steps: list[dict], decode: Any) -> None:
             raise ProtocolError(
                 f"step {index}: bad parameter value in {field!r}: {exc}"
             ) from None
+
+
+def parse_session_request(body: Any) -> None:
+    """Validate a decoded ``POST /v1/sessions`` body: ``{"protocol": 1}`` and nothing else."""
+    _check_envelope(body)
+    unknown = sorted(set(body) - SESSION_FIELDS)
+    _require(
+        not unknown,
+        f"unknown field {unknown[0]!r} in the request body; expected "
+        f"{sorted(SESSION_FIELDS)}" if unknown else "",
+    )
 
 
 def parse_operation_request(body: Any) -> tuple[list, dict]:

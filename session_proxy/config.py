@@ -28,6 +28,7 @@ from sqlalchemy import util
 from sqlalchemy.engine import URL
 
 from .retry import RetryPolicy
+from .wire import protocol
 
 #: Environment variable holding the bearer token when none is passed.
 TOKEN_VARIABLE = "SESSION_PROXY_TOKEN"
@@ -39,7 +40,10 @@ DEFAULT_PORT = 8765
 DEFAULT_TIMEOUT = 30.0
 
 #: The options a ``<backend>+sessionproxy://`` URL may carry.
-URL_OPTIONS = ("tls", "ca", "timeout", "retries")
+URL_OPTIONS = ("tls", "ca", "timeout", "retries", "pooling")
+
+#: Pooling modes a client may ask for (``pooling=``): see :attr:`ClientConfig.pooling`.
+POOLING_MODES = protocol.POOLING_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,12 @@ class ClientConfig:
     :param retry: when to send a request again (:class:`~session_proxy.retry.RetryPolicy`;
         by default up to 8 tries over at most a minute).  Retries are safe:
         the server runs each request at most once.
+    :param pooling: ``"transaction"`` (default): each transaction runs on
+        whichever server connection is free, reset after it, so session
+        state lasts one transaction; ``"session"``: each client DBAPI
+        connection holds one server database connection until it closes, so
+        temporary tables and ``SET``s persist across its transactions (the
+        server must be started with ``--session-pooling``).
     """
 
     url: str
@@ -60,6 +70,7 @@ class ClientConfig:
     timeout: float = DEFAULT_TIMEOUT
     verify: bool | str = True
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    pooling: str = "transaction"
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url) if isinstance(self.url, str) else None
@@ -83,6 +94,10 @@ class ClientConfig:
             object.__setattr__(self, "retry", RetryPolicy())
         elif not isinstance(self.retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(
+                f"pooling must be one of {', '.join(POOLING_MODES)}, got {self.pooling!r}"
+            )
 
     @classmethod
     def coerce(
@@ -93,13 +108,16 @@ class ClientConfig:
         timeout: float | None = None,
         verify: bool | str | None = None,
         retry: RetryPolicy | None = None,
+        pooling: str | None = None,
     ) -> ClientConfig:
         """What every entry point does with its arguments.
 
         ``target`` is a server URL or a :class:`ClientConfig`; the keywords
         that are not None are set on (or override) it.
         """
-        changes = _given(token=token, timeout=timeout, verify=verify, retry=retry)
+        changes = _given(
+            token=token, timeout=timeout, verify=verify, retry=retry, pooling=pooling
+        )
         if isinstance(target, ClientConfig):
             return dataclasses.replace(target, **changes) if changes else target
         if not isinstance(target, str):
@@ -123,8 +141,8 @@ class ClientConfig:
     def dialect_url(self, backend: str) -> URL:
         """The ``<backend>+sessionproxy://host:port/`` URL of this server.
 
-        The token, timeout, verification and retry policy are not in it: they
-        go to the dialect as ``proxy_config``.
+        The token, timeout, verification, retry policy and pooling mode are
+        not in it: they go to the dialect as ``proxy_config``.
         """
         parts = urlsplit(self.url)
         assert parts.hostname is not None  # checked in __post_init__
@@ -148,11 +166,12 @@ class ClientConfig:
     ) -> ClientConfig:
         """The settings of a ``<backend>+sessionproxy://`` URL.
 
-        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N]``:
+        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N&pooling=session]``:
         the password slot carries the bearer token (used when no ``token``
         is given), ``tls`` switches to HTTPS, ``ca`` names the CA bundle to
         verify the server with (and implies ``tls``), ``timeout`` is seconds
-        per response, ``retries`` the attempts per request (1: never retry).
+        per response, ``retries`` the attempts per request (1: never retry),
+        ``pooling`` ``transaction`` or ``session`` (see :attr:`pooling`).
         The URL's options win over ``base`` and the keywords; ``base``'s own
         ``url`` is replaced by the URL's host and port.
         """
@@ -165,7 +184,8 @@ class ClientConfig:
         settings: dict[str, Any] = {}
         if base is not None:
             settings.update(
-                token=base.token, timeout=base.timeout, verify=base.verify, retry=base.retry
+                token=base.token, timeout=base.timeout, verify=base.verify, retry=base.retry,
+                pooling=base.pooling,
             )
         settings.update(_given(token=token, timeout=timeout, verify=verify, retry=retry))
         tls = _url_option(query, "tls", util.asbool, False)
@@ -179,6 +199,8 @@ class ClientConfig:
             settings["retry"] = dataclasses.replace(
                 settings.get("retry") or RetryPolicy(), attempts=attempts
             )
+        if "pooling" in query:
+            settings["pooling"] = str(query["pooling"])
         if settings.get("token") is None and url.password:
             settings["token"] = str(url.password)
         host = url.host or "127.0.0.1"

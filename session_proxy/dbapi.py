@@ -20,6 +20,13 @@ connection drops before an answer or the server asks for a retry (see
 inside a transaction too.  A transaction's follow-up requests go to the
 server instance that opened it, when the server names one (``base_url``).
 
+With ``pooling="session"`` (URL option ``pooling=session``) a connection
+opens a server session when it is made (:mod:`session_proxy.held_sessions`):
+the server holds one database connection for it until :meth:`Connection.close`,
+and every transaction of the connection runs there, so temporary tables and
+``SET``s persist across transactions as on a direct connection.  Its
+connect-time statements are then not recorded: they persist by themselves.
+
 Statements whose results nobody needs yet can be *queued* instead of sent
 (:meth:`Cursor.defer`): they ride in front of the next request, which is
 the next statement that needs a result, a fetch, or the commit.  If a
@@ -37,7 +44,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import background
+from . import background, held_sessions
 from .errors import (
     DatabaseError,
     DataError,
@@ -49,6 +56,7 @@ from .errors import (
     OperationalError,
     PipelineAborted,
     ProgrammingError,
+    SessionClosed,
     TransactionExpired,
     TransactionLost,
     Warning,
@@ -66,6 +74,7 @@ from .wire.messages import (
     Fetch,
     PipelineReply,
     Rollback,
+    SessionGrant,
     Step,
 )
 
@@ -144,14 +153,27 @@ paramstyle = "qmark"
 
 
 def connect(
-    transport: HTTPTransport, backend: str | None = None, **_ignored: Any
+    transport: HTTPTransport,
+    backend: str | None = None,
+    pooling: str = "transaction",
+    **_ignored: Any,
 ) -> Connection:
     """Open a shim connection over ``transport``.
 
     ``backend`` is the dialect name the caller compiles for; if the server
     fronts a different backend this raises
     :class:`~session_proxy.errors.ProtocolMismatch` before any statement runs.
+    ``pooling="session"`` holds a server database connection for this
+    connection (one request now); a server that does not allow it answers
+    400, raised as :class:`~session_proxy.errors.RequestRejected`.
     """
+    check_backend(transport, backend)
+    return Connection(transport, pooling)
+
+
+def check_backend(transport: HTTPTransport, backend: str | None) -> None:
+    """Raise :class:`~session_proxy.errors.ProtocolMismatch` unless the server
+    fronts ``backend`` (nothing sent but the cached handshake)."""
     handshake = transport.handshake()
     if backend is not None and not protocol.same_backend(handshake.dialect, backend):
         from .errors import ProtocolMismatch
@@ -160,7 +182,6 @@ def connect(
             f"engine compiles SQL for {backend!r} but the server at "
             f"{transport.base_url} fronts a {handshake.dialect!r} database"
         )
-    return Connection(transport)
 
 
 def _encode_params(params: Any) -> Any:
@@ -224,7 +245,7 @@ MAX_QUEUED_ROWS = 20_000
 class Connection:
     """A PEP 249 connection backed by a server-held lease."""
 
-    def __init__(self, transport: HTTPTransport) -> None:
+    def __init__(self, transport: HTTPTransport, pooling: str = "transaction") -> None:
         self.transport = transport
         self.handshake = transport.handshake()
         self.options: dict[str, Any] = {}
@@ -249,6 +270,13 @@ class Connection:
         #: Session statements of the connect phase, re-run at each lease's start.
         self.session_statements: list[str] = []
         self._connecting = True
+        #: The server session this connection holds (session pooling), or None.
+        self.session: SessionGrant | None = None
+        if pooling == "session":
+            self.session = transport.open_session()
+            held_sessions.track(self)
+            # The held connection keeps them: nothing to replay at each begin.
+            self._connecting = False
 
     # -- PEP 249 -----------------------------------------------------------
 
@@ -278,12 +306,29 @@ class Connection:
             return
         self._wait_for_ending()
         try:
-            self._finish(protocol.ROLLBACK)
+            if self.session is not None and self._txn is not None:
+                # Closing the session rolls its transaction back: one request.
+                self._drop_queue()
+                self._end_transaction()
+            else:
+                self._finish(protocol.ROLLBACK)
         except Error:
             # The lease is gone or the server is unreachable; either way the
             # server rolls back on its own when the lease runs out.
             self._end_transaction()
+        try:
+            self.release_session()
+        except Error:
+            pass  # gone already, or unreachable: the server's idle timeout closes it
         self.closed = True
+
+    def release_session(self, retry: bool = True) -> None:
+        """Give the server session back (its open transaction rolls back)."""
+        grant, self.session = self.session, None
+        if grant is None:
+            return
+        held_sessions.forget(self)
+        self.transport.close_session(grant, retry=retry)
 
     # -- session-proxy extras ------------------------------------------------
 
@@ -496,9 +541,15 @@ class Connection:
         self._queued_rows = 0
         start = len(prefix)
         prefix.extend(q.step for q in queued)
+        session = self.session
         try:
-            body = self.transport.pipeline(self._txn, prefix + steps, self._base_url)
-        except (TransactionExpired, TransactionLost):
+            body = self.transport.pipeline(
+                self._txn,
+                prefix + steps,
+                self._base_url or (session.base_url if session is not None else None),
+                session.session_id if session is not None else None,
+            )
+        except (TransactionExpired, TransactionLost, SessionClosed):
             self._end_transaction()
             raise
         except Error as exc:

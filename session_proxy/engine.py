@@ -27,6 +27,7 @@ def create_engine(
     timeout: float | None = None,
     verify: bool | str | None = None,
     retry: RetryPolicy | None = None,
+    pooling: str | None = None,
     **kwargs: Any,
 ) -> Engine:
     """A SQLAlchemy engine whose statements run on a session-proxy server.
@@ -42,10 +43,14 @@ def create_engine(
         (:class:`~session_proxy.retry.RetryPolicy`; by default up to 8 tries
         over at most a minute).  Retries are safe: the server runs each
         request at most once.
+    :param pooling: ``"session"`` holds one server database connection per
+        client connection, so temporary tables and settings persist across
+        its transactions (the server must allow it: ``--session-pooling``);
+        default ``"transaction"``.
     :param kwargs: passed on to :func:`sqlalchemy.create_engine`.
     """
     config = ClientConfig.coerce(
-        server_url, token=token, timeout=timeout, verify=verify, retry=retry
+        server_url, token=token, timeout=timeout, verify=verify, retry=retry, pooling=pooling
     ).with_env_token(TOKEN_VARIABLE)
     probe = HTTPTransport(config)
     try:

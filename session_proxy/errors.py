@@ -131,6 +131,18 @@ class TransactionLost(ProxyError, OperationalError):
     code = "unknown_transaction"
 
 
+class SessionClosed(ProxyError, OperationalError):
+    """The server session of this connection is gone (session pooling).
+
+    The server closed it (idle too long, its database connection lost, a
+    restart) or does not know it; the message says which.  Its temporary
+    tables and settings are gone with it.  SQLAlchemy treats this as a
+    disconnect: the pool discards the connection and opens a new one.
+    """
+
+    code = "session_closed"
+
+
 class ServerBusy(ProxyError, OperationalError):
     """The server is at its cap of open transactions; ``retry_after`` seconds."""
 

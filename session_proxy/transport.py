@@ -30,7 +30,15 @@ from .retry import GATEWAY_STATUSES, RETRY_CODES, RetryPolicy
 from .stats import ProxyStats
 from .wire import __version__, protocol
 from .wire.codec import dumps, from_wire, loads
-from .wire.messages import ErrorBody, Execute, ExecuteMany, Handshake, Step, encode_steps
+from .wire.messages import (
+    ErrorBody,
+    Execute,
+    ExecuteMany,
+    Handshake,
+    SessionGrant,
+    Step,
+    encode_steps,
+)
 
 SERVER_TIME_HEADER = protocol.SERVER_TIME_HEADER
 
@@ -131,15 +139,21 @@ class HTTPTransport:
             )
 
     def pipeline(
-        self, txn: str | None, steps: list[Step], base_url: str | None = None
+        self,
+        txn: str | None,
+        steps: list[Step],
+        base_url: str | None = None,
+        session_id: str | None = None,
     ) -> dict[str, Any]:
         """Send one pipeline request; return the decoded response body.
 
-        ``base_url`` is the instance that holds ``txn``, when the server
-        named one.  Raises the PEP 249 error of a failed database step, or a
-        :class:`~session_proxy.errors.ProxyError` for anything else.
+        ``base_url`` is the instance that holds ``txn`` (or the session),
+        when the server named one; ``session_id`` the server session the
+        request runs in (session pooling).  Raises the PEP 249 error of a
+        failed database step, or a :class:`~session_proxy.errors.ProxyError`
+        for anything else.
         """
-        payload = dumps(protocol.pipeline_request(txn, encode_steps(steps)))
+        payload = dumps(protocol.pipeline_request(txn, encode_steps(steps), session_id))
         url = (base_url or self.base_url).rstrip("/") + protocol.PIPELINE_PATH
         statements = sum(
             1 for step in steps if isinstance(step, (Execute, ExecuteMany))
@@ -148,6 +162,39 @@ class HTTPTransport:
         if response.status != 200:
             raise self._error_from(body, response, url)
         return body
+
+    def open_session(self) -> SessionGrant:
+        """Ask the server to hold a database connection for one client connection.
+
+        Raises :class:`~session_proxy.errors.RequestRejected` when the server
+        does not allow session pooling, :class:`~session_proxy.errors.ServerBusy`
+        when it holds as many sessions as it may.
+        """
+        url = self.base_url + protocol.SESSIONS_PATH
+        response, body = self.exchange(url, dumps(protocol.session_request()), 0)
+        if response.status not in (200, 201):
+            raise self._error_from(body, response, url)
+        return SessionGrant.from_json(body)
+
+    def close_session(self, grant: SessionGrant, retry: bool = True) -> None:
+        """Release a server session (its open transaction is rolled back).
+
+        ``retry=False`` sends one attempt (at interpreter exit).  A session
+        the server closed already is not an error.
+        """
+        url = (
+            (grant.base_url or self.base_url).rstrip("/")
+            + protocol.SESSIONS_PATH + "/" + grant.session_id
+        )
+        if retry:
+            response, body = self.exchange(url, b"", 0, method="DELETE")
+        else:
+            response = self._send("DELETE", url, b"")
+            body = self._decode_or_none(response) or {}
+        if response.status != 200 and _error_code(body) not in (
+            protocol.SESSION_CLOSED, protocol.UNKNOWN_SESSION
+        ):
+            raise self._error_from(body, response, url)
 
     def call_operation(self, name: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """Run logical operation ``name`` on the server; return its decoded result.
@@ -180,7 +227,7 @@ class HTTPTransport:
         raise self._error_from(body, response, url)
 
     def exchange(
-        self, url: str, payload: bytes, statements: int
+        self, url: str, payload: bytes, statements: int, method: str = "POST"
     ) -> tuple[Reply, dict[str, Any]]:
         """POST ``payload`` under a new idempotency key, retrying where worth it.
 
@@ -198,7 +245,7 @@ class HTTPTransport:
                 headers += ATTEMPT_HEADER % attempt
             retry_after: float | None = None
             try:
-                response = self._send("POST", url, payload, headers)
+                response = self._send(method, url, payload, headers)
             except (errors.ServerUnreachable, errors.ProxyTimeout) as exc:
                 outcome: Exception | tuple = exc
             else:
@@ -331,6 +378,8 @@ class HTTPTransport:
             exc = errors.TransactionExpired(message + where)
         elif code in (protocol.UNKNOWN_TRANSACTION, protocol.WRONG_INSTANCE):
             exc = errors.TransactionLost(message + where)
+        elif code in (protocol.SESSION_CLOSED, protocol.UNKNOWN_SESSION):
+            exc = errors.SessionClosed(message + where)
         elif code == protocol.UNAUTHORIZED:
             exc = errors.AuthenticationFailed(message + where)
         elif code in (protocol.POLICY_VIOLATION, protocol.ISOLATION_VIOLATION):
@@ -338,7 +387,8 @@ class HTTPTransport:
                 message + where, str(extra.get("fingerprint", "")), str(extra.get("reason", ""))
             )
         elif code in (
-            protocol.TOO_MANY_TRANSACTIONS, protocol.SUBJECT_LIMIT, protocol.SHUTTING_DOWN
+            protocol.TOO_MANY_TRANSACTIONS, protocol.TOO_MANY_SESSIONS, protocol.SUBJECT_LIMIT,
+            protocol.SHUTTING_DOWN,
         ):
             retry_after = response.headers.get("Retry-After")
             exc = errors.ServerBusy(

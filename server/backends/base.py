@@ -124,12 +124,16 @@ class Backend(Protocol):
         """The connection character set the client must know, if any."""
         ...
 
-    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+    def record_and_commit(
+        self, dbapi_connection: Any, insert_sql: str | None, params: Any, reset: bool = True
+    ) -> None:
         """Run ``insert_sql`` (if any) with ``params``, COMMIT and reset the session.
 
         One round trip; afterwards the session holds nothing of the
-        transaction.  Raises the driver's error of the insert or of the
-        commit; only called when :attr:`wrote_condition` is set.
+        transaction.  Without ``reset`` (a held session, under session
+        pooling) the session is left as the commit leaves it.  Raises the
+        driver's error of the insert or of the commit; only called when
+        :attr:`wrote_condition` is set.
         """
         ...
 
@@ -295,7 +299,9 @@ class BackendDefaults:
     def handshake_charset(self, dbapi_connection: Any) -> str | None:
         return None
 
-    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+    def record_and_commit(
+        self, dbapi_connection: Any, insert_sql: str | None, params: Any, reset: bool = True
+    ) -> None:
         raise NotImplementedError(f"the {self.name} backend records and commits apart")
 
     def reader_commit_is_safe(self, isolation_level: str | None) -> bool:

@@ -125,8 +125,13 @@ class PostgreSQLBackend(BackendDefaults):
         finally:
             cursor.close()
 
-    def record_and_commit(self, dbapi_connection: Any, insert_sql: str | None, params: Any) -> None:
+    def record_and_commit(
+        self, dbapi_connection: Any, insert_sql: str | None, params: Any, reset: bool = True
+    ) -> None:
         """``[insert_sql;] COMMIT; <PG_RESET_STEPS>`` as one simple query: one round trip.
+
+        Without ``reset`` (a session held under session pooling) the query
+        stops at the ``COMMIT``.
 
         The parameters are bound client-side (psycopg's ``ClientCursor``),
         since the extended protocol takes one statement per message.  A
@@ -137,7 +142,7 @@ class PostgreSQLBackend(BackendDefaults):
         from psycopg import ClientCursor
 
         statements = [insert_sql] if insert_sql else []
-        statements += ["COMMIT", *PG_RESET_STEPS]
+        statements += ["COMMIT", *(PG_RESET_STEPS if reset else ())]
         cursor = ClientCursor(dbapi_connection)
         try:
             cursor.execute("; ".join(statements), params)

@@ -23,7 +23,7 @@ from .. import dbapi as shim
 from .. import pipeline, session_events
 from ..config import DEFAULT_PORT as DEFAULT_PORT
 from ..config import DEFAULT_TIMEOUT, ClientConfig
-from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable
+from ..errors import ProtocolMismatch, ProxyTimeout, ServerUnreachable, SessionClosed
 from ..retry import RetryPolicy
 from ..transport import HTTPTransport
 from . import neutral
@@ -194,7 +194,7 @@ class ProxyDialectMixin:
     def create_connect_args(self, url: URL) -> Any:
         """The transport for ``url``.
 
-        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N]``
+        ``backend+sessionproxy://[:TOKEN@]host:port/[?tls=true&ca=PATH&timeout=S&retries=N&pooling=session]``
         (see :meth:`ClientConfig.from_dialect_url
         <session_proxy.config.ClientConfig.from_dialect_url>`).
         """
@@ -209,7 +209,11 @@ class ProxyDialectMixin:
         if known is not None:
             # ``sessionproxy://`` fetched it to pick this class: not twice.
             self.transport._handshake = known
-        return [], {"transport": self.transport, "backend": self.name}
+        return [], {
+            "transport": self.transport,
+            "backend": self.name,
+            "pooling": self.proxy_config.pooling,
+        }
 
     def _check_server_driver(self) -> None:
         assert self.transport is not None
@@ -305,7 +309,8 @@ class ProxyDialectMixin:
         return True
 
     def is_disconnect(self, e: Any, connection: Any, cursor: Any) -> bool:
-        return isinstance(e, (ServerUnreachable, ProxyTimeout))
+        # A closed server session is a lost connection: the pool replaces it.
+        return isinstance(e, (ServerUnreachable, ProxyTimeout, SessionClosed))
 
     def do_begin_twophase(self, connection: Any, xid: Any) -> None:
         raise NotImplementedError("two-phase commit is not supported through session-proxy")

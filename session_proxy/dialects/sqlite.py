@@ -72,8 +72,8 @@ class SQLiteShimConnection(shim.Connection):
     shortcuts: each opens a cursor, runs, and returns the cursor.
     """
 
-    def __init__(self, transport: Any) -> None:
-        super().__init__(transport)
+    def __init__(self, transport: Any, pooling: str = "transaction") -> None:
+        super().__init__(transport, pooling)
         #: Functions a hook asked for: name -> number of arguments.
         self.functions: dict[str, int] = {}
 
@@ -117,9 +117,11 @@ class SQLiteShimConnection(shim.Connection):
             )
 
 
-def _connect(transport: Any, backend: str | None = None, **ignored: Any) -> SQLiteShimConnection:
-    shim.connect(transport, backend, **ignored)  # the backend check, nothing sent
-    return SQLiteShimConnection(transport)
+def _connect(
+    transport: Any, backend: str | None = None, pooling: str = "transaction", **ignored: Any
+) -> SQLiteShimConnection:
+    shim.check_backend(transport, backend)
+    return SQLiteShimConnection(transport, pooling)
 
 
 def _module_for_init() -> Any:

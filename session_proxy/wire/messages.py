@@ -41,6 +41,7 @@ __all__ = [
     "Handshake",
     "PipelineReply",
     "Rollback",
+    "SessionGrant",
     "Step",
     "StepResult",
     "decode_step",
@@ -288,6 +289,42 @@ class PipelineReply:
             instance if isinstance(instance, str) else None,
             base_url if isinstance(base_url, str) else None,
             body.get("read_only") is True,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionGrant:
+    """What ``POST /v1/sessions`` answers: a server session held for the client.
+
+    ``session_id`` goes with every pipeline request of the client
+    connection; ``idle_seconds`` is how long the session may sit unused
+    before the server closes it; ``base_url`` (when the server has one) is
+    the instance holding it, where all of its requests go.
+    """
+
+    session_id: str
+    idle_seconds: float
+    instance: str | None = None
+    base_url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return omit_none(
+            {"session_id": self.session_id, "idle_seconds": self.idle_seconds},
+            instance=self.instance,
+            base_url=self.base_url,
+        )
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> SessionGrant:
+        session_id, idle = body.get("session_id"), body.get("idle_seconds")
+        if not isinstance(session_id, str) or type(idle) not in (int, float):
+            raise ProtocolError(f"malformed session grant: {sorted(body)}")
+        instance, base_url = body.get("instance"), body.get("base_url")
+        return cls(
+            session_id,
+            float(idle),
+            instance if isinstance(instance, str) else None,
+            base_url if isinstance(base_url, str) else None,
         )
 
 

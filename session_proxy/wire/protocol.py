@@ -62,6 +62,23 @@ arguments) are encoded with :mod:`session_proxy.wire.codec`.
     A failing step stops the pipeline: the error names the step index, the
     lease stays open (unless it was lost) and earlier results are discarded.
 
+``POST /v1/sessions`` and ``DELETE /v1/sessions/<id>`` (session pooling)
+    A server started with ``--session-pooling`` holds one database
+    connection per open session, for the life of the client connection
+    that opened it (PgBouncer's ``pool_mode = session``): temporary tables
+    and session settings persist across its transactions.  ``POST`` (body
+    ``{"protocol": 1}``) answers 201 with a :class:`SessionGrant`
+    (``session_id``, ``idle_seconds``, and ``instance``/``base_url`` of the
+    instance holding it, where every later request of the session goes).
+    Pipeline requests of the session carry ``"session_id": ID``: a request
+    without ``txn`` leases the session's own connection, whose state is not
+    reset between its transactions.  ``DELETE`` rolls back an open
+    transaction, resets the connection and returns it to the shared pool.
+    A server without the flag answers ``session_pooling_disabled`` (400);
+    an id that is not the caller's ``unknown_session`` (404); a session the
+    server closed (idle past ``idle_seconds``, its connection lost, the
+    server restarted) ``session_closed`` (410) saying why.
+
 ``POST /v1/operations/<name>``
     ``{"protocol": 1, "args": [...], "kwargs": {...}}`` runs one logical
     operation in one transaction and answers ``{"result": ...}``.  Values use
@@ -126,6 +143,8 @@ HEALTH_PATH = "/v1/health"
 PIPELINE_PATH = "/v1/pipeline"
 METRICS_PATH = "/v1/metrics"
 OPERATIONS_PREFIX = "/v1/operations/"
+#: ``POST`` opens a server session (session pooling); ``DELETE /v1/sessions/<id>`` closes it.
+SESSIONS_PATH = "/v1/sessions"
 OPERATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 # Response headers with per-request measurements.
@@ -159,7 +178,13 @@ ISOLATION_LEVELS = frozenset(
 )
 #: The fields of each step op: :data:`session_proxy.wire.messages.STEP_FIELDS`.
 #: The keys of a ``/v1/pipeline`` body.
-PIPELINE_FIELDS = frozenset({"protocol", "txn", "steps"})
+PIPELINE_FIELDS = frozenset({"protocol", "txn", "session_id", "steps"})
+#: The keys of a ``POST /v1/sessions`` body.
+SESSION_FIELDS = frozenset({"protocol"})
+#: How a client's connections map to database connections: one lease per
+#: transaction (the default), or one database connection held for the
+#: life of the client connection (the server must allow it).
+POOLING_MODES = ("transaction", "session")
 
 # Error codes and the HTTP status each is sent with.
 BAD_REQUEST = "bad_request"
@@ -191,12 +216,20 @@ UNSAFE_STATEMENT = "unsafe_statement"
 #: proxy's own records; refused whatever the policy (server.session_guard).
 ISOLATION_VIOLATION = "isolation_violation"
 IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+#: Session pooling: the server does not allow it; the id names no session of
+#: this caller; the server closed the session (idle, connection lost,
+#: restart); the server holds as many sessions as it may.
+SESSIONS_DISABLED = "session_pooling_disabled"
+UNKNOWN_SESSION = "unknown_session"
+SESSION_CLOSED = "session_closed"
+TOO_MANY_SESSIONS = "too_many_sessions"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
     UNSUPPORTED_PROTOCOL: 400,
     UNKNOWN_CURSOR: 400,
     BAD_ARGUMENTS: 400,
+    SESSIONS_DISABLED: 400,
     UNSAFE_PAYLOAD: 400,
     UNSAFE_STATEMENT: 400,
     UNAUTHORIZED: 401,
@@ -205,6 +238,7 @@ ERROR_STATUS: dict[str, int] = {
     UNKNOWN_OPERATION: 404,
     OPERATION_ERROR: 422,
     UNKNOWN_TRANSACTION: 404,
+    UNKNOWN_SESSION: 404,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     TRANSACTION_BUSY: 409,
@@ -212,6 +246,7 @@ ERROR_STATUS: dict[str, int] = {
     IDEMPOTENCY_CONFLICT: 409,
     ROWCOUNT_MISMATCH: 409,
     TRANSACTION_EXPIRED: 410,
+    SESSION_CLOSED: 410,
     TOO_LARGE: 413,
     DATABASE_ERROR: 422,
     WRONG_INSTANCE: 421,
@@ -219,10 +254,13 @@ ERROR_STATUS: dict[str, int] = {
     INTERNAL_ERROR: 500,
     TOO_MANY_TRANSACTIONS: 503,
     SHUTTING_DOWN: 503,
+    TOO_MANY_SESSIONS: 503,
 }
 
 #: Errors after which nothing ran, so any request may be sent again.
-RETRYABLE_ERRORS = frozenset({TOO_MANY_TRANSACTIONS, SHUTTING_DOWN, TRANSACTION_BUSY})
+RETRYABLE_ERRORS = frozenset(
+    {TOO_MANY_TRANSACTIONS, TOO_MANY_SESSIONS, SHUTTING_DOWN, TRANSACTION_BUSY}
+)
 
 # PEP 249 exception class names a database error may carry.
 DBAPI_ERROR_CLASSES = (
@@ -301,6 +339,17 @@ def operation_request(args: Any, kwargs: Any) -> dict[str, Any]:
     return {"protocol": PROTOCOL_VERSION, "args": args, "kwargs": kwargs}
 
 
-def pipeline_request(txn: str | None, steps: list[dict]) -> dict[str, Any]:
-    """The body of a ``/v1/pipeline`` request."""
-    return {"protocol": PROTOCOL_VERSION, "txn": txn, "steps": steps}
+def pipeline_request(
+    txn: str | None, steps: list[dict], session_id: str | None = None
+) -> dict[str, Any]:
+    """The body of a ``/v1/pipeline`` request (``session_id``: the server
+    session it runs in, under session pooling)."""
+    body: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "txn": txn, "steps": steps}
+    if session_id is not None:
+        body["session_id"] = session_id
+    return body
+
+
+def session_request() -> dict[str, Any]:
+    """The body of a ``POST /v1/sessions`` request."""
+    return {"protocol": PROTOCOL_VERSION}

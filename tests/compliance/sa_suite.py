@@ -14,6 +14,15 @@ prints passed / failed / skipped per backend, suite and mode, and lists
 every test that passes direct but not through the proxy.  The exit status
 is 0 when that list is empty.
 
+``--pooling transaction,session`` runs the proxy pass once per pooling mode
+against the one direct baseline: ``session`` starts the server with
+``--session-pooling`` and adds ``?pooling=session`` to the proxy URL, so
+every client connection of the suite holds one server connection
+(PgBouncer's session pooling).  Differences of that mode are listed as
+``<backend> <suite> session: <test id>``.  ``--select EXPR`` passes
+``-k EXPR`` to every run, to run only some tests (CI runs the session mode
+on the test classes where the modes differ).
+
 Suites: ``dialect`` is the third-party dialect compliance suite
 (``test/dialect/test_suite.py`` with the upstream requirements); ``orm`` is
 ``test/orm/test_unitofworkv2.py``, ``test_versioning.py``,
@@ -34,6 +43,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from session_proxy.wire.protocol import POOLING_MODES
 from session_proxy_server.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,15 +146,19 @@ def prepare_backend(backend: str, workdir: Path) -> str:
     return suite_url.render_as_string(hide_password=False)
 
 
-def run_suite(sdist: Path, files: list[str], url: str, junit: Path) -> dict[str, str]:
-    """Run ``files`` against ``url``; return outcome by normalized test id."""
+def run_suite(
+    sdist: Path, files: list[str], url: str, junit: Path, select: str | None = None
+) -> dict[str, str]:
+    """Run ``files`` against ``url`` (only tests matching ``-k select``); return
+    outcome by normalized test id."""
     junit.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get(
         "PYTHONPATH", "")]).rstrip(os.pathsep))
     subprocess.run(
         [sys.executable, "-m", "pytest", *files, "--dburi", url, "-p", "no:cacheprovider",
          "-p", "tests.compliance.proxy_provision", "-q", "--maxfail=1000000",
-         f"--junitxml={junit}", "-o", "junit_family=xunit1"],
+         f"--junitxml={junit}", "-o", "junit_family=xunit1",
+         *(["-k", select] if select else [])],
         cwd=sdist, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     return parse_junit(junit)
@@ -188,8 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=REPO / ".sa-suite")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument(
+        "--pooling", default="transaction",
+        help="proxy pooling modes to run, comma-separated: transaction, session",
+    )
+    parser.add_argument("--select", help="run only the tests matching this pytest -k expression")
+    parser.add_argument(
         "--known", type=Path, default=Path(__file__).with_name("known_differences.txt"),
-        help="documented differences, one '<backend> <suite>: <test id>' per line; only "
+        help="documented differences, one '<backend> <suite>[ session]: <test id>' per line; only "
         "differences not listed there fail the run",
     )
     args = parser.parse_args(argv)
@@ -197,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     sdist = fetch_sdist(workdir)
     use_proxy_requirements(sdist)
-    rows = ["| backend | suite | direct passed / failed / skipped | "
+    poolings = args.pooling.split(",")
+    unknown = sorted(set(poolings) - set(POOLING_MODES))
+    if unknown:
+        parser.error(f"unknown pooling modes {unknown}; expected some of {list(POOLING_MODES)}")
+    rows = ["| backend | suite | pooling | direct passed / failed / skipped | "
             "proxy passed / failed / skipped | pass direct, not proxy |",
-            "| --- | --- | --- | --- | ---: |"]
+            "| --- | --- | --- | --- | --- | ---: |"]
     regressions: list[str] = []
     for backend in args.backends.split(","):
         direct_url = prepare_backend(backend, workdir)
@@ -209,18 +232,25 @@ def main(argv: list[str] | None = None) -> int:
             direct_url_server = f"sqlite:///{workdir}/proxy.db"
         else:
             direct_url_server = direct_url
+        if "session" in poolings:
+            extra += ["--session-pooling", "--max-sessions", "200"]
         with ServerProcess(direct_url_server, *extra) as server:
             proxy_url = f"{backend}+sessionproxy://:{server.token}@127.0.0.1:{server.port}/"
             for suite in args.suites.split(","):
                 files = SUITES[suite]
                 junit = workdir / f"{backend}-{suite}"
-                direct = run_suite(sdist, files, direct_url, junit.with_suffix(".direct.xml"))
-                proxy = run_suite(sdist, files, proxy_url, junit.with_suffix(".proxy.xml"))
-                missing = compare(direct, proxy)
-                regressions += [f"{backend} {suite}: {test}" for test in missing]
-                rows.append(f"| {backend} | {suite} | {_counts(direct)} | {_counts(proxy)} "
-                            f"| {len(missing)} |")
-                print(rows[-1], flush=True)
+                direct = run_suite(sdist, files, direct_url, junit.with_suffix(".direct.xml"),
+                                   args.select)
+                for pooling in poolings:
+                    url = proxy_url + ("?pooling=session" if pooling == "session" else "")
+                    proxy = run_suite(sdist, files, url,
+                                      junit.with_suffix(f".proxy-{pooling}.xml"), args.select)
+                    missing = compare(direct, proxy)
+                    label = f"{backend} {suite}" + (" session" if pooling == "session" else "")
+                    regressions += [f"{label}: {test}" for test in missing]
+                    rows.append(f"| {backend} | {suite} | {pooling} | {_counts(direct)} | "
+                                f"{_counts(proxy)} | {len(missing)} |")
+                    print(rows[-1], flush=True)
     table = "\n".join(rows)
     unexpected = [line for line in regressions if line not in known]
     documented = [line for line in regressions if line in known]

@@ -57,11 +57,11 @@ def direct(db_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def start_pair(db_url: str, advertise: bool) -> list[ServerProcess]:
+def start_pair(db_url: str, advertise: bool, *extra: str) -> list[ServerProcess]:
     servers = []
     for name in ("alpha", "beta"):
         port = free_port()
-        flags = ["--instance", name]
+        flags = ["--instance", name, *extra]
         if advertise:
             flags += ["--advertise-url", f"http://127.0.0.1:{port}"]
         servers.append(ServerProcess(db_url, *flags, port=port))
@@ -183,3 +183,32 @@ def test_client_gives_up_on_a_misrouted_transaction_with_transaction_lost(
         assert isinstance(info.value.orig, errors.TransactionLost)
         assert "another server instance" in str(info.value.orig)
     engine.dispose()
+
+
+def test_sessions_follow_their_instance_behind_round_robin(db_url: str) -> None:
+    """Session pooling behind the balancer: every request of a session reaches its instance."""
+    servers = start_pair(db_url, True, "--session-pooling")
+    balancer = NginxBalancer([server.port for server in servers])
+    engine = sa.create_engine(
+        f"sessionproxy://:{servers[0].token}@127.0.0.1:{balancer.port}/?pooling=session"
+    )
+    try:
+        connections = [engine.connect() for _ in range(4)]
+        for number, conn in enumerate(connections):
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE sp_scaling_tmp (id INTEGER)")
+            conn.exec_driver_sql(f"INSERT INTO sp_scaling_tmp VALUES ({number})")
+            conn.commit()
+        for number, conn in enumerate(connections):
+            assert conn.exec_driver_sql("SELECT id FROM sp_scaling_tmp").scalar() == number
+            conn.commit()
+        held = [server.metric("session_proxy_open_sessions") for server in servers]
+        assert sum(held) == 4 and min(held) >= 1, held
+        for conn in connections:
+            conn.close()
+        engine.dispose()  # closes the pooled client connections: sessions released
+        assert [server.metric("session_proxy_open_sessions") for server in servers] == [0, 0]
+    finally:
+        engine.dispose()
+        balancer.stop()
+        for server in servers:
+            server.stop()

@@ -42,7 +42,16 @@ def _other_value(field: dataclasses.Field) -> str:
         return "https://instance-7.example:8765"
     if field.type == "str":
         return f"{field.name}-value"
+    if field.type == "bool":
+        return "true"
     return str(field.default * 2 + 1) if field.type == "int" else str(field.default * 2 + 0.5)
+
+
+def _switch(field: dataclasses.Field, text: str) -> list[str]:
+    """The command-line words setting ``field`` to ``text`` (a switch takes no value)."""
+    if field.type == "bool":
+        return [flag(field)] if value_parser(field)(text) else []
+    return [flag(field), text]
 
 
 def _parse(*flags: str):
@@ -74,7 +83,7 @@ def test_flags_and_environment_round_trip_to_the_same_config() -> None:
     environ: dict[str, str] = {}
     for field in FIELDS:
         text = _other_value(field)
-        flags += [flag(field), text]
+        flags += _switch(field, text)
         environ[env_variable(field)] = text
     from_flags = ServerConfig.from_args(_parse(*flags))
     from_env = ServerConfig.from_env(environ)
@@ -84,12 +93,14 @@ def test_flags_and_environment_round_trip_to_the_same_config() -> None:
         assert value != field.default, field.name
         assert value == value_parser(field)(_other_value(field))
     # And back: the config's values, written out, parse to the same config.
-    again = [part for f in FIELDS for part in (flag(f), str(getattr(from_flags, f.name)))]
+    again = [part for f in FIELDS for part in _switch(f, str(getattr(from_flags, f.name)))]
     assert ServerConfig.from_args(_parse(*again)) == from_flags
     assert ServerConfig.from_env({}) == ServerConfig() == ServerConfig.from_args(_parse())
 
 
-@pytest.mark.parametrize("field", [f for f in FIELDS if f.type != "str"], ids=lambda f: f.name)
+@pytest.mark.parametrize(
+    "field", [f for f in FIELDS if f.type not in ("str", "bool")], ids=lambda f: f.name
+)
 def test_a_bad_number_is_refused_by_both_naming_it(field: dataclasses.Field, capsys) -> None:
     with pytest.raises(ValueError, match=env_variable(field)):
         ServerConfig.from_env({env_variable(field): "lots"})
@@ -98,6 +109,16 @@ def test_a_bad_number_is_refused_by_both_naming_it(field: dataclasses.Field, cap
     assert flag(field) in capsys.readouterr().err
     with pytest.raises(ValueError, match=f"{field.name} must be positive"):
         ServerConfig.from_env({env_variable(field): "0"})
+
+
+def test_a_switch_is_a_flag_without_value_and_a_boolean_variable() -> None:
+    assert ServerConfig.from_args(_parse("--session-pooling")).session_pooling is True
+    assert ServerConfig.from_args(_parse()).session_pooling is False
+    for text, value in (("1", True), ("yes", True), ("off", False), ("false", False)):
+        assert ServerConfig.from_env({"SESSION_PROXY_SESSION_POOLING": text}).session_pooling \
+            is value
+    with pytest.raises(ValueError, match="SESSION_PROXY_SESSION_POOLING"):
+        ServerConfig.from_env({"SESSION_PROXY_SESSION_POOLING": "maybe"})
 
 
 def test_cli_refuses_a_non_positive_setting_with_exit_2(capsys) -> None:
