@@ -151,7 +151,7 @@ def _encode_instances(items: list) -> dict | None:
     if keys is None:
         return None
     try:
-        columns = [[values[key] for values in loaded] for key in keys]
+        columns = [[columns_of[key] for columns_of in loaded] for key in keys]
     except KeyError:  # an instance missing a column the first one has loaded
         return None
     body = {codec.TAG: "orms", "cls": mapped.name, "cols": list(keys)}
