@@ -11,7 +11,16 @@ needs:
   unloaded relationship raises
   :class:`sqlalchemy.orm.exc.DetachedInstanceError` when touched, never a
   silent empty list.  A class is looked up among the mapped classes this
-  process has already imported; a name never causes an import.
+  process has already imported; a name never causes an import
+  (:mod:`.instances` keeps what it found per class).
+- **A list of instances** of one class with the same loaded columns (an
+  operation's query result) travels as one block, ``{"$t": "orms", "cls":
+  ..., "cols": [names], "rows": [[values]], "tagged": [indexes], "dt":
+  [indexes]}``, encoded column by column as the proxy's result rows are: a
+  column of strings, small ints, floats, booleans and nulls costs no
+  per-value work, a column of datetimes without a zone name or fold travels
+  as ISO text, and only the other columns tag each value.  It decodes to the
+  same list of detached instances as the items sent one by one.
 - **Exceptions** travel as their type name, message and args
   (:func:`encode_exception`); :func:`known_exception_class` finds the class
   a name stands for among builtins, SQLAlchemy's exceptions and classes
