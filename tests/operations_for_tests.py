@@ -57,6 +57,18 @@ def get_note(id: int, *, session: Session) -> Note | None:
 
 
 @remote_operation
+def list_notes(*, session: Session) -> list[Note]:
+    """Every note, by id."""
+    return list(session.scalars(sa.select(Note).order_by(Note.id)))
+
+
+@remote_operation
+def note_texts(notes: list[Note], *, session: Session) -> list[str]:
+    """Take a list of Note instances as argument; return their texts upper-cased."""
+    return [note.text.upper() for note in notes]
+
+
+@remote_operation
 def count_notes(*, session: Session) -> int:
     """How many notes there are."""
     return session.scalar(sa.select(sa.func.count()).select_from(Note)) or 0

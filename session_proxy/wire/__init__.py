@@ -7,14 +7,15 @@
 - :mod:`.codec`: typed JSON for the values inside messages;
 - :mod:`.errors`: :class:`WireError` (code, status, transaction, step and
   request id as declared fields) and :class:`ProtocolError`;
-- :mod:`.operations` and :mod:`.values`: the logical API's shared half, the
-  operation registry and the encoding of arguments, results and exceptions.
+- :mod:`.operations`, :mod:`.values` and :mod:`.instances`: the logical
+  API's shared half, the operation registry, the encoding of arguments,
+  results and exceptions, and what that encoding keeps per mapped class.
 
 It imports neither the client (``session_proxy`` outside this package) nor the
 server, so the server can depend on it alone.  Importing the package, its
 protocol, messages and codec loads no third-party package (``orjson`` only
-when installed); :mod:`.values` uses SQLAlchemy and is imported only where
-logical operations are sent or run.
+when installed); :mod:`.values` and :mod:`.instances` use SQLAlchemy and
+are imported only where logical operations are sent or run.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
-__all__ = ["JSONParam", "from_wire", "to_wire"]
+__all__ = ["ENCODED_TYPES", "JSONParam", "from_wire", "plain_column", "to_wire"]
 
 TAG = "$t"
 _SAFE_INT = 2**53
@@ -183,6 +183,10 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
 }
 
 
+#: The exact types :func:`to_wire` encodes (subclasses are found through their bases).
+ENCODED_TYPES: frozenset[type] = frozenset(_ENCODERS)
+
+
 def _encoder_for(kind: type) -> Callable[[Any], Any] | None:
     for base in kind.__mro__:
         encoder = _ENCODERS.get(base)
@@ -306,7 +310,7 @@ def from_wire(value: Any, _depth: int = 0) -> Any:
 _PLAIN_KINDS = frozenset({str, bool, int, float, type(None)})
 
 
-def _plain_column(column: tuple) -> bool:
+def plain_column(column: tuple) -> bool:
     """Whether every value of a result column is sent as itself."""
     kinds = set(map(type, column))
     if not kinds <= _PLAIN_KINDS:
@@ -332,7 +336,7 @@ def encode_rows(rows: list) -> tuple[list, list[int] | None]:
     if not rows:
         return [], None
     columns = zip(*rows, strict=True)
-    tagged = [i for i, column in enumerate(columns) if not _plain_column(column)]
+    tagged = [i for i, column in enumerate(columns) if not plain_column(column)]
     if not tagged:
         return rows if type(rows) is list else list(rows), None
     encoded = []

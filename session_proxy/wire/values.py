@@ -11,7 +11,16 @@ needs:
   unloaded relationship raises
   :class:`sqlalchemy.orm.exc.DetachedInstanceError` when touched, never a
   silent empty list.  A class is looked up among the mapped classes this
-  process has already imported; a name never causes an import.
+  process has already imported; a name never causes an import
+  (:mod:`.instances` keeps what it found per class).
+- **A list of instances** of one class with the same loaded columns (an
+  operation's query result) travels as one block, ``{"$t": "orms", "cls":
+  ..., "cols": [names], "rows": [[values]], "tagged": [indexes], "dt":
+  [indexes]}``, encoded column by column as the proxy's result rows are: a
+  column of strings, small ints, floats, booleans and nulls costs no
+  per-value work, a column of datetimes without a zone name or fold travels
+  as ISO text, and only the other columns tag each value.  It decodes to the
+  same list of detached instances as the items sent one by one.
 - **Exceptions** travel as their type name, message and args
   (:func:`encode_exception`); :func:`known_exception_class` finds the class
   a name stands for among builtins, SQLAlchemy's exceptions and classes
@@ -36,16 +45,15 @@ import binascii
 import builtins
 import contextlib
 import contextvars
-from collections.abc import Iterator
+import datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import sqlalchemy.exc as sa_exc
 import sqlalchemy.orm.exc as orm_exc
-from sqlalchemy import inspect
-from sqlalchemy.orm import attributes, make_transient_to_detached
 from sqlalchemy.orm.base import instance_state
 
-from . import codec
+from . import codec, instances
 
 __all__ = [
     "UnsafePayload",
@@ -97,8 +105,7 @@ def _decode_pickle(body: dict) -> Any:
 _registered_exceptions: dict[str, type[BaseException]] = {}
 
 
-def _type_name(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
+_type_name = instances.type_name
 
 
 def register_exception(cls: type[BaseException]) -> type[BaseException]:
@@ -111,62 +118,169 @@ def register_exception(cls: type[BaseException]) -> type[BaseException]:
     return cls
 
 
-def _is_mapped(value: Any) -> bool:
+def _encode_instance(value: Any, mapped: instances.MappedClass) -> dict:
+    columns = {key: to_wire(item) for key, item in mapped.loaded_columns(value).items()}
+    return {codec.TAG: "orm", "cls": _wire_name(value, mapped), "v": columns}
+
+
+def _wire_name(value: Any, mapped: instances.MappedClass) -> str:
+    # An instance of an unmapped subclass is named as itself (and refused on arrival).
+    kind = type(value)
+    return mapped.name if mapped.cls is kind else _type_name(kind)
+
+
+def _same_loaded_columns(mapped: instances.MappedClass, loaded: list[dict]) -> tuple | None:
+    """The column keys every instance has loaded, if they all have the same ones."""
+    keys = tuple(key for key in mapped.column_keys if key in loaded[0])
+    if not keys:
+        return None
+    if len(keys) < len(mapped.column_keys):
+        for columns in loaded:
+            if tuple(key for key in mapped.column_keys if key in columns) != keys:
+                return None
+    return keys
+
+
+def _encode_instances(items: list) -> dict | None:
+    """A list of instances of one mapped class with the same loaded columns, as rows.
+
+    None when ``items`` is anything else; it is then sent item by item.
+    """
+    kind = type(items[0])
+    if kind in _NOT_MAPPED:
+        return None
+    mapped = instances.mapped_class_of(items[0])
+    if mapped is None or mapped.cls is not kind:
+        return None
+    for item in items:
+        if type(item) is not kind:
+            return None
+    loaded = [instance_state(item).dict for item in items]
+    keys = _same_loaded_columns(mapped, loaded)
+    if keys is None:
+        return None
     try:
-        return instance_state(value).mapper is not None
-    except (AttributeError, orm_exc.UnmappedInstanceError):
-        return False
+        columns = [[columns_of[key] for columns_of in loaded] for key in keys]
+    except KeyError:  # an instance missing a column the first one has loaded
+        return None
+    body = {codec.TAG: "orms", "cls": mapped.name, "cols": list(keys)}
+    tagged, datetimes = [], []
+    for index, column in enumerate(columns):
+        if codec.plain_column(column):
+            continue
+        if _isoformat_column(column):
+            datetimes.append(index)
+            columns[index] = [None if v is None else v.isoformat() for v in column]
+        else:
+            tagged.append(index)
+            columns[index] = [to_wire(v) for v in column]
+    body["rows"] = list(zip(*columns, strict=True))
+    if tagged:
+        body["tagged"] = tagged
+    if datetimes:
+        body["dt"] = datetimes
+    return body
 
 
-def _mapped_class(name: str) -> type:
-    from sqlalchemy.orm import mapperlib
+def _isoformat_column(column: list) -> bool:
+    """Whether ISO 8601 text brings every value of the column back exactly.
 
-    for registry in list(mapperlib._mapper_registries):
-        for mapper in registry.mappers:
-            if _type_name(mapper.class_) == name:
-                return mapper.class_
-    raise ValueError(
-        f"no mapped class {name!r} in this process; import the module that defines it"
+    True for datetimes, naive or with a fixed offset, and ``None``; a
+    datetime in a :mod:`zoneinfo` zone (its name) or with ``fold`` set needs its tag.
+    """
+    for value in column:
+        if value is None:
+            continue
+        if type(value) is not datetime.datetime or value.fold:
+            return False
+        tz = value.tzinfo
+        if tz is not None and type(tz) is not datetime.timezone:
+            return False
+    return True
+
+
+def _decode_instance(body: dict, depth: int) -> Any:
+    mapped = instances.class_named(_string(body, "cls"))
+    columns = body["v"]
+    if type(columns) is not dict:
+        raise ValueError("'v' must be an object of column values")
+    for key in columns:
+        if key not in mapped.known_keys:
+            raise ValueError(f"{mapped.name} has no column attribute {key!r}")
+    return mapped.detached(
+        {key: from_wire(item, depth + 1) for key, item in columns.items()}
     )
 
 
-def _encode_instance(value: Any) -> dict:
-    state = inspect(value)
-    loaded = state.dict
-    columns = {
-        prop.key: to_wire(loaded[prop.key])
-        for prop in state.mapper.column_attrs
-        if prop.key in loaded
-    }
-    return {codec.TAG: "orm", "cls": _type_name(type(value)), "v": columns}
+def _decode_instances(body: dict, depth: int) -> list:
+    mapped = instances.class_named(_string(body, "cls"))
+    keys, rows = body["cols"], body["rows"]
+    if type(keys) is not list or not keys or any(type(key) is not str for key in keys):
+        raise ValueError("'cols' must be a non-empty list of column attribute names")
+    for key in keys:
+        if key not in mapped.known_keys:
+            raise ValueError(f"{mapped.name} has no column attribute {key!r}")
+    if len(set(keys)) != len(keys):
+        raise ValueError("'cols' names a column twice")
+    width = len(keys)
+    if type(rows) is not list or any(type(row) is not list or len(row) != width
+                                     for row in rows):
+        raise ValueError(f"'rows' must be a list of rows of {width} values")
+    tagged = _column_indexes(body, "tagged", width)
+    datetimes = _column_indexes(body, "dt", width)
+    if not tagged.isdisjoint(datetimes):
+        raise ValueError("a column is both 'tagged' and 'dt'")
+    columns = list(zip(*rows, strict=True))
+    for index, column in enumerate(columns):
+        if index in tagged:
+            columns[index] = [from_wire(value, depth + 1) for value in column]
+        elif index in datetimes:
+            columns[index] = [_datetime(value) for value in column]
+        elif not set(map(type, column)) <= _UNTAGGED:
+            raise ValueError(f"column {keys[index]!r} holds a value that is not tagged")
+    detached = mapped.detached
+    return [detached(dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
 
 
-def _decode_instance(body: dict) -> Any:
-    cls = _mapped_class(body["cls"])
-    mapper = inspect(cls)
-    instance = mapper.class_manager.new_instance()
-    known = {prop.key for prop in mapper.column_attrs}
-    for key, value in body["v"].items():
-        if key not in known:
-            raise ValueError(f"{body['cls']} has no column attribute {key!r}")
-        attributes.set_committed_value(instance, key, from_wire(value))
-    make_transient_to_detached(instance)
-    return instance
+def _column_indexes(body: dict, key: str, width: int) -> set[int]:
+    indexes = body.get(key) or []
+    if (type(indexes) is not list or len(set(indexes)) != len(indexes)
+            or any(type(i) is not int or not 0 <= i < width for i in indexes)):
+        raise ValueError(f"{key!r} must list distinct column indexes below {width}")
+    return set(indexes)
+
+
+def _datetime(value: Any) -> datetime.datetime | None:
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise ValueError(f"a 'dt' column holds a {type(value).__name__}, not ISO 8601 text")
+    return datetime.datetime.fromisoformat(value)
+
+
+def _string(body: dict, key: str) -> str:
+    value = body[key]
+    if type(value) is not str:
+        raise ValueError(f"{key!r} must be a string")
+    return value
 
 
 def to_wire(value: Any) -> Any:
     """:func:`session_proxy.wire.codec.to_wire` plus ORM instances."""
-    if _is_mapped(value):
-        return _encode_instance(value)
     kind = type(value)
     if kind is list:
-        return [to_wire(item) for item in value]
+        batch = _encode_instances(value) if value else None
+        return batch if batch is not None else [to_wire(item) for item in value]
     if kind is tuple:
         return {codec.TAG: "tuple", "v": [to_wire(item) for item in value]}
     if kind is dict and codec.TAG not in value and all(type(k) is str for k in value):
         return {key: to_wire(item) for key, item in value.items()}
     if kind is dict:
         return {codec.TAG: "dict", "v": [[to_wire(k), to_wire(v)] for k, v in value.items()]}
+    if kind not in _NOT_MAPPED:
+        mapped = instances.mapped_class_of(value)
+        if mapped is not None:
+            return _encode_instance(value, mapped)
     try:
         return codec.to_wire(value)
     except TypeError:
@@ -191,18 +305,27 @@ def from_wire(value: Any, _depth: int = 0) -> Any:
     if decoder is None:
         return codec.from_wire(value)
     try:
-        return decoder(value)
+        return decoder(value, _depth)
     except UnsafePayload:
         raise
     except (KeyError, TypeError, AttributeError, IndexError, binascii.Error) as exc:
         raise ValueError(f"malformed {tag!r} value: {exc!r}") from None
 
 
-_DECODERS = {
-    "dill": _decode_pickle,
+#: Types the codec encodes exactly (builtins and the standard library's),
+#: which are never mapped: checked before asking whether a value is mapped.
+_NOT_MAPPED = codec.ENCODED_TYPES | {str, bool, type(None)}
+#: What a column not listed in ``"tagged"`` may hold: values JSON gives back as themselves.
+_UNTAGGED = frozenset({str, bool, int, float, type(None)})
+
+_DECODERS: dict[str, Callable[[dict, int], Any]] = {
+    "dill": lambda body, depth: _decode_pickle(body),
     "orm": _decode_instance,
-    "tuple": lambda body: tuple(from_wire(item) for item in body["v"]),
-    "dict": lambda body: {from_wire(k): from_wire(v) for k, v in body["v"]},
+    "orms": _decode_instances,
+    "tuple": lambda body, depth: tuple(from_wire(item, depth + 1) for item in body["v"]),
+    "dict": lambda body, depth: {
+        from_wire(k, depth + 1): from_wire(v, depth + 1) for k, v in body["v"]
+    },
 }
 
 

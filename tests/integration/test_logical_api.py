@@ -151,6 +151,25 @@ def test_orm_instance_as_argument(direct_engine: sa.Engine, client: RemoteClient
     assert stored_notes(direct_engine) == {3: "from the server"}
 
 
+def test_lists_of_instances_as_result_and_argument(
+    direct_engine: sa.Engine, client: RemoteClient
+) -> None:
+    with local(direct_engine):
+        for id in range(1, 6):
+            ops.add_note(id, f"note {id}")
+        local_notes = ops.list_notes()
+    with remote(client):
+        remote_notes = ops.list_notes()
+        # The server rebuilds the list it is sent as detached instances too.
+        assert ops.note_texts(remote_notes) == [f"NOTE {id}" for id in range(1, 6)]
+        assert ops.note_texts(local_notes[:1]) == ["NOTE 1"]
+        assert ops.note_texts([]) == []
+    assert type(remote_notes) is list and len(remote_notes) == 5
+    for id, note in enumerate(remote_notes, start=1):
+        assert_detached_note(note, id, f"note {id}")
+    assert [columns(n) for n in remote_notes] == [columns(n) for n in local_notes]
+
+
 PARIS = ZoneInfo("Europe/Paris")
 
 ECHO_VALUES: list[tuple[str, Any]] = [
@@ -373,6 +392,14 @@ MALFORMED_VALUES: list[tuple[str, Any]] = [
     ("orm unknown class", {"$t": "orm", "cls": "nowhere:Nothing", "v": {}}),
     ("orm unknown column", {"$t": "orm", "cls": OPS_MODULE + ":Note", "v": {"bogus": 1}}),
     ("orm without v", {"$t": "orm", "cls": OPS_MODULE + ":Note"}),
+    ("orms unknown column",
+     {"$t": "orms", "cls": OPS_MODULE + ":Note", "cols": ["id", "bogus"], "rows": [[1, 2]]}),
+    ("orms short row",
+     {"$t": "orms", "cls": OPS_MODULE + ":Note", "cols": ["id", "text"], "rows": [[1]]}),
+    ("orms untagged object", {"$t": "orms", "cls": OPS_MODULE + ":Note", "cols": ["id", "text"],
+                              "rows": [[1, {"$t": "dill", "v": ""}]]}),
+    ("orms tagged out of range", {"$t": "orms", "cls": OPS_MODULE + ":Note",
+                                  "cols": ["id"], "rows": [[1]], "tagged": [1]}),
     ("tuple without v", {"$t": "tuple"}),
     ("tuple of an int", {"$t": "tuple", "v": 5}),
     ("dict without v", {"$t": "dict"}),
