@@ -62,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 2,
         "floor_samples": 20,
         "throughput_seconds": 1.5,
+        "repeat": 1,
         "quick": True,
     },
     # PostgreSQL, within fifteen minutes on two cores.
@@ -74,6 +75,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 3,
         "floor_samples": 50,
         "throughput_seconds": 4.0,
+        "repeat": 3,
     },
 }
 
@@ -140,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--samples", type=int, help="samples per cell")
     run.add_argument("--warmup", type=int, help="unrecorded samples per cell")
     run.add_argument("--throughput-seconds", type=float, help="length of each throughput run")
+    run.add_argument("--repeat", type=int, metavar="N",
+                     help="measure the whole grid of cells N times (default: 3 with --full, "
+                     "else 1); every sample records its repetition")
+    run.add_argument("--no-tls", action="store_false", dest="tls", default=None,
+                     help="serve plain HTTP (waitress) instead of HTTPS (cheroot) with a "
+                     "certificate made for the run; recorded in the results")
+    run.add_argument("--ca", metavar="PEM",
+                     help="CA bundle that verifies --server-url's certificate")
     run.add_argument("--out", type=Path, default=Path("results.json"),
                      help="results JSON (default %(default)s)")
     run.add_argument("--report", type=Path, metavar="DIR", help="also write the report to DIR")
@@ -196,8 +206,8 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     elif args.full:
         settings.update(PRESETS["full"])
     for name in ("db", "server_url", "token", "operations", "modes", "rtts", "scales", "clients",
-                 "samples", "warmup", "throughput_seconds", "security", "targets",
-                 "questions"):
+                 "samples", "warmup", "throughput_seconds", "repeat", "tls", "ca", "security",
+                 "targets", "questions"):
         value = getattr(args, name)
         if value is not None:
             settings[name] = value

@@ -32,6 +32,8 @@ import session_proxy
 from session_proxy.logical import Operation, RemoteClient, operation_mode
 from session_proxy.stats import ProxyStats, StatsSnapshot
 
+from . import operations
+
 MODES = ("direct", "proxy", "proxy_best", "logical")
 #: The modes whose statements go through a proxy engine.
 PROXY_MODES = ("proxy", "proxy_best")
@@ -99,6 +101,13 @@ class ModeRunner:
             return self.client.call(operation.name, args, kwargs)
         assert self.session_factory is not None
         return operation.run_in_transaction(self.session_factory, args, kwargs)
+
+    def warm(self) -> None:
+        """Connect and make one call, so no sample pays first-connect queries."""
+        if self.engine is not None:
+            with self.engine.connect():
+                pass  # the dialect's first-connect queries
+        self.call(operations.get_variable, "var_000")
 
     def _measure_direct(self, engine: sa.Engine) -> None:
         """Count statements and transaction-open time on the client side."""
