@@ -23,8 +23,10 @@ with ``clients`` client **processes** (:mod:`session_proxy_bench.client_pool`).
 
 The results document (``format`` 2) holds:
 
-``command``, ``config``, ``started``, ``finished``, ``wall_seconds``
-    How the run was started and how long it took.
+``command``, ``config``, ``started``, ``finished``, ``wall_seconds``, ``phase_seconds``
+    How the run was started and how long it took, in all and per phase
+    (``latency``, ``throughput``, ``floors``, ``probes``, ``targets``,
+    ``questions``, ``security``; seeding counts for the phase after it).
 ``environment``
     Flat: git commit and dirtiness, library versions, machine, database
     version (:mod:`session_proxy_bench.environment`).
@@ -158,20 +160,26 @@ class BenchConfig:
 
 
 class Progress:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on stderr, and the seconds spent in each phase."""
 
     def __init__(self, total: int, stream: Any = None, width: int = 30) -> None:
         self.total = max(total, 1)
         self.done = 0
         self.stream = stream if stream is not None else sys.stderr
         self.width = width
-        self.started = time.monotonic()
+        self.started = self.last = time.monotonic()
+        #: Seconds per phase (``"latency"``, ``"throughput"``, ...), each step's
+        #: time since the previous step counted for the step's phase.
+        self.phases: dict[str, float] = {}
 
-    def step(self, label: str) -> None:
-        """Count one unit of work and redraw."""
+    def step(self, label: str, phase: str) -> None:
+        """Count one unit of work of ``phase`` and redraw."""
         self.done += 1
+        now = time.monotonic()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
+        self.last = now
         filled = int(self.width * self.done / self.total)
-        elapsed = time.monotonic() - self.started
+        elapsed = now - self.started
         bar = "#" * filled + "." * (self.width - filled)
         self.stream.write(
             f"\r[{bar}] {self.done}/{self.total} {elapsed:5.0f}s {label[:48]:<48}"
@@ -295,11 +303,11 @@ class Benchmark:
                 self.questions = {}
                 for question in QUESTIONS:
                     self.questions.update(measure_questions(qctx, [question.key]))
-                    progress.step(f"question {question.key}")
+                    progress.step(f"question {question.key}", "questions")
             security = None
             if config.security:
                 security = security_results(db_url)
-                progress.step("attack suite")
+                progress.step("attack suite", "security")
         finished = datetime.datetime.now(datetime.timezone.utc)
         return {
             "format": FORMAT,
@@ -311,6 +319,7 @@ class Benchmark:
             "started": started.isoformat(),
             "finished": finished.isoformat(),
             "wall_seconds": time.monotonic() - clock,
+            "phase_seconds": progress.phases,
             "samples": self.samples,
             "server_cpu": self.server_cpu,
             "floors": self.floors,
@@ -340,23 +349,24 @@ class Benchmark:
             label = f"rtt={rtt * 1000:g}ms r{repetition + 1}"
             if scale_index == 0:
                 self._floors(direct_url, proxy_url, rtt, repetition)
-                progress.step(f"floors {label}")
+                progress.step(f"floors {label}", "floors")
                 if repetition == 0:
                     self._probes(direct, direct_url, proxy_url, rtt)
-                    progress.step(f"probes {label}")
+                    progress.step(f"probes {label}", "probes")
                 if (repetition == 0 and rtt == 0 and server is not None
                         and self._measures_targets()):
                     self.targets = measure_targets(db_url, server, config.throughput_seconds)
-                    progress.step("targets rtt=0ms")
+                    progress.step("targets rtt=0ms", "targets")
             for op in self._interleaved(operations, direct, direct_url, proxy_url, ctx, rtt,
                                         repetition):
-                progress.step(f"{op} {label} n={ctx.tasks_per_dag}")
+                progress.step(f"{op} {label} n={ctx.tasks_per_dag}", "latency")
             if scale_index == 0:
                 for clients in config.clients:
                     for mode in rotated(config.modes, repetition):
                         self._throughput(mode, clients, direct_url, proxy_url, rtt, ctx,
                                          repetition)
-                        progress.step(f"throughput {mode} x{clients} {label}")
+                        progress.step(f"throughput {mode} x{clients} {label}",
+                                      "throughput")
 
     def _deployment(self, server: ServerProcess | None, server_url: str) -> dict[str, Any]:
         tls = server_url.startswith("https:")

@@ -161,7 +161,10 @@ def test_the_run_records_what_reproducing_it_needs(run: tuple[dict, int]) -> Non
         assert env[library], library
     assert env["cores"] >= 1 and env["memory_gib"] > 0 and env["kernel"] and env["cpu"]
     assert env["backend_server"].startswith("SQLite 3.")
-    assert results["wall_seconds"] > 0
+    phases = results["phase_seconds"]
+    assert set(phases) == {"floors", "probes", "latency", "throughput"}
+    assert all(seconds > 0 for seconds in phases.values())
+    assert sum(phases.values()) <= results["wall_seconds"]
 
 
 def test_no_tls_serves_plain_http_and_says_so(tmp_path: Path) -> None:
