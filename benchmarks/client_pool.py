@@ -16,6 +16,12 @@ would cost more than the cell.  For one cell, :meth:`ClientPool.run`:
    the deadline, timing every call, and sends back its pid, its latencies
    and its errors by kind, then closes its runner.
 
+Each client heartbeats a job of its own (:func:`ensure_client_jobs`), as
+each Airflow task's job does: clients contend for no row lock, so a
+throughput cell measures serving, not one lock queue.  A cell whose
+clients cannot start (the server does not answer in time) is recorded
+with no calls and the failures counted as errors, and the run goes on.
+
 The workers take no part in the latency cells; they wait on their pipe.
 """
 
@@ -29,13 +35,31 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from .scenarios import THROUGHPUT_MIX, Context
 from .workload import operations as ops
+from .workload.models import Job
 from .workload.modes import ModeRunner
 from .workload.seed import BASE_TIME
 
 #: Seconds a worker may take to start, build its runner and warm it.
 START_TIMEOUT = 120.0
+#: Client ``i`` heartbeats job ``CLIENT_JOB_BASE + i + 1`` (the seed's jobs are 1, 2, ...).
+CLIENT_JOB_BASE = 1000
+
+
+def ensure_client_jobs(direct: sa.Engine, clients: int) -> None:
+    """Give each of ``clients`` throughput clients a job row of its own."""
+    wanted = set(range(CLIENT_JOB_BASE + 1, CLIENT_JOB_BASE + clients + 1))
+    with direct.begin() as conn:
+        have = set(conn.scalars(sa.select(Job.id).where(Job.id.in_(wanted))))
+        missing = sorted(wanted - have)
+        if missing:
+            conn.execute(sa.insert(Job), [
+                {"id": job, "job_type": "LocalTaskJob", "state": "running",
+                 "hostname": f"bench-client-{job - CLIENT_JOB_BASE}", "start_date": BASE_TIME,
+                 "latest_heartbeat": BASE_TIME} for job in missing])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +73,6 @@ class ClientSpec:
     verify: bool | str
     tasks_per_dag: int
     runs_per_dag: int
-    #: Heartbeats go to job ``index % jobs + 1`` (the seed made ``jobs`` jobs).
-    jobs: int
 
 
 def throughput_calls(ctx: Context) -> list[Callable[[ModeRunner, int, int], Any]]:
@@ -93,7 +115,7 @@ def _serve(index: int, pipe: Any) -> None:
                 call = calls[(index + n) % len(calls)]
                 started = time.perf_counter()
                 try:
-                    call(runner, index % spec.jobs + 1, n)
+                    call(runner, CLIENT_JOB_BASE + index + 1, n)
                     latencies.append(time.perf_counter() - started)
                 except Exception as exc:  # noqa: BLE001 - counted by kind
                     errors[type(exc).__name__] += 1
@@ -154,7 +176,8 @@ class ClientPool:
                 pipe.send(("go", 0.0))
             for pipe in ready:
                 pipe.recv()
-            raise RuntimeError(f"{spec.mode}: client processes failed to start: {failures[0]}")
+            return CellResult([], [], Counter(f"start: {failure}" for failure in failures),
+                              0.0)
         started = time.perf_counter()
         deadline = time.monotonic() + seconds
         for pipe in pipes:

@@ -31,7 +31,8 @@ The results document (``format`` 2) holds:
     Flat: git commit and dirtiness, library versions, machine, database
     version (:mod:`session_proxy_bench.environment`).
 ``deployment``
-    The server as run: ``serving`` (waitress or cheroot), ``tls``,
+    The server as run: ``serving`` (waitress or cheroot), its worker
+    ``threads`` (the default), ``tls``,
     ``authentication``, ``idempotency_keys``, ``server_pid``, how server CPU
     was read (``server_cpu_meter``), ``clients_are_processes``.
 ``network``
@@ -86,9 +87,10 @@ import session_proxy
 from session_proxy import background
 from session_proxy.config import ClientConfig
 from session_proxy.transport import HTTPTransport
+from session_proxy_server.serving import THREADS
 from session_proxy_server.testing import ServerProcess
 
-from .client_pool import ClientPool, ClientSpec
+from .client_pool import ClientPool, ClientSpec, ensure_client_jobs
 from .environment import database_tls, environment, https_session
 from .probes import run_probes
 from .processes import METER_SOURCE, CpuMeter
@@ -361,6 +363,7 @@ class Benchmark:
                                         repetition):
                 progress.step(f"{op} {label} n={ctx.tasks_per_dag}", "latency")
             if scale_index == 0:
+                ensure_client_jobs(direct, max(config.clients))
                 for clients in config.clients:
                     for mode in rotated(config.modes, repetition):
                         self._throughput(mode, clients, direct_url, proxy_url, rtt, ctx,
@@ -384,6 +387,7 @@ class Benchmark:
             # session_proxy/transport.py: every pipeline request and logical call has one.
             "idempotency_keys": True,
             "server_pid": server.process.pid,
+            "threads": THREADS,
             "server_cpu_meter": METER_SOURCE,
             "clients_are_processes": True,
         }
@@ -552,7 +556,7 @@ class Benchmark:
             self._pool = ClientPool(max(self.config.clients))
         spec = ClientSpec(mode=mode, db_url=direct_url, server_url=proxy_url, token=self.token,
                           verify=self.verify, tasks_per_dag=ctx.tasks_per_dag,
-                          runs_per_dag=ctx.runs_per_dag, jobs=2 * self.config.dags)
+                          runs_per_dag=ctx.runs_per_dag)
         if self.meter is not None:
             self.meter.mark()
         done = self._pool.run(spec, clients, self.config.throughput_seconds)
@@ -565,7 +569,7 @@ class Benchmark:
             "repetition": repetition,
             "operations": len(every),
             "seconds": done.seconds,
-            "throughput": len(every) / done.seconds,
+            "throughput": len(every) / done.seconds if done.seconds else 0.0,
             "p50_s": percentile(every, 50) if every else None,
             "p99_s": percentile(every, 99) if every else None,
             "errors": dict(done.errors),

@@ -10,6 +10,7 @@ makes a run reproducible.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -19,9 +20,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import sessionmaker
 
 from session_proxy_bench.cli import build_parser, config_from
+from session_proxy_bench.client_pool import (
+    CLIENT_JOB_BASE,
+    ClientPool,
+    ClientSpec,
+    ensure_client_jobs,
+)
 from session_proxy_bench.runner import BenchConfig, Benchmark, rotated
+from session_proxy_bench.workload.models import Job
+from session_proxy_bench.workload.seed import BASE_TIME, reset_schema, seed
 from tests.conftest import REPO
 
 MODES = ["direct", "proxy", "proxy_best", "logical"]
@@ -187,3 +197,29 @@ def test_bad_repeat_and_client_counts_are_refused() -> None:
         BenchConfig(repeat=0)
     with pytest.raises(ValueError, match="client counts must be >= 1"):
         BenchConfig(clients=[0])
+
+
+def test_a_cell_whose_clients_cannot_start_is_recorded_not_fatal(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the client's warm-up call fails at once.
+    spec = ClientSpec(mode="direct", db_url="postgresql+psycopg://nobody@127.0.0.1:1/none",
+                      server_url=None, token=None, verify=True, tasks_per_dag=4,
+                      runs_per_dag=3)
+    with ClientPool(2) as pool:
+        done = pool.run(spec, 2, 0.2)
+        assert done.latencies == [] and done.pids == [] and sum(done.errors.values()) == 2
+        assert all(kind.startswith("start: OperationalError") for kind in done.errors)
+        # The pool is still usable: the next cell runs.
+        database = tmp_path / "bench.db"
+        engine = sa.create_engine(f"sqlite:///{database}")
+        reset_schema(engine)
+        with sessionmaker(bind=engine)() as session:
+            seed(session)
+            session.commit()
+        ensure_client_jobs(engine, 2)
+        good = dataclasses.replace(spec, db_url=f"sqlite:///{database}")
+        done = pool.run(good, 2, 0.3)
+        assert len(set(done.pids)) == 2 and done.latencies and not done.errors
+        with engine.connect() as conn:  # each client heartbeats its own job
+            beaten = conn.scalars(sa.select(Job.id).where(Job.latest_heartbeat > BASE_TIME))
+            assert set(beaten) == {CLIENT_JOB_BASE + 1, CLIENT_JOB_BASE + 2}
+        engine.dispose()
