@@ -63,6 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "samples": 10,
         "warmup": 2,
         "floor_samples": 20,
+        "probe_samples": 3,
         "throughput_seconds": 1.5,
         "repeat": 1,
         "quick": True,
