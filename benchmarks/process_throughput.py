@@ -35,10 +35,10 @@ def prepare_table(direct: sa.Engine) -> None:
         conn.execute(sa.text(f"INSERT INTO {TABLE} (id, v) VALUES (1, 'one')"))
 
 
-def make_engine(mode: str, url: str, token: str | None) -> sa.Engine:
-    """The ``direct`` or ``proxy`` engine on ``url``."""
+def make_engine(mode: str, url: str, token: str | None, verify: bool | str = True) -> sa.Engine:
+    """The ``direct`` or ``proxy`` engine on ``url`` (``verify``: the server's CA bundle)."""
     if mode == "proxy":
-        return session_proxy.create_engine(url, token=token)
+        return session_proxy.create_engine(url, token=token, verify=verify)
     return sa.create_engine(url)
 
 
@@ -49,9 +49,9 @@ def read_transaction(engine: sa.Engine) -> None:
             raise RuntimeError(f"{TABLE} lost its row")
 
 
-def _worker(mode: str, url: str, token: str | None, ready: Any, go: Any, seconds: float,
-            out: Any) -> None:
-    engine = make_engine(mode, url, token)
+def _worker(mode: str, url: str, token: str | None, verify: bool | str, ready: Any, go: Any,
+            seconds: float, out: Any) -> None:
+    engine = make_engine(mode, url, token, verify)
     done = errors = 0
     try:
         try:
@@ -72,11 +72,12 @@ def _worker(mode: str, url: str, token: str | None, ready: Any, go: Any, seconds
 
 
 def process_throughput(mode: str, url: str, token: str | None, processes: int,
-                       seconds: float) -> dict[str, Any]:
+                       seconds: float, verify: bool | str = True) -> dict[str, Any]:
     """Run ``processes`` client processes for ``seconds``; their totals."""
     context = multiprocessing.get_context("spawn")
     ready, go, out = context.Semaphore(0), context.Event(), context.Queue()
-    workers = [context.Process(target=_worker, args=(mode, url, token, ready, go, seconds, out),
+    workers = [context.Process(target=_worker, args=(mode, url, token, verify, ready, go, seconds,
+                                                     out),
                                daemon=True) for _ in range(processes)]
     for worker in workers:
         worker.start()

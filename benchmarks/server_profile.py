@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from session_proxy.connections import ssl_context
 from session_proxy.wire import protocol
 
 from .gunicorn_process import GunicornProcess
@@ -85,10 +86,15 @@ class _Server(GunicornProcess):
 
 
 class Client:
-    """One keep-alive HTTP connection sending pipeline requests."""
+    """One keep-alive HTTP (or, to an ``https`` server, HTTPS) connection sending
+    pipeline requests."""
 
     def __init__(self, server: GunicornProcess) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        if server.url.startswith("https:"):
+            self.connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", server.port, timeout=30, context=ssl_context(server.verify))
+        else:
+            self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         self.headers = {
             "Authorization": f"Bearer {server.token}",
             "Content-Type": protocol.JSON_CONTENT_TYPE,

@@ -7,7 +7,8 @@ section computes its rows from (the ``"targets"`` entry of the results):
 
 - ``server_cpu``: the server process's ``utime + stime`` (``/proc/<pid>/stat``)
   around ``requests`` one-statement pipeline requests (``SELECT 1`` in an open
-  transaction, one keep-alive connection; :mod:`session_proxy_bench.server_profile`);
+  transaction, one keep-alive connection, HTTPS when the server serves it;
+  :mod:`session_proxy_bench.server_profile`);
 - ``client_cpu``: :func:`time.process_time` of this process per one-row
   SELECT in an open transaction, through the proxy and through direct
   SQLAlchemy, in interleaved rounds (:mod:`session_proxy_bench.client_profile`);
@@ -65,7 +66,8 @@ def client_cpu(db_url: str, server: ServerProcess, statements: int = CLIENT_STAT
     """Client CPU per one-row SELECT in an open transaction, proxy and direct."""
     prepare_client_table(db_url)
     engines = {"direct": sa.create_engine(db_url),
-               "proxy": session_proxy.create_engine(server.url, token=server.token)}
+               "proxy": session_proxy.create_engine(server.url, token=server.token,
+                                                    verify=server.verify)}
     try:
         samples = measure_client_cpu(engines, statements, rounds)
     finally:
@@ -130,7 +132,8 @@ def measure_targets(db_url: str, server: ServerProcess, throughput_seconds: floa
         "client_cpu": client_cpu(db_url, server),
         "db_round_trips": db_round_trips(db_url),
     }
-    runs = {mode: process_throughput(mode, url, server.token, processes, throughput_seconds)
+    runs = {mode: process_throughput(mode, url, server.token, processes, throughput_seconds,
+                                     server.verify)
             for mode, url in (("direct", db_url), ("proxy", server.url))}
     found["process_throughput"] = {"processes": processes, "rtt_ms": 0.0,
                                    "transaction": "one-row SELECT + COMMIT", **runs}

@@ -339,7 +339,7 @@ def _retries(stats: Any) -> int | None:
 
 
 def _environment(direct: sa.Engine, config: LoadConfig) -> dict[str, Any]:
-    from ..runner import environment
+    from ..environment import environment
 
     env = environment(direct)
     try:

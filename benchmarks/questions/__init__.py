@@ -14,6 +14,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from session_proxy.config import ClientConfig
+
 
 @dataclasses.dataclass(frozen=True)
 class QuestionContext:
@@ -38,6 +40,15 @@ class QuestionContext:
     quick: bool
     #: An Airflow inventory measured apart (``run --inventory-results FILE``), or None.
     inventory_results: str | None = None
+    #: TLS verification for :attr:`server_url` (HTTPS with a certificate made
+    #: for the run: its path); pass it on as ``verify=`` to every client, or
+    #: use :meth:`client_config`.
+    verify: bool | str = True
+
+    def client_config(self) -> ClientConfig:
+        """Server URL, token and verification, for ``session_proxy.create_engine``,
+        ``RemoteClient`` or ``HTTPTransport``."""
+        return ClientConfig(self.server_url, token=self.token, verify=self.verify)
 
 
 @dataclasses.dataclass(frozen=True)
