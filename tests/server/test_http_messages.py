@@ -39,15 +39,15 @@ def test_a_body_shorter_than_its_length_is_a_client_error() -> None:
         PlainRequest(environ, 100).get_data()
 
 
-def test_without_a_length_werkzeug_reads_a_terminated_stream_within_the_limit() -> None:
+def test_without_a_length_werkzeug_reads_a_terminated_stream_up_to_the_limit() -> None:
     environ = _environ(b"")
     environ.pop("CONTENT_LENGTH", None)
     environ["wsgi.input"] = io.BytesIO(b"y" * 50)
     environ["wsgi.input_terminated"] = True
     assert PlainRequest(environ, 100).get_data() == b"y" * 50
+    # Werkzeug stops at the limit (the JSON parser then refuses the cut body).
     environ["wsgi.input"] = io.BytesIO(b"y" * 150)
-    with pytest.raises(RequestEntityTooLarge):
-        PlainRequest(environ, 100).get_data()
+    assert len(PlainRequest(environ, 100).get_data()) == 100
 
 
 def test_response_headers_body_and_close_callbacks() -> None:
