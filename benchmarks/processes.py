@@ -2,7 +2,9 @@
 
 - :func:`cpu_seconds`: user + system CPU seconds of one process so far;
 - :func:`tree_cpu_seconds`: the same summed over a process and everything
-  below it (a server that forks workers).
+  below it (a server that forks workers);
+- :func:`context_switches`: how often the threads of one process gave up
+  or lost the CPU so far (a count, unlike time, that a busy machine moves little).
 
 Stopping one is :func:`session_proxy_server.testing.stop_process`.
 
@@ -27,6 +29,20 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pid`` so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            lines = (task / "status").read_text().splitlines()
+        except OSError:  # the thread ended
+            continue
+        for line in lines:
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
 
 
 def process_tree(root: int) -> list[int]:
