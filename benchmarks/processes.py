@@ -6,6 +6,8 @@
 - :class:`CpuMeter`: a process's CPU time between marks, at nanosecond
   resolution (the scheduler's per-thread run time, ``/proc/<pid>/task/*/schedstat``),
   for windows shorter than the 10 ms clock tick ``/proc/<pid>/stat`` counts in.
+- :func:`context_switches`: how often the threads of one process gave up
+  or lost the CPU so far (a count, unlike time, that a busy machine moves little).
 
 Stopping one is :func:`session_proxy_server.testing.stop_process`.
 
@@ -33,6 +35,20 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of ``pid`` so far."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            lines = (task / "status").read_text().splitlines()
+        except OSError:  # the thread ended
+            continue
+        for line in lines:
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
 
 
 def process_tree(root: int) -> list[int]:

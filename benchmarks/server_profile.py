@@ -1,15 +1,17 @@
-"""Server CPU per request, and where it goes: gunicorn, one keep-alive client.
+"""Server CPU per request, and where it goes: one keep-alive client.
 
 ::
 
     python -m session_proxy_bench.server_profile --db-url postgresql+psycopg://... \\
         --requests 2000 --profile /tmp/server.prof
 
-starts the server under gunicorn (one worker process, as deployed), opens a
+starts the server under gunicorn (one worker process, as deployed; with
+``--server builtin``: ``session-proxy-server``'s own waitress), opens a
 transaction, and sends ``--requests`` one-statement pipeline requests
 (``SELECT 1`` in that open transaction) over one keep-alive HTTP connection.
 The worker's CPU time (``utime + stime`` of ``/proc/<pid>/stat``) before and
-after gives server CPU per request.  With ``--profile FILE`` a second
+after gives server CPU per request, and its threads' context switches
+(``/proc/<pid>/task/*/status``) per request are printed too.  With ``--profile FILE`` a second
 server runs the same requests under :mod:`cProfile` (one profiler per
 worker thread, merged when the worker exits; its CPU is not the one
 reported) and the top lines by own time are printed.
@@ -28,9 +30,10 @@ from typing import Any
 
 from session_proxy.connections import ssl_context
 from session_proxy.wire import protocol
+from session_proxy_server.testing import ServerProcess
 
 from .gunicorn_process import GunicornProcess
-from .processes import cpu_seconds
+from .processes import context_switches, cpu_seconds
 
 #: gunicorn configuration that profiles every thread of the worker.
 _PROFILE_HOOKS = '''
@@ -89,7 +92,7 @@ class Client:
     """One keep-alive HTTP (or, to an ``https`` server, HTTPS) connection sending
     pipeline requests."""
 
-    def __init__(self, server: GunicornProcess) -> None:
+    def __init__(self, server: GunicornProcess | ServerProcess) -> None:
         if server.url.startswith("https:"):
             self.connection: http.client.HTTPConnection = http.client.HTTPSConnection(
                 "127.0.0.1", server.port, timeout=30, context=ssl_context(server.verify))
@@ -119,7 +122,7 @@ class Client:
 SELECT = {"op": "execute", "sql": "SELECT 1", "params": None}
 
 
-def run_requests(server: GunicornProcess, count: int) -> None:
+def run_requests(server: GunicornProcess | ServerProcess, count: int) -> None:
     """Open a transaction, run ``count`` one-statement requests in it, commit."""
     client = Client(server)
     try:
@@ -131,14 +134,22 @@ def run_requests(server: GunicornProcess, count: int) -> None:
         client.close()
 
 
-def measure_cpu(db_url: str, count: int, threads: int) -> float:
-    """Server CPU microseconds per one-statement request."""
-    with _Server(db_url, threads, None, {}) as server:
+def measure_cpu(db_url: str, count: int, threads: int,
+                server_kind: str = "gunicorn") -> tuple[float, float]:
+    """Server CPU microseconds and context switches per one-statement request."""
+    server: GunicornProcess | ServerProcess
+    if server_kind == "builtin":
+        server = ServerProcess(db_url, "--threads", str(threads))
+    else:
+        server = _Server(db_url, threads, None, {})
+    with server:
         run_requests(server, 200)  # warm-up: imports, caches, pool
-        pid = server.worker_pid()
-        before = cpu_seconds(pid)
+        pid = server.worker_pid() if isinstance(server, _Server) else server.process.pid
+        before, switches = cpu_seconds(pid), context_switches(pid)
         run_requests(server, count)
-        return (cpu_seconds(pid) - before) / count * 1e6
+        requests = count + 2  # with the BEGIN and COMMIT requests
+        return ((cpu_seconds(pid) - before) / requests * 1e6,
+                (context_switches(pid) - switches) / requests)
 
 
 def profile(db_url: str, count: int, threads: int, out: Path, top: int) -> None:
@@ -161,10 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--profile", type=Path, help="also write a cProfile of the worker here")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--server", choices=("gunicorn", "builtin"), default="gunicorn",
+                        help="gunicorn, or the session-proxy-server command's own server")
+    parser.add_argument("--rounds", type=int, default=1, help="measure this many times")
     args = parser.parse_args(argv)
-    per_request = measure_cpu(args.db_url, args.requests, args.threads)
-    print(f"server CPU per one-statement pipeline request: {per_request:.0f} us "
-          f"({args.requests} requests, one keep-alive connection)")
+    for _ in range(args.rounds):
+        per_request, switches = measure_cpu(args.db_url, args.requests, args.threads,
+                                            args.server)
+        print(f"server CPU per one-statement pipeline request: {per_request:.0f} us, "
+              f"{switches:.2f} context switches ({args.requests} requests, one keep-alive "
+              f"connection, {args.server})", flush=True)
+    if args.profile and args.server == "builtin":
+        parser.error("--profile runs under gunicorn only")
     if args.profile:
         profile(args.db_url, args.requests, args.threads, args.profile, args.top)
     return 0

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from werkzeug.wrappers import Response
+from .http_messages import PlainResponse
 
 log = logging.getLogger("session_proxy.server")
 
@@ -38,7 +38,7 @@ def defer(task: Callable[[], None]) -> bool:
     return True
 
 
-def attach(response: Response) -> None:
+def attach(response: PlainResponse) -> None:
     """Close the scope; run what was deferred when ``response`` is closed."""
     tasks: list[Callable[[], None]] | None = getattr(_local, "tasks", None)
     _local.tasks = None

@@ -27,7 +27,6 @@ import sqlalchemy
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
-from werkzeug.wrappers import Request, Response
 
 from session_proxy.wire import __version__, protocol
 from session_proxy.wire.codec import dumps, from_wire, loads
@@ -41,6 +40,7 @@ from .config import ServerConfig
 from .database import create_engine_for
 from .executor import Executor
 from .expanded_steps import checked
+from .http_messages import PlainRequest, PlainResponse
 from .leases import LeaseError, LeaseRegistry
 from .metrics import Metrics, access_log, log_request
 from .operations import OperationFailed, OperationHost
@@ -142,7 +142,7 @@ class ProxyServer:
             ("GET", protocol.METRICS_PATH): "metrics",
             ("POST", protocol.SESSIONS_PATH): "open_session",
         }
-        self._handlers: dict[str, Callable[..., Response]] = {
+        self._handlers: dict[str, Callable[..., PlainResponse]] = {
             "health": self.on_health,
             "pipeline": self.on_pipeline,
             "metrics": self.on_metrics,
@@ -184,8 +184,7 @@ class ProxyServer:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
-        request = Request(environ)
-        request.max_content_length = self.config.max_body_bytes
+        request = PlainRequest(environ, self.config.max_body_bytes)
         request_id = environ.get(_REQUEST_ID_ENVIRON) or secrets.token_hex(8)
         endpoint = "unknown"
         claims: Claims | None = None
@@ -246,19 +245,19 @@ class ProxyServer:
         return response(environ, start_response)
 
     @staticmethod
-    def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    def json_response(body: dict[str, Any], status: int = 200) -> PlainResponse:
         """A JSON response (NaN/Infinity never appear: the codec tags them)."""
-        return Response(dumps(body), status=status, mimetype=protocol.JSON_CONTENT_TYPE)
+        return PlainResponse(dumps(body), status, protocol.JSON_CONTENT_TYPE)
 
     @staticmethod
-    def encoded_response(payload: bytes, status: int, replayed: bool) -> Response:
+    def encoded_response(payload: bytes, status: int, replayed: bool) -> PlainResponse:
         """A JSON body already encoded; ``replayed`` marks an answer from a record."""
-        response = Response(payload, status=status, mimetype=protocol.JSON_CONTENT_TYPE)
+        response = PlainResponse(payload, status, protocol.JSON_CONTENT_TYPE)
         if replayed:
             response.headers[protocol.REPLAYED_HEADER] = "true"
         return response
 
-    def error(self, code: str, message: str, **extra: Any) -> Response:
+    def error(self, code: str, message: str, **extra: Any) -> PlainResponse:
         """An error response with the protocol's status for ``code``."""
         return self.json_response(
             protocol.error_body(code, message, **extra), protocol.ERROR_STATUS[code]
@@ -266,7 +265,7 @@ class ProxyServer:
 
     # -- endpoints --------------------------------------------------------------
 
-    def on_health(self, request: Request, claims: Claims) -> Response:
+    def on_health(self, request: PlainRequest, claims: Claims) -> PlainResponse:
         """Liveness; 503 while draining, so balancers move on.
 
         Only a caller with a valid token (or any caller when authentication
@@ -279,7 +278,7 @@ class ProxyServer:
             return self.json_response({"status": "ok", "protocol": protocol.PROTOCOL_VERSION})
         return self.json_response(self.handshake.to_json())
 
-    def shutting_down(self) -> Response:
+    def shutting_down(self) -> PlainResponse:
         """503 ``shutting_down``: nothing ran, the client may go elsewhere."""
         response = self.error(
             protocol.SHUTTING_DOWN,
@@ -289,10 +288,10 @@ class ProxyServer:
         response.headers["Retry-After"] = "1"
         return response
 
-    def on_pipeline(self, request: Request, claims: Claims) -> Response:
+    def on_pipeline(self, request: PlainRequest, claims: Claims) -> PlainResponse:
         """Run one pipeline request (see :mod:`session_proxy.wire.protocol`)."""
         body = self._json_body(request)
-        if isinstance(body, Response):
+        if isinstance(body, PlainResponse):
             return body
         try:
             key = requests_validation.check_idempotency_key(
@@ -349,17 +348,17 @@ class ProxyServer:
             response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{reply.transaction_seconds:.6f}"
         return response
 
-    def lease_error(self, exc: LeaseError) -> Response:
+    def lease_error(self, exc: LeaseError) -> PlainResponse:
         """The error response of a transaction or session that cannot be used."""
         response = self.error(exc.code, str(exc))
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
-    def on_open_session(self, request: Request, claims: Claims) -> Response:
+    def on_open_session(self, request: PlainRequest, claims: Claims) -> PlainResponse:
         """Hold a database connection for the calling client connection (session pooling)."""
         body = self._json_body(request)
-        if isinstance(body, Response):
+        if isinstance(body, PlainResponse):
             return body
         try:
             key = requests_validation.check_idempotency_key(
@@ -388,7 +387,9 @@ class ProxyServer:
         )
         return self.json_response(grant.to_json(), 201 if new else 200)
 
-    def on_close_session(self, request: Request, claims: Claims, session_id: str) -> Response:
+    def on_close_session(
+        self, request: PlainRequest, claims: Claims, session_id: str
+    ) -> PlainResponse:
         """Close the caller's session: roll back, reset, pool the connection again."""
         try:
             self.sessions.close(session_id, (claims.subject, claims.role))
@@ -396,7 +397,7 @@ class ProxyServer:
             return self.lease_error(exc)
         return self.json_response({"closed": True})
 
-    def _json_body(self, request: Request) -> Any:
+    def _json_body(self, request: PlainRequest) -> Any:
         """The decoded JSON body, or the error response to send instead."""
         version = request.headers.get(protocol.PROTOCOL_HEADER)
         if version is not None and version != str(protocol.PROTOCOL_VERSION):
@@ -419,7 +420,7 @@ class ProxyServer:
         except ValueError as exc:
             return self.error(protocol.BAD_REQUEST, f"request body is not valid JSON: {exc}")
 
-    def refuse(self, claims: Claims, exc: PolicyViolation, **extra: Any) -> Response:
+    def refuse(self, claims: Claims, exc: PolicyViolation, **extra: Any) -> PlainResponse:
         """403 for a policy violation, naming the statement's fingerprint."""
         log.warning("subject %r refused: %s", claims.subject, exc.message)
         return self.error(
@@ -430,14 +431,14 @@ class ProxyServer:
             **extra,
         )
 
-    def on_operation(self, request: Request, claims: Claims, name: str) -> Response:
+    def on_operation(self, request: PlainRequest, claims: Claims, name: str) -> PlainResponse:
         """Run one logical operation in one transaction."""
         try:
             self.gate.check_operation(claims, name)
         except PolicyViolation as exc:
             return self.refuse(claims, exc)
         body = self._json_body(request)
-        if isinstance(body, Response):
+        if isinstance(body, PlainResponse):
             return body
         if self.draining:
             return self.shutting_down()
@@ -463,7 +464,7 @@ class ProxyServer:
             response.headers[protocol.TRANSACTION_TIME_HEADER] = f"{transaction_seconds:.6f}"
         return response
 
-    def on_metrics(self, request: Request, claims: Claims) -> Response:
+    def on_metrics(self, request: PlainRequest, claims: Claims) -> PlainResponse:
         """Prometheus text exposition of the server's counters (for allowed roles)."""
         try:
             self.gate.check_metrics(claims)
@@ -508,7 +509,7 @@ class ProxyServer:
              "Session resets done in the commit's round trip (PostgreSQL).",
              lambda: self.registry.resets_with_commit),
         ])
-        return Response(text, mimetype="text/plain; version=0.0.4")
+        return PlainResponse(text, 200, "text/plain; version=0.0.4; charset=utf-8")
 
     def drain(self, timeout: float | None = None) -> bool:
         """Stop taking new transactions; wait for work in flight to finish.
@@ -543,12 +544,12 @@ class ProxyServer:
 _DIGEST_KEY = "session_proxy.request_digest"
 
 
-def _digest(request: Request) -> str:
+def _digest(request: PlainRequest) -> str:
     """The digest of the request whose body was read (see :func:`request_digest`)."""
     return request.environ.get(_DIGEST_KEY, "")
 
 
-def _retry_attempt(request: Request) -> int:
+def _retry_attempt(request: PlainRequest) -> int:
     """The client's retry attempt number (0 on a first attempt or when unsaid)."""
     try:
         return max(0, int(request.headers.get(protocol.RETRY_ATTEMPT_HEADER, "0")))
@@ -556,7 +557,7 @@ def _retry_attempt(request: Request) -> int:
         return 0
 
 
-def _error_code(response: Response) -> str | None:
+def _error_code(response: PlainResponse) -> str | None:
     """The protocol error code of an error response, for the access log."""
     if response.status_code < 400 or response.mimetype != protocol.JSON_CONTENT_TYPE:
         return None

@@ -35,6 +35,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,9 @@ STATEMENT = "statement"
 TRANSACTION = "transaction"
 #: How long after a cancel a call that has not returned gets its connection ended.
 ESCALATE_SECONDS = 2.0
+#: Disarmed watches stay in the heap until their deadline passes or the heap
+#: doubles in size (at least this many entries), when it is rebuilt without them.
+_COMPACT_AT = 64
 
 
 class Watch:
@@ -81,6 +85,10 @@ class Watchdog:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        #: Heap size at which disarmed watches are dropped (twice what was left last time).
+        self._compact_at = _COMPACT_AT
+        #: The deadline the thread sleeps until (infinity: until notified).
+        self._wakes_at = math.inf
         #: Calls cancelled so far, by reason.
         self.fired = {STATEMENT: 0, TRANSACTION: 0}
 
@@ -101,8 +109,16 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
                 self._thread.start()
-            heapq.heappush(self._heap, (deadline, next(self._counter), watch))
-            self._cond.notify()
+            heap = self._heap
+            if len(heap) >= self._compact_at:
+                self._heap = heap = [entry for entry in heap if not entry[2].done]
+                heapq.heapify(heap)
+                self._compact_at = max(_COMPACT_AT, 2 * len(heap))
+            heapq.heappush(heap, (deadline, next(self._counter), watch))
+            # A deadline after the one the thread sleeps until needs no wake-up:
+            # statement deadlines mostly come in order, so most arms wake nothing.
+            if deadline < self._wakes_at:
+                self._cond.notify()
         return watch
 
     def disarm(self, watch: Watch) -> None:
@@ -120,15 +136,21 @@ class Watchdog:
         while True:
             with self._cond:
                 while not self._stop:
-                    while self._heap and self._heap[0][2].done:
-                        heapq.heappop(self._heap)
                     if not self._heap:
+                        self._wakes_at = math.inf
                         self._cond.wait()
                         continue
-                    wait = self._heap[0][0] - time.monotonic()
-                    if wait <= 0:
+                    # Sleep until the earliest deadline even when its watch
+                    # was disarmed: dropping it now would leave the thread
+                    # waiting for a notify, which every later arm would then send.
+                    self._wakes_at = self._heap[0][0]
+                    wait = self._wakes_at - time.monotonic()
+                    if wait > 0:
+                        self._cond.wait(wait)
+                    elif self._heap[0][2].done:
+                        heapq.heappop(self._heap)
+                    else:
                         break
-                    self._cond.wait(wait)
                 if self._stop:
                     return
                 _, _, watch = heapq.heappop(self._heap)
