@@ -26,6 +26,7 @@ from session_proxy_bench.questions.integrity import lock_waits
 from session_proxy_bench.report.markdown import render_markdown
 from session_proxy_bench.report.sections.questions import QUESTION_SECTIONS, questions_section
 from session_proxy_bench.workload.models import Base
+from session_proxy_bench.workload.modes import MODES
 from session_proxy_bench.workload.script import dump_tables
 from session_proxy_bench.workload.seed import reset_schema, seed
 from tests.conftest import WORKLOAD_OPERATIONS, ServerProcess, backend_url
@@ -107,14 +108,14 @@ def test_serialization(measured: dict[str, dict]) -> None:
     assert proxy_sent > 500 * 50 and logical_sent < 1000
     assert by_key[("create_dag_run", 500, "logical")]["round_trips"] == 1
     modes = {(e["operation"], e["tasks"], e["mode"]) for e in raw["latency"]}
-    assert len(modes) == 3 * 3 * 3
+    assert len(modes) == 3 * 3 * len(MODES)
     assert all(len(e["latency_s"]) == raw["latency_samples"] for e in raw["latency"])
 
 
 def test_integrity(measured: dict[str, dict]) -> None:
     raw = measured["integrity"]
     assert raw["backend"] == "sqlite"
-    assert set(raw["modes"]) == {"direct", "proxy", "logical"}
+    assert set(raw["modes"]) == set(MODES)
     transactions = 2 * raw["workers"] * raw["tasks_per_worker"]
     for result in raw["modes"].values():
         state = result["final_state"]
