@@ -118,8 +118,8 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
     """Round trips, bytes and statements of get -> lazy load -> modify -> save."""
     samples = 3 if ctx.quick else 10
     direct = sa.create_engine(ctx.db_url)
-    engine = session_proxy.create_engine(ctx.server_url, token=ctx.token)
-    client = RemoteClient(ctx.server_url, token=ctx.token)
+    engine = session_proxy.create_engine(ctx.client_config())
+    client = RemoteClient(ctx.client_config())
     results: dict[str, list[dict]] = {"proxy": [], "logical": []}
     saved = {"proxy": True, "logical": True}
     try:

@@ -120,7 +120,7 @@ def _transaction(runner: ModeRunner, name: str, call: Callable[[], Any]) -> tupl
 def run_worker(job: dict[str, Any]) -> dict[str, Any]:
     """One worker process: finish each task of ``job["tasks"]``, then run the mini scheduler."""
     runner = ModeRunner(job["mode"], db_url=job["db_url"], server_url=job["server_url"],
-                        token=job["token"], pool_size=1)
+                        token=job["token"], verify=job["verify"], pool_size=1)
     dag, run = job["dag"], job["run"]
     try:
         runner.call(ops.get_dag_run, dag, run)  # connected, imported, warm
@@ -207,8 +207,8 @@ def _final_state(direct: sa.Engine, dag: PrivateDag, results: list[dict]) -> dic
 def _job(ctx: QuestionContext, mode: str, dag: PrivateDag, tasks: list[str],
          together: bool) -> dict[str, Any]:
     return {"mode": mode, "db_url": ctx.db_url, "server_url": ctx.server_url,
-            "token": ctx.token, "dag": dag.dag, "run": dag.run, "tasks": tasks,
-            "together": together}
+            "token": ctx.token, "verify": ctx.verify, "dag": dag.dag, "run": dag.run,
+            "tasks": tasks, "together": together}
 
 
 def _measure_mode(ctx: QuestionContext, pool: Any, direct: sa.Engine, dag: PrivateDag,

@@ -14,14 +14,15 @@ A worker repeats one task's life: ``get_dag_run``, ``get_variable``,
 ``start_task``, ``heartbeat``, ``xcom_pull``, ``xcom_push``,
 ``finish_task``, on task instances of its own (the live run of one DAG).
 The scheduler repeats ``create_dag_run``, ``mini_scheduler`` and
-``find_zombies``.  Each option starts from the same seeded rows and
-(but ``none``, which has none) a freshly started server; the same
-processes run every option, one after the other.  Recorded per option: every call's
-latency per role (a bounded, evenly spaced subsample is kept), calls and
-errors per role, operations per second, the database connections held
-(``pg_stat_activity`` / MySQL's processlist, sampled while it runs,
-less those held before the measurement began; None on SQLite) and the
-server's CPU time (user + system, its process tree).
+``find_zombies``. Each option starts from the same seeded rows and (but
+``none``, which has none) a freshly started server, serving HTTPS with a
+certificate of its own when the run's server does (its clients verify it);
+the same processes run every option, one after the other. Recorded per
+option: every call's latency per role (a bounded, evenly spaced subsample is
+kept), calls and errors per role, operations per second, the database
+connections held (``pg_stat_activity`` / MySQL's processlist, sampled while
+it runs, less those held before the measurement began; None on SQLite) and
+the server's CPU time (user + system, its process tree).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import datetime
 import multiprocessing
 import os
 import statistics
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -126,7 +129,7 @@ def _run_option(role: str, index: int, command: dict[str, Any], start: Any) -> d
         try:
             runner = ModeRunner(command[role], db_url=command["db_url"],
                                 server_url=command["server_url"], token=command["token"],
-                                pool_size=1)
+                                verify=command["verify"], pool_size=1)
             runner.call(ops.get_variable, "var_000")  # connect, first-connect queries
         finally:
             start.wait(START_TIMEOUT)  # a failed start is reported, not a hang
@@ -293,7 +296,8 @@ def run_option(option: str, deployment: Deployment, db_url: str,
                tasks_per_dag=settings["tasks_per_dag"])
         command = {"worker": workers_via, "scheduler": scheduler_via, "db_url": db_url,
                    "server_url": server.url if server else None,
-                   "token": server.token if server else None, **settings}
+                   "token": server.token if server else None,
+                   "verify": server.verify if server else True, **settings}
         try:
             reports, elapsed = deployment.run(command, started)
         finally:
@@ -331,6 +335,7 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
     started one (an empty pool, a CPU count of its own).
     """
     settings = _settings(ctx.quick)
+    tls = ctx.server_url.startswith("https:")
     engine = sa.create_engine(ctx.db_url, poolclass=sa.pool.NullPool)  # holds none while idle
     try:
         backend = engine.dialect.name
@@ -338,13 +343,15 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
         options: dict[str, Any] = {}
         with fresh_workload(engine), \
                 contextlib.closing(Deployment(settings["workers"])) as deployment, \
+                tempfile.TemporaryDirectory() as tls_dir, \
                 contextlib.ExitStack() as stack:
             server: ServerProcess | None = None
             for option, vias in OPTIONS.items():
                 if vias != ("direct", "direct"):
                     if server is None:
                         server = stack.enter_context(
-                            ServerProcess(ctx.db_url, "--operations", OPERATIONS_MODULE))
+                            ServerProcess(ctx.db_url, "--operations", OPERATIONS_MODULE,
+                                          tls_dir=Path(tls_dir) if tls else None))
                     else:
                         server.restart()
                 options[option] = run_option(
@@ -357,6 +364,7 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
         option["connections"]["held"] = None if peak is None else peak - others
     return {
         "backend": backend,
+        "tls": tls,
         "workers": settings["workers"],
         "seconds_per_option": settings["seconds"],
         "tasks_per_dag": settings["tasks_per_dag"],

@@ -253,7 +253,8 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
     samples = 2 if ctx.quick else 8
     direct = sa.create_engine(ctx.db_url)
     runners = {mode: ModeRunner(mode, db_url=ctx.db_url, server_url=ctx.server_url,
-                                token=ctx.token, pool_size=1) for mode in MODES}
+                                token=ctx.token, verify=ctx.verify, pool_size=1)
+               for mode in MODES}
     payloads: list[dict[str, Any]] = []
     latencies: list[dict[str, Any]] = []
     try:

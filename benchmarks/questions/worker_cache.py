@@ -92,21 +92,22 @@ class Reader:
     """The reads of one mode, cached or not; counts its round trips."""
 
     def __init__(self, mode: str, db_url: str, server_url: str, token: str | None,
-                 cache: ReadCache | None) -> None:
+                 cache: ReadCache | None, verify: bool | str = True) -> None:
         self.mode = mode
         self.cache = cache
         self.runner: ModeRunner | None = None
         self.client: RemoteClient | None = None
         if mode == "logical":
             # The logical client's own cache: RemoteClient(cache=...).
-            self.client = RemoteClient(server_url, token=token, cache=cache)
+            self.client = RemoteClient(server_url, token=token, verify=verify, cache=cache)
             self._reads = {name: functools.partial(self._logical, operation.name)
                            for name, operation in (("get_variable", ops.get_variable),
                                                    ("get_connection", ops.get_connection))}
         else:
             # The same operations run on this process's session of the mode's engine,
             # wrapped by ReadCache.cached.
-            self.runner = ModeRunner(mode, db_url=db_url, server_url=server_url, token=token)
+            self.runner = ModeRunner(mode, db_url=db_url, server_url=server_url, token=token,
+                                     verify=verify)
             plain = {"get_variable": functools.partial(self.runner.call, ops.get_variable),
                      "get_connection": functools.partial(self.runner.call, ops.get_connection)}
             self._reads = plain if cache is None else {
@@ -134,11 +135,12 @@ class Reader:
 
 
 def run_reads(mode: str, db_url: str, server_url: str, token: str | None,
-              plan: list[list[tuple[str, str]]], ttl: float | None) -> dict[str, Any]:
+              plan: list[list[tuple[str, str]]], ttl: float | None,
+              verify: bool | str = True) -> dict[str, Any]:
     """The plan's reads in ``mode``, through a cache of ``ttl`` (None: no cache)."""
     clock = TaskClock()
     cache = _new_cache(ttl, clock) if ttl is not None else None
-    reader = Reader(mode, db_url, server_url, token, cache)
+    reader = Reader(mode, db_url, server_url, token, cache, verify)
     try:
         reader.read("get_variable", "var_019")  # connect; not in the plan's statistics
         if cache is not None:
@@ -170,11 +172,11 @@ def run_reads(mode: str, db_url: str, server_url: str, token: str | None,
 # -- staleness: readers in other processes ------------------------------------------------
 
 
-def _stale_reader(mode: str, db_url: str, server_url: str, token: str | None, ttl: float,
-                  ready: Any, stop: Any, out: Any) -> None:
+def _stale_reader(mode: str, db_url: str, server_url: str, token: str | None,
+                  verify: bool | str, ttl: float, ready: Any, stop: Any, out: Any) -> None:
     """Poll ``STALE_KEY`` through a cache of ``ttl`` s; report when each value was first seen."""
     cache = _new_cache(ttl)
-    reader = Reader(mode, db_url, server_url, token, cache)
+    reader = Reader(mode, db_url, server_url, token, cache, verify)
     seen: dict[str, float] = {}
     polls = 0
     try:
@@ -192,13 +194,14 @@ def _stale_reader(mode: str, db_url: str, server_url: str, token: str | None, tt
 
 
 def measure_staleness(db_url: str, server_url: str, token: str | None, ttl: float,
-                      changes: int) -> dict[str, Any]:
+                      changes: int, verify: bool | str = True) -> dict[str, Any]:
     """Change ``STALE_KEY`` ``changes`` times; each reader's delay to see each change."""
     context = multiprocessing.get_context("spawn")
     ready, stop, out = context.Semaphore(0), context.Event(), context.Queue()
     modes = ("logical", "proxy")
     readers = [context.Process(target=_stale_reader, daemon=True,
-                               args=(mode, db_url, server_url, token, ttl, ready, stop, out))
+                               args=(mode, db_url, server_url, token, verify, ttl, ready, stop,
+                                     out))
                for mode in modes]
     engine = sa.create_engine(db_url)
     written: dict[str, float] = {}
@@ -259,17 +262,19 @@ def measure(ctx: QuestionContext) -> dict[str, Any]:
             for mode in MODES:
                 modes[mode] = {
                     "uncached": run_reads(mode, ctx.db_url, ctx.server_url, ctx.token, plan,
-                                          None),
+                                          None, ctx.verify),
                     "cached": run_reads(mode, ctx.db_url, ctx.server_url, ctx.token, plan,
-                                        TTL_SECONDS),
+                                        TTL_SECONDS, ctx.verify),
                 }
             hit_rates = {}
             for ttl in HIT_RATE_TTLS:
-                run = run_reads("logical", ctx.db_url, ctx.server_url, ctx.token, plan, ttl)
+                run = run_reads("logical", ctx.db_url, ctx.server_url, ctx.token, plan, ttl,
+                                ctx.verify)
                 hit_rates[str(ttl)] = {"hit_rate": run["hit_rate"], "hits": run["hits"],
                                        "misses": run["misses"], "expired": run["expired"]}
             staleness = measure_staleness(ctx.db_url, ctx.server_url, ctx.token,
-                                          settings["staleness_ttl"], settings["changes"])
+                                          settings["staleness_ttl"], settings["changes"],
+                                          ctx.verify)
     finally:
         engine.dispose()
     return {

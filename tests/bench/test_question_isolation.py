@@ -15,7 +15,9 @@ from .question_fixtures import quick_context, rendered, rows, seeded_sqlite
 def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict, dict]:
     url = seeded_sqlite(tmp_path_factory.mktemp("isolation") / "bench.db")
     before = rows(url)
-    raw = measure(quick_context(url))
+    # A run serving HTTPS: the measurement's own server does too, and its
+    # worker and scheduler processes verify its certificate.
+    raw = measure(quick_context(url, "https://127.0.0.1:1"))
     return raw, before, rows(url)
 
 
@@ -28,6 +30,7 @@ def test_every_option_has_its_documented_numbers(
         measured: tuple[dict[str, Any], dict, dict]) -> None:
     raw, _, _ = measured
     assert raw["backend"] == "sqlite" and raw["workers"] == 2
+    assert raw["tls"] is True
     assert list(raw["options"]) == list(OPTIONS)
     for key, option in raw["options"].items():
         assert (option["workers_via"], option["scheduler_via"]) == OPTIONS[key]

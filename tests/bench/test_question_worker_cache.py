@@ -1,4 +1,9 @@
-"""The worker_cache question on SQLite, quick: hits send nothing, changes arrive within the TTL."""
+"""The worker_cache question on SQLite, quick: hits send nothing, changes arrive within the TTL.
+
+The server serves HTTPS with a certificate made for the test: the readers,
+the staleness readers' processes among them, verify with the context's
+``verify``.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +25,9 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[st
                                                                          dict]]:
     url = seeded_sqlite(tmp_path_factory.mktemp("worker_cache") / "bench.db")
     before = rows(url)
-    with ServerProcess(url, "--operations", OPERATIONS) as server:
-        raw = measure(quick_context(url, server.url, server.token))
+    with ServerProcess(url, "--operations", OPERATIONS,
+                       tls_dir=tmp_path_factory.mktemp("tls")) as server:
+        raw = measure(quick_context(url, server.url, server.token, verify=server.verify))
     yield raw, before, rows(url)
 
 

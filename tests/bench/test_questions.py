@@ -6,6 +6,10 @@ feature breaks (the lazy load is one more proxy round trip; the AIP-44
 pattern opens one connection per call, the shipped client none after its
 first; every mode leaves the dag run correct), and leaves the database as
 it found it.  Each section renders from that raw dict.
+
+The server serves HTTPS with a certificate made for the test, as a benchmark
+run's does: every client a measurement builds (in child processes too) must
+verify with the context's ``verify`` or its calls fail.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Se
         seed(session, dags=2, runs_per_dag=2, tasks_per_dag=10)
         session.commit()
     engine.dispose()
-    with ServerProcess(url, "--operations", WORKLOAD_OPERATIONS) as server:
+    with ServerProcess(url, "--operations", WORKLOAD_OPERATIONS,
+                       tls_dir=tmp_path_factory.mktemp("tls")) as server:
         yield url, server
 
 
@@ -49,8 +54,9 @@ def measured(database: tuple[str, ServerProcess]) -> dict[str, dict]:
     url, server = database
     engine = sa.create_engine(url)
     before = dump_tables(engine)
+    assert server.url.startswith("https:")
     ctx = QuestionContext(db_url=url, server_url=server.url, token=server.token,
-                          rtts=(0.0, 0.002), samples=5, quick=True)
+                          rtts=(0.0, 0.002), samples=5, quick=True, verify=server.verify)
     results = {q.key: q.measure(ctx) for q in QUESTIONS if q.key in MINE}
     # The measurements leave the run's rows as they found them.
     assert dump_tables(engine) == before
@@ -134,9 +140,10 @@ def test_integrity_postgresql(tmp_path: Path) -> None:
     engine = sa.create_engine(url)
     Base.metadata.create_all(engine)  # the tables, if missing; their rows are left alone
     engine.dispose()
-    with ServerProcess(url, "--operations", WORKLOAD_OPERATIONS) as server:
+    with ServerProcess(url, "--operations", WORKLOAD_OPERATIONS,
+                       tls_dir=tmp_path / "tls") as server:
         ctx = QuestionContext(db_url=url, server_url=server.url, token=server.token,
-                              rtts=(0.0,), samples=5, quick=True)
+                              rtts=(0.0,), samples=5, quick=True, verify=server.verify)
         raw = integrity.measure(ctx)
     assert raw["backend"] == "postgresql"
     for mode, result in raw["modes"].items():
@@ -148,7 +155,7 @@ def test_integrity_postgresql(tmp_path: Path) -> None:
 def test_logical_vs_aip44(measured: dict[str, dict]) -> None:
     raw = measured["logical_vs_aip44"]
     assert [cell["rtt_ms"] for cell in raw["rtts"]] == [0.0, 2.0]
-    assert raw["tls"] is False
+    assert raw["tls"] is True  # its own server serves HTTPS, as the run's does
     for cell in raw["rtts"]:
         # One connection per call for the AIP-44 pattern, one for all for the shipped client.
         assert cell["connections"] == {"shipped": 0, "aip44": cell["calls"]}
