@@ -9,7 +9,7 @@ is worth it*:
 - the connection failed, dropped or timed out before a response came (the
   request may or may not have run; the key settles which);
 - the server answered that nothing ran and asked to come back:
-  503 ``too_many_transactions`` or ``shutting_down`` (honouring
+  503 ``too_many_transactions``, ``server_busy`` or ``shutting_down`` (honouring
   ``Retry-After``), 409 ``transaction_busy`` (the first attempt is still
   running), 421 ``wrong_instance`` (a load balancer sent a follow-up to an
   instance that does not hold the transaction);

@@ -388,7 +388,7 @@ class HTTPTransport:
             )
         elif code in (
             protocol.TOO_MANY_TRANSACTIONS, protocol.TOO_MANY_SESSIONS, protocol.SUBJECT_LIMIT,
-            protocol.SHUTTING_DOWN,
+            protocol.SHUTTING_DOWN, protocol.SERVER_BUSY,
         ):
             retry_after = response.headers.get("Retry-After")
             exc = errors.ServerBusy(
