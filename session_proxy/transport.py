@@ -394,6 +394,7 @@ class HTTPTransport:
             exc = errors.ServerBusy(
                 message + where, float(retry_after) if retry_after else None
             )
+            exc.code = code  # which limit: transactions, sessions, threads, shutdown
         elif code == protocol.ROWCOUNT_MISMATCH:
             exc = errors.RowcountMismatch(
                 message + where, int(extra.get("expected", -1)), int(extra.get("actual", -1))

@@ -25,8 +25,11 @@ import pytest
 import sqlalchemy as sa
 
 import session_proxy
-from session_proxy.retry import RetryPolicy
-from tests.conftest import ServerProcess
+from session_proxy import errors
+from session_proxy.logical import RemoteClient
+from session_proxy.retry import NO_RETRIES, RetryPolicy
+from tests import operations_for_tests as ops
+from tests.conftest import ServerProcess, wait_for
 
 SERVER_THREADS = 4
 CLIENT_THREADS = 10
@@ -36,6 +39,7 @@ CLIENT_TIMEOUT = 10
 #: Generous: a refused begin is retried after a jittered backoff.
 RETRY = RetryPolicy(attempts=200, first_delay=0.01, max_delay=0.2, deadline=25)
 TABLE = "sp_starvation"
+COUNT_NOTES = "tests.operations_for_tests.count_notes"
 
 
 @pytest.fixture
@@ -109,3 +113,53 @@ def test_row_lock_waits_do_not_starve_commits(
     # The scenario did need admission control: some begins were turned away.
     assert refused > 0
     assert admitted >= attempts
+
+
+def test_threads_kept_for_open_transactions_refuse_new_work_until_one_ends(
+    db_url: str, counter_table: sa.Engine
+) -> None:
+    """Two threads, two idle open transactions: new work is refused, then retried in.
+
+    The refusal is 503 ``server_busy`` (``ServerBusy`` without retries) for
+    a proxied begin and a logical call alike; with retries, the logical
+    call goes through once one of the transactions commits.
+    """
+    ops.Base.metadata.create_all(counter_table)
+    with ServerProcess(
+        db_url, "--threads", "2", "--operations", "tests.operations_for_tests"
+    ) as server:
+        engine = session_proxy.create_engine(server.url, token=server.token, retry=NO_RETRIES)
+        first, second = engine.connect(), engine.connect()
+        for conn in (first, second):
+            conn.begin()
+            conn.execute(sa.text(f"SELECT n FROM {TABLE} WHERE id = 1")).scalar_one()
+        # Both threads are kept for the two transactions' next requests.
+        with pytest.raises(sa.exc.OperationalError) as refused, engine.connect() as third:
+            third.execute(sa.text(f"SELECT n FROM {TABLE} WHERE id = 1"))
+        assert isinstance(refused.value.orig, errors.ServerBusy)
+        assert refused.value.orig.code == "server_busy"
+        impatient = RemoteClient(server.url, token=server.token, retry=NO_RETRIES)
+        with pytest.raises(errors.ServerBusy) as refused_call:
+            impatient.call(COUNT_NOTES, (), {})
+        assert refused_call.value.code == "server_busy"
+        assert server.metric("session_proxy_refused_busy_total") == 2
+
+        patient = RemoteClient(
+            server.url, token=server.token,
+            retry=RetryPolicy(attempts=1000, first_delay=0.01, max_delay=0.05, deadline=60),
+        )
+        answers: list[int] = []
+        caller = threading.Thread(
+            target=lambda: answers.append(patient.call(COUNT_NOTES, (), {}))
+        )
+        caller.start()
+        wait_for(lambda: server.metric("session_proxy_refused_busy_total") >= 4)
+        # A follow-up is never refused: the COMMIT runs, and frees a thread.
+        first.commit()
+        caller.join()
+        assert answers == [0]
+        second.commit()
+        for resource in (first, second, impatient, patient):
+            resource.close()
+        engine.dispose()
+    ops.Base.metadata.drop_all(counter_table)
