@@ -238,7 +238,7 @@ class HTTPTransport:
         """
         key = secrets.token_urlsafe(18)
         started = time.monotonic()
-        attempt = 0
+        attempt = busy_refusals = 0
         while True:
             headers = KEY_HEADER % key.encode()
             if attempt:
@@ -263,10 +263,11 @@ class HTTPTransport:
                 elif _error_code(body) in RETRY_CODES:
                     outcome = (response, body)
                     retry_after = _retry_after(response)
+                    busy_refusals += _error_code(body) == protocol.SERVER_BUSY
                 else:
                     return response, body
             attempt += 1
-            if self._pause_before_retry(attempt, started, retry_after):
+            if self._pause_before_retry(attempt, started, retry_after, busy_refusals):
                 continue
             if isinstance(outcome, tuple):
                 return outcome
@@ -279,11 +280,12 @@ class HTTPTransport:
             raise outcome
 
     def _pause_before_retry(
-        self, attempt: int, started: float, retry_after: float | None = None
+        self, attempt: int, started: float, retry_after: float | None = None,
+        busy_refusals: int = 0,
     ) -> bool:
         """Wait before retry number ``attempt``; False when the policy allows no more."""
         policy = self.retry
-        if attempt >= policy.attempts or time.monotonic() - started >= policy.deadline:
+        if not policy.allows(attempt, time.monotonic() - started, busy_refusals):
             return False
         self.stats.add(retries=1)
         time.sleep(policy.delay(attempt, retry_after))
