@@ -35,6 +35,7 @@ from session_proxy.wire.messages import Handshake, SessionGrant
 from session_proxy.wire.protocol import SERVER_TIME_HEADER
 
 from . import after_response, backends, expanded_steps, requests_validation
+from .admission import Admission
 from .auth import AuthError, Claims
 from .config import ServerConfig
 from .database import create_engine_for
@@ -117,6 +118,10 @@ class ProxyServer:
         self.http_connections = 0
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        #: Keeps a thread within reach of every open transaction (see
+        #: :mod:`session_proxy_server.admission`); the command line tells it
+        #: how many threads the HTTP server runs.
+        self.admission = Admission(lambda: self._in_flight, self.registry.idle_count)
         self.handshake = self._build_handshake()
         self.connection_options = ConnectionOptions.for_engine(engine)
         self.url_map = Map(
@@ -288,6 +293,18 @@ class ProxyServer:
         response.headers["Retry-After"] = "1"
         return response
 
+    def server_busy(self) -> PlainResponse:
+        """503 ``server_busy``: nothing ran; answered at once, not queued in a thread."""
+        threads = self.admission.threads
+        response = self.error(
+            protocol.SERVER_BUSY,
+            f"server instance {self.registry.instance!r} is busy: of its {threads} "
+            "threads, those not kept free for the next requests of open transactions "
+            "are all in use; nothing ran, retry shortly",
+        )
+        response.headers["Retry-After"] = "0"
+        return response
+
     def on_pipeline(self, request: PlainRequest, claims: Claims) -> PlainResponse:
         """Run one pipeline request (see :mod:`session_proxy.wire.protocol`)."""
         body = self._json_body(request)
@@ -315,6 +332,8 @@ class ProxyServer:
             statement_guard.check_params(steps)
             if self.draining and txn is None:
                 return self.shutting_down()
+            if txn is None and not self.admission.enter():
+                return self.server_busy()
         except statement_guard.UnsafeStatement as exc:
             log.warning("subject %r: %s", claims.subject, exc)
             return self.error(exc.code, str(exc), refused_step=exc.step, txn=txn)
@@ -369,6 +388,8 @@ class ProxyServer:
             return self.error(exc.code, str(exc))
         if self.draining:
             return self.shutting_down()
+        if not self.admission.enter():
+            return self.server_busy()
         try:
             session, new = self.sessions.open((claims.subject, claims.role), key)
         except LeaseError as exc:
@@ -448,6 +469,8 @@ class ProxyServer:
             )
         except ProtocolError as exc:
             return self.error(exc.code, str(exc))
+        if not self.admission.enter():
+            return self.server_busy()
         try:
             outcome = self.operations.call(
                 name, body, claims.subject, key, retry=_retry_attempt(request) > 0,
@@ -486,6 +509,13 @@ class ProxyServer:
              lambda: self.outcomes.held_bytes),
             ("session_proxy_requests_in_flight", "gauge", "Requests being handled now.",
              lambda: self._in_flight),
+            ("session_proxy_admitted_total", "counter",
+             "Requests starting a transaction (or running outside one) let in.",
+             lambda: self.admission.admitted),
+            ("session_proxy_refused_busy_total", "counter",
+             "Requests starting a transaction refused with 503 server_busy: the "
+             "threads left were kept for open transactions' next requests.",
+             lambda: self.admission.refused_busy),
             ("session_proxy_draining", "gauge", "1 while the server shuts down.",
              lambda: int(self.draining)),
             ("session_proxy_http_connections_total", "counter",

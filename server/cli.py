@@ -355,7 +355,7 @@ def _app_factory(args: argparse.Namespace) -> tuple[Callable[[ServerConfig], Pro
         )
 
     def build(worker_config: ServerConfig) -> ProxyServer:
-        return create_app(
+        app = create_app(
             args.db_url,
             gate,
             worker_config,
@@ -363,6 +363,9 @@ def _app_factory(args: argparse.Namespace) -> tuple[Callable[[ServerConfig], Pro
             sqlite_attach=attach,
             trusted_clients=args.trusted_clients,
         )
+        # The development server runs a thread per connection: no pool to starve.
+        app.admission.limit(None if options.dev_server else options.threads)
+        return app
 
     return build, config, options
 

@@ -190,6 +190,17 @@ class LeaseRegistry:
         with self._lock:
             return len(self._leases)
 
+    def idle_count(self) -> int:
+        """Open leases no request is using now: each may send its next request any time.
+
+        A lease still being opened, or whose lock a request holds, is busy.
+        """
+        with self._lock:
+            return sum(
+                1 for lease in self._leases.values()
+                if lease is not None and not lease.ended and not lease.lock.locked()
+            )
+
     # -- lifecycle of one lease ------------------------------------------------
 
     def open(

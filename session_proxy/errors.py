@@ -144,7 +144,12 @@ class SessionClosed(ProxyError, OperationalError):
 
 
 class ServerBusy(ProxyError, OperationalError):
-    """The server is at its cap of open transactions; ``retry_after`` seconds."""
+    """Nothing ran: the server is at a limit or shutting down; ``retry_after`` seconds.
+
+    ``code`` names the limit: ``too_many_transactions``, ``too_many_sessions``,
+    ``subject_limit``, ``server_busy`` (its threads are kept for open
+    transactions' next requests) or ``shutting_down``.
+    """
 
     code = "too_many_transactions"
 

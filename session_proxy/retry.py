@@ -9,7 +9,7 @@ is worth it*:
 - the connection failed, dropped or timed out before a response came (the
   request may or may not have run; the key settles which);
 - the server answered that nothing ran and asked to come back:
-  503 ``too_many_transactions`` or ``shutting_down`` (honouring
+  503 ``too_many_transactions``, ``server_busy`` or ``shutting_down`` (honouring
   ``Retry-After``), 409 ``transaction_busy`` (the first attempt is still
   running), 421 ``wrong_instance`` (a load balancer sent a follow-up to an
   instance that does not hold the transaction);
@@ -17,7 +17,12 @@ is worth it*:
   session-proxy body.
 
 Waits grow exponentially with full jitter, up to ``max_delay``, until
-``attempts`` tries or ``deadline`` seconds have been spent.
+``attempts`` tries or ``deadline`` seconds have been spent.  Refusals with
+503 ``server_busy`` (the server keeps its threads for open transactions'
+next requests, see the server's admission control) do not count against
+``attempts``, only against ``deadline``: the server answers them at once,
+and under sustained load they come in runs that a few attempts would not
+outlast.  With retries off (``attempts=1``) nothing is sent again.
 """
 
 from __future__ import annotations
@@ -55,6 +60,16 @@ class RetryPolicy:
         for name in ("first_delay", "max_delay", "deadline"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RetryPolicy.{name} must be >= 0, got {getattr(self, name)}")
+
+    def allows(self, attempt: int, elapsed: float, busy_refusals: int = 0) -> bool:
+        """Whether retry number ``attempt`` may go out ``elapsed`` seconds after the first try.
+
+        ``busy_refusals`` of the tries so far were refused with
+        ``server_busy``; they count against :attr:`deadline` only.
+        """
+        if self.attempts <= 1 or elapsed >= self.deadline:
+            return False
+        return attempt - busy_refusals < self.attempts
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (1, 2, ...)."""

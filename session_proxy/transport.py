@@ -238,7 +238,7 @@ class HTTPTransport:
         """
         key = secrets.token_urlsafe(18)
         started = time.monotonic()
-        attempt = 0
+        attempt = busy_refusals = 0
         while True:
             headers = KEY_HEADER % key.encode()
             if attempt:
@@ -263,10 +263,11 @@ class HTTPTransport:
                 elif _error_code(body) in RETRY_CODES:
                     outcome = (response, body)
                     retry_after = _retry_after(response)
+                    busy_refusals += _error_code(body) == protocol.SERVER_BUSY
                 else:
                     return response, body
             attempt += 1
-            if self._pause_before_retry(attempt, started, retry_after):
+            if self._pause_before_retry(attempt, started, retry_after, busy_refusals):
                 continue
             if isinstance(outcome, tuple):
                 return outcome
@@ -279,11 +280,12 @@ class HTTPTransport:
             raise outcome
 
     def _pause_before_retry(
-        self, attempt: int, started: float, retry_after: float | None = None
+        self, attempt: int, started: float, retry_after: float | None = None,
+        busy_refusals: int = 0,
     ) -> bool:
         """Wait before retry number ``attempt``; False when the policy allows no more."""
         policy = self.retry
-        if attempt >= policy.attempts or time.monotonic() - started >= policy.deadline:
+        if not policy.allows(attempt, time.monotonic() - started, busy_refusals):
             return False
         self.stats.add(retries=1)
         time.sleep(policy.delay(attempt, retry_after))
@@ -388,12 +390,13 @@ class HTTPTransport:
             )
         elif code in (
             protocol.TOO_MANY_TRANSACTIONS, protocol.TOO_MANY_SESSIONS, protocol.SUBJECT_LIMIT,
-            protocol.SHUTTING_DOWN,
+            protocol.SHUTTING_DOWN, protocol.SERVER_BUSY,
         ):
             retry_after = response.headers.get("Retry-After")
             exc = errors.ServerBusy(
                 message + where, float(retry_after) if retry_after else None
             )
+            exc.code = code  # which limit: transactions, sessions, threads, shutdown
         elif code == protocol.ROWCOUNT_MISMATCH:
             exc = errors.RowcountMismatch(
                 message + where, int(extra.get("expected", -1)), int(extra.get("actual", -1))

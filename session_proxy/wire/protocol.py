@@ -223,6 +223,9 @@ SESSIONS_DISABLED = "session_pooling_disabled"
 UNKNOWN_SESSION = "unknown_session"
 SESSION_CLOSED = "session_closed"
 TOO_MANY_SESSIONS = "too_many_sessions"
+#: Every server thread not kept for open transactions' next requests is
+#: busy; a request that would start a transaction was not run.
+SERVER_BUSY = "server_busy"
 
 ERROR_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -255,11 +258,12 @@ ERROR_STATUS: dict[str, int] = {
     TOO_MANY_TRANSACTIONS: 503,
     SHUTTING_DOWN: 503,
     TOO_MANY_SESSIONS: 503,
+    SERVER_BUSY: 503,
 }
 
 #: Errors after which nothing ran, so any request may be sent again.
 RETRYABLE_ERRORS = frozenset(
-    {TOO_MANY_TRANSACTIONS, TOO_MANY_SESSIONS, SHUTTING_DOWN, TRANSACTION_BUSY}
+    {TOO_MANY_TRANSACTIONS, TOO_MANY_SESSIONS, SHUTTING_DOWN, TRANSACTION_BUSY, SERVER_BUSY}
 )
 
 # PEP 249 exception class names a database error may carry.

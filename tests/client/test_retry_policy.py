@@ -45,3 +45,14 @@ def test_retries_option_in_the_engine_url() -> None:
     engine.dialect.create_connect_args(engine.url)
     assert engine.dialect.transport.retry.attempts == 1
     engine.dispose()
+
+
+def test_server_busy_refusals_count_against_the_deadline_only() -> None:
+    policy = RetryPolicy(attempts=3, deadline=10.0)
+    assert policy.allows(2, elapsed=1.0)
+    assert not policy.allows(3, elapsed=1.0)
+    # Twenty tries of which eighteen were refused server_busy: two count.
+    assert policy.allows(20, elapsed=1.0, busy_refusals=18)
+    assert not policy.allows(20, elapsed=10.0, busy_refusals=18)
+    # Retries off stay off, busy or not.
+    assert not RetryPolicy(attempts=1).allows(1, elapsed=0.0, busy_refusals=1)
