@@ -16,11 +16,12 @@ needs:
 - **A list of instances** of one class with the same loaded columns (an
   operation's query result) travels as one block, ``{"$t": "orms", "cls":
   ..., "cols": [names], "rows": [[values]], "tagged": [indexes], "dt":
-  [indexes]}``, encoded column by column as the proxy's result rows are: a
+  [[index, zone name or null]]}``, encoded column by column as the proxy's result rows are: a
   column of strings, small ints, floats, booleans and nulls costs no
-  per-value work, a column of datetimes without a zone name or fold travels
-  as ISO text, and only the other columns tag each value.  It decodes to the
-  same list of detached instances as the items sent one by one.
+  per-value work, a column of datetimes (naive, with fixed offsets, or all
+  in one zone, whose name is sent once) travels as ISO text, and only the
+  other columns tag each value.  It decodes to the same list of detached
+  instances as the items sent one by one.
 - **Exceptions** travel as their type name, message and args
   (:func:`encode_exception`); :func:`known_exception_class` finds the class
   a name stands for among builtins, SQLAlchemy's exceptions and classes
@@ -48,6 +49,7 @@ import contextvars
 import datetime
 from collections.abc import Callable, Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy.exc as sa_exc
 import sqlalchemy.orm.exc as orm_exc
@@ -164,16 +166,22 @@ def _encode_instances(items: list) -> dict | None:
     except KeyError:  # an instance missing a column the first one has loaded
         return None
     body = {codec.TAG: "orms", "cls": mapped.name, "cols": list(keys)}
-    tagged, datetimes = [], []
+    tagged: list[int] = []
+    datetimes: list[list] = []
     for index, column in enumerate(columns):
         if codec.plain_column(column):
             continue
-        if _isoformat_column(column):
-            datetimes.append(index)
-            columns[index] = [None if v is None else v.isoformat() for v in column]
-        else:
+        zone = _datetime_column_zone(column)
+        if zone is _NOT_ISO:
             tagged.append(index)
             columns[index] = [to_wire(v) for v in column]
+        elif zone is None:
+            datetimes.append([index, None])
+            columns[index] = [None if v is None else v.isoformat() for v in column]
+        else:
+            datetimes.append([index, zone])
+            columns[index] = [None if v is None else v.replace(tzinfo=None).isoformat()
+                              for v in column]
     body["rows"] = list(zip(*columns, strict=True))
     if tagged:
         body["tagged"] = tagged
@@ -182,21 +190,36 @@ def _encode_instances(items: list) -> dict | None:
     return body
 
 
-def _isoformat_column(column: list) -> bool:
-    """Whether ISO 8601 text brings every value of the column back exactly.
+_NOT_ISO = "not ISO text"
 
-    True for datetimes, naive or with a fixed offset, and ``None``; a
-    datetime in a :mod:`zoneinfo` zone (its name) or with ``fold`` set needs its tag.
+
+def _datetime_column_zone(column: list) -> str | None:
+    """How ISO 8601 text brings every value of the column back exactly.
+
+    For datetimes (and ``None``) that are naive or have a fixed offset, the
+    text alone (``None``); for datetimes all in one :mod:`zoneinfo` zone,
+    their wall time and the zone's name once for the column (the name).  Any
+    other column (other types, several zones, a ``fold``) is :data:`_NOT_ISO`:
+    its values need their own tags.
     """
+    zone: str | None = _NOT_ISO
     for value in column:
         if value is None:
             continue
         if type(value) is not datetime.datetime or value.fold:
-            return False
+            return _NOT_ISO
         tz = value.tzinfo
-        if tz is not None and type(tz) is not datetime.timezone:
-            return False
-    return True
+        if tz is None or type(tz) is datetime.timezone:
+            name = None
+        elif type(tz) is ZoneInfo and tz.key:
+            name = tz.key
+        else:
+            return _NOT_ISO
+        if zone is _NOT_ISO:
+            zone = name
+        elif name != zone:
+            return _NOT_ISO
+    return zone
 
 
 def _decode_instance(body: dict, depth: int) -> Any:
@@ -226,8 +249,8 @@ def _decode_instances(body: dict, depth: int) -> list:
     if type(rows) is not list or any(type(row) is not list or len(row) != width
                                      for row in rows):
         raise ValueError(f"'rows' must be a list of rows of {width} values")
-    tagged = _column_indexes(body, "tagged", width)
-    datetimes = _column_indexes(body, "dt", width)
+    tagged = _column_indexes(body.get("tagged") or [], "tagged", width)
+    datetimes = _datetime_columns(body.get("dt") or [], width)
     if not tagged.isdisjoint(datetimes):
         raise ValueError("a column is both 'tagged' and 'dt'")
     columns = list(zip(*rows, strict=True))
@@ -235,27 +258,42 @@ def _decode_instances(body: dict, depth: int) -> list:
         if index in tagged:
             columns[index] = [from_wire(value, depth + 1) for value in column]
         elif index in datetimes:
-            columns[index] = [_datetime(value) for value in column]
+            zone = datetimes[index]
+            columns[index] = [_datetime(value, zone) for value in column]
         elif not set(map(type, column)) <= _UNTAGGED:
             raise ValueError(f"column {keys[index]!r} holds a value that is not tagged")
     detached = mapped.detached
     return [detached(dict(zip(keys, row, strict=True))) for row in zip(*columns, strict=True)]
 
 
-def _column_indexes(body: dict, key: str, width: int) -> set[int]:
-    indexes = body.get(key) or []
+def _column_indexes(indexes: Any, key: str, width: int) -> set[int]:
     if (type(indexes) is not list or len(set(indexes)) != len(indexes)
             or any(type(i) is not int or not 0 <= i < width for i in indexes)):
         raise ValueError(f"{key!r} must list distinct column indexes below {width}")
     return set(indexes)
 
 
-def _datetime(value: Any) -> datetime.datetime | None:
+def _datetime_columns(pairs: Any, width: int) -> dict[int, ZoneInfo | None]:
+    """``"dt"``'s ``[[index, zone name or null], ...]`` as ``{index: zone}``."""
+    if type(pairs) is not list or any(type(p) is not list or len(p) != 2 for p in pairs):
+        raise ValueError("'dt' must list [column index, zone name or null] pairs")
+    if any(zone is not None and type(zone) is not str for _, zone in pairs):
+        raise ValueError("a 'dt' zone must be a zone name or null")
+    _column_indexes([index for index, _ in pairs], "dt", width)
+    return {index: None if zone is None else ZoneInfo(zone) for index, zone in pairs}
+
+
+def _datetime(value: Any, zone: ZoneInfo | None) -> datetime.datetime | None:
     if value is None:
         return None
     if type(value) is not str:
         raise ValueError(f"a 'dt' column holds a {type(value).__name__}, not ISO 8601 text")
-    return datetime.datetime.fromisoformat(value)
+    parsed = datetime.datetime.fromisoformat(value)
+    if zone is None:
+        return parsed
+    if parsed.tzinfo is not None:
+        raise ValueError(f"a 'dt' column in zone {zone.key!r} holds an offset: {value!r}")
+    return parsed.replace(tzinfo=zone)
 
 
 def _string(body: dict, key: str) -> str:

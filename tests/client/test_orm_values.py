@@ -88,8 +88,11 @@ ITEMS: list[dict[str, Any]] = [
     dict(key="no value", count=0, big=0, ratio=-0.0, flag=True, amount=None, ident=None,
          day=None, at=None, payload="text", blob=None),
 ]
-# A zone name and a fold need the datetime's own tag: not ISO text.
+# A fold needs the datetime's own tag: not ISO text.
 ZONED = dict(key="zoned", count=5, at=datetime.datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=PARIS))
+# One zone for the whole column: ISO wall times and the zone's name once.
+IN_PARIS = [dict(key=f"paris {n}", at=datetime.datetime(2026, 7, n, 12, tzinfo=PARIS))
+            for n in (1, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,7 @@ def engine() -> Iterator[sa.Engine]:
     Base.metadata.create_all(engine)
     with Session(engine) as session:
         session.add(Run(id=1, name="first"))
-        session.add_all(Item(run_id=1, **values) for values in [*ITEMS, ZONED])
+        session.add_all(Item(run_id=1, **values) for values in [*ITEMS, ZONED, *IN_PARIS])
         session.commit()
     yield engine
     engine.dispose()
@@ -171,9 +174,9 @@ def test_a_list_travels_as_one_block_of_rows_with_plain_and_iso_columns(
     columns = encoded["cols"]
     # Strings, small ints and bools travel as themselves; datetimes as ISO text;
     # only the rest carries a tag per value.
-    assert columns.index("at") in encoded["dt"]
+    assert encoded["dt"] == [[columns.index("at"), None]]
     plain = {"run_id", "key", "count", "flag"}
-    assert not {columns[i] for i in encoded["tagged"] + encoded["dt"]} & plain
+    assert not {columns[i] for i in encoded["tagged"]} & plain
     assert {columns[i] for i in encoded["tagged"]} == {
         "big", "ratio", "amount", "ident", "day", "payload", "blob"}
     # The same instances sent one by one decode to the same thing.
@@ -183,14 +186,32 @@ def test_a_list_travels_as_one_block_of_rows_with_plain_and_iso_columns(
         assert sa.inspect(batch_item).unloaded == sa.inspect(single_item).unloaded
 
 
-def test_a_zoned_datetime_keeps_its_zone_and_fold_in_a_block(engine: sa.Engine) -> None:
-    sent = load(engine, "naive", "zoned")
+def test_a_column_in_one_zone_sends_the_zone_once(engine: sa.Engine) -> None:
+    sent = load(engine, "paris 1", "paris 2")
     encoded = values.to_wire(sent)
-    assert "dt" not in encoded  # the zoned value makes the column tagged
+    at = encoded["cols"].index("at")
+    assert encoded["dt"] == [[at, "Europe/Paris"]]
+    assert [row[at] for row in encoded["rows"]] == ["2026-07-01T12:00:00", "2026-07-02T12:00:00"]
     got = travel(sent)
     for got_item, sent_item in zip(got, sent, strict=True):
         assert_same_instance(got_item, sent_item)
-    assert got[1].at.tzinfo is PARIS and got[1].at.fold == 1
+        assert got_item.at.tzinfo is PARIS
+
+
+@pytest.mark.parametrize("keys", [("naive", "zoned"), ("paris 1", "zoned"), ("paris 1", "naive"),
+                                  ("aware utc", "paris 1")],
+                         ids=["a fold", "a fold in the zone", "naive and zoned", "two zones"])
+def test_datetimes_iso_text_cannot_bring_back_keep_their_tags(
+    engine: sa.Engine, keys: tuple[str, str]
+) -> None:
+    sent = load(engine, *keys)
+    encoded = values.to_wire(sent)
+    assert "dt" not in encoded and encoded["cols"].index("at") in encoded["tagged"]
+    got = travel(sent)
+    for got_item, sent_item in zip(got, sent, strict=True):
+        assert_same_instance(got_item, sent_item)
+    if keys[1] == "zoned":
+        assert got[1].at.tzinfo is PARIS and got[1].at.fold == 1
 
 
 def test_a_deferred_column_stays_unloaded(engine: sa.Engine) -> None:
@@ -230,7 +251,7 @@ def test_a_transient_instance_arrives_detached_with_its_identity() -> None:
 
 def block(**changes: Any) -> dict[str, Any]:
     body = {codec.TAG: "orms", "cls": f"{__name__}:Item", "cols": ["run_id", "key", "at"],
-            "rows": [[1, "a", "2026-01-02T03:04:05+00:00"], [1, "b", None]], "dt": [2]}
+            "rows": [[1, "a", "2026-01-02T03:04:05+00:00"], [1, "b", None]], "dt": [[2, None]]}
     body.update(changes)
     return {key: value for key, value in body.items() if value is not ...}
 
@@ -247,9 +268,16 @@ MALFORMED_BLOCKS: list[tuple[str, Any, str]] = [
     ("row not a list", block(rows=[{"run_id": 1}]), "rows of 3 values"),
     ("rows not a list", block(rows="abc"), "rows of 3 values"),
     ("index out of range", block(tagged=[3]), "'tagged' must list"),
-    ("index not an int", block(dt=[True]), "'dt' must list"),
+    ("index not an int", block(dt=[[True, None]]), "'dt' must list"),
     ("index twice", block(tagged=[0, 0]), "'tagged' must list"),
+    ("dt index twice", block(dt=[[2, None], [2, "UTC"]]), "'dt' must list"),
+    ("dt not pairs", block(dt=[2]), "pairs"),
+    ("dt zone not a name", block(dt=[[2, 5]]), "zone name or null"),
+    ("dt unknown zone", block(dt=[[2, "Nowhere/Nothing"]]), "Nowhere/Nothing"),
+    ("dt zone as a path", block(dt=[[2, "/etc/passwd"]]), "absolute"),
+    ("dt offset in a zoned column", block(dt=[[2, "Europe/Paris"]]), "holds an offset"),
     ("tagged and dt", block(tagged=[2]), "both"),
+    ("tagged not a list", block(tagged={"0": 1}), "'tagged' must list"),
     ("untagged object", block(rows=[[1, {"$t": "dec", "v": "1"}, None]]), "not tagged"),
     ("untagged list", block(rows=[[1, [1, 2], None]]), "not tagged"),
     ("dt column of ints", block(rows=[[1, "a", 5]]), "not ISO 8601"),
