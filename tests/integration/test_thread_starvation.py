@@ -129,8 +129,13 @@ def test_threads_kept_for_open_transactions_refuse_new_work_until_one_ends(
     with ServerProcess(
         db_url, "--threads", "2", "--operations", "tests.operations_for_tests"
     ) as server:
+        # A request is counted in flight until its response is written, and
+        # its transaction idle from when its answer was made: for that short
+        # while admission counts it twice and may refuse the second begin,
+        # so the two that open transactions may retry.
+        opener = session_proxy.create_engine(server.url, token=server.token)
         engine = session_proxy.create_engine(server.url, token=server.token, retry=NO_RETRIES)
-        first, second = engine.connect(), engine.connect()
+        first, second = opener.connect(), opener.connect()
         for conn in (first, second):
             conn.begin()
             conn.execute(sa.text(f"SELECT n FROM {TABLE} WHERE id = 1")).scalar_one()
@@ -143,7 +148,8 @@ def test_threads_kept_for_open_transactions_refuse_new_work_until_one_ends(
         with pytest.raises(errors.ServerBusy) as refused_call:
             impatient.call(COUNT_NOTES, (), {})
         assert refused_call.value.code == "server_busy"
-        assert server.metric("session_proxy_refused_busy_total") == 2
+        refused_before = server.metric("session_proxy_refused_busy_total")
+        assert refused_before >= 2
 
         patient = RemoteClient(
             server.url, token=server.token,
@@ -154,7 +160,7 @@ def test_threads_kept_for_open_transactions_refuse_new_work_until_one_ends(
             target=lambda: answers.append(patient.call(COUNT_NOTES, (), {}))
         )
         caller.start()
-        wait_for(lambda: server.metric("session_proxy_refused_busy_total") >= 4)
+        wait_for(lambda: server.metric("session_proxy_refused_busy_total") >= refused_before + 2)
         # A follow-up is never refused: the COMMIT runs, and frees a thread.
         first.commit()
         caller.join()
@@ -163,4 +169,5 @@ def test_threads_kept_for_open_transactions_refuse_new_work_until_one_ends(
         for resource in (first, second, impatient, patient):
             resource.close()
         engine.dispose()
+        opener.dispose()
     ops.Base.metadata.drop_all(counter_table)
