@@ -54,6 +54,11 @@ def defer_if_possible(
         return False
     if not (context.isinsert or context.isupdate or context.isdelete):
         return False
+    if statement != getattr(context, "statement", None):
+        # A statement SQLAlchemy runs for this one with its context, such as
+        # a sequence's nextval() fired before the INSERT (its statement is
+        # not set yet then): its row is read at once.
+        return False
     compiled = context.compiled
     if compiled is None or getattr(compiled, "effective_returning", True):
         return False

@@ -369,3 +369,43 @@ def test_a_before_commit_listener_that_flushes_keeps_one_transaction(
         assert _outcome(session.commit) == "IntegrityError"
         session.rollback()
     assert 61 not in _names(direct_engine)
+
+
+# -- statements SQLAlchemy runs for a flushed one ------------------------------------
+
+
+class Counted(DeclarativeBase):
+    pass
+
+
+class Fired(Counted):
+    """Keys from a sequence fired before each INSERT (no RETURNING to read them)."""
+
+    __tablename__ = "sp_every_fired"
+    __table_args__ = {"implicit_returning": False}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bar: Mapped[int]
+    foo: Mapped[int] = mapped_column(server_default=sa.text("5"))
+
+
+def test_a_sequence_fired_for_a_flushed_insert_is_read_at_once(
+    backend: str, engine: sa.Engine, direct_engine: sa.Engine, session_class: type[Session]
+) -> None:
+    """SQLAlchemy runs ``nextval()`` with the INSERT's context; it must not be queued."""
+    if backend != "postgresql":
+        pytest.skip("sequences fired before an INSERT: PostgreSQL's dialect")
+    Counted.metadata.drop_all(direct_engine)
+    Counted.metadata.create_all(direct_engine)
+    try:
+        with session_class(engine) as session:
+            things = [Fired(bar=6), Fired(bar=7)]
+            session.add_all(things)
+            session.flush()
+            assert sorted(t.id for t in things) == [1, 2]
+            session.commit()
+        with direct_engine.connect() as conn:
+            rows = conn.execute(sa.select(Fired.id, Fired.bar, Fired.foo).order_by(Fired.id))
+            assert rows.all() == [(1, 6, 5), (2, 7, 5)]
+    finally:
+        Counted.metadata.drop_all(direct_engine)
