@@ -236,6 +236,15 @@ class LeaseRegistry:
             raise
         lease = Lease(lease_id, connection, options, owner)
         lease.open_key = key
+        self._start(lease)
+        with self._lock:
+            self._leases[lease_id] = lease
+            if key is not None:
+                self._opened_by[(owner[0], owner[1], key)] = lease_id
+        return lease
+
+    def _start(self, lease: Lease) -> None:
+        """Take ``lease``'s lock and apply its options; discard it if they fail."""
         lease.lock.acquire()
         try:
             self._apply_options(lease)
@@ -243,11 +252,6 @@ class LeaseRegistry:
             lease.lock.release()
             self._discard(lease)
             raise
-        with self._lock:
-            self._leases[lease_id] = lease
-            if key is not None:
-                self._opened_by[(owner[0], owner[1], key)] = lease_id
-        return lease
 
     def _open_in_session(
         self, options: dict[str, Any], owner: tuple[str, str], key: str | None, session: Any
@@ -258,13 +262,7 @@ class LeaseRegistry:
         lease.session = session
         lease.open_key = key
         session.begin(lease)  # raises if it is closed or has a transaction open
-        lease.lock.acquire()
-        try:
-            self._apply_options(lease)
-        except BaseException:
-            lease.lock.release()
-            self._discard(lease)
-            raise
+        self._start(lease)
         with self._lock:
             self._leases[lease_id] = lease
             self._owners[lease_id] = owner
