@@ -37,6 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .processes import join_or_kill
 from .scenarios import THROUGHPUT_MIX, Context
 from .workload import operations as ops
 from .workload.models import Job
@@ -199,11 +200,7 @@ class ClientPool:
                 pipe.send(("stop",))
             except OSError:
                 pass
-        for process in self._processes:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        join_or_kill(self._processes)
         for pipe in self._pipes:
             pipe.close()
 

@@ -22,6 +22,8 @@ import sqlalchemy as sa
 
 import session_proxy
 
+from .processes import join_or_kill
+
 TABLE = "bench_target"
 SELECT = sa.text(f"SELECT v FROM {TABLE} WHERE id = 1")
 START_TIMEOUT = 60.0
@@ -91,10 +93,7 @@ def process_throughput(mode: str, url: str, token: str | None, processes: int,
         elapsed = time.perf_counter() - started
     finally:
         go.set()
-        for worker in workers:
-            worker.join(10)
-            if worker.is_alive():
-                worker.kill()
+        join_or_kill(workers)
     transactions = sum(done for done, _ in totals)
     return {
         "mode": mode,

@@ -9,7 +9,8 @@
 - :func:`context_switches`: how often the threads of one process gave up
   or lost the CPU so far (a count, unlike time, that a busy machine moves little).
 
-Stopping one is :func:`session_proxy_server.testing.stop_process`.
+Stopping a server is :func:`session_proxy_server.testing.stop_process`;
+:func:`join_or_kill` ends the benchmark's own ``multiprocessing`` clients.
 
 Linux only (``/proc``), like the benchmark machine.
 """
@@ -17,6 +18,8 @@ Linux only (``/proc``), like the benchmark machine.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 #: What :class:`CpuMeter` reads, for the results' record of how CPU was measured.
@@ -108,3 +111,12 @@ class CpuMeter:
         spent = sum(ns - self._last.get(tid, 0) for tid, ns in now.items())
         self._last = now
         return spent / 1e9
+
+
+def join_or_kill(processes: Iterable[BaseProcess], timeout: float = 10.0) -> None:
+    """Wait up to ``timeout`` seconds for each process to end; kill (and reap) the rest."""
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+            process.join()

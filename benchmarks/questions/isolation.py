@@ -44,7 +44,7 @@ import sqlalchemy as sa
 
 from session_proxy_server.testing import ServerProcess
 
-from ..processes import tree_cpu_seconds
+from ..processes import join_or_kill, tree_cpu_seconds
 from ..workload import operations as ops
 from ..workload.modes import ModeRunner
 from ..workload.seed import BASE_TIME, dag_id, run_id, task_id
@@ -272,10 +272,7 @@ class Deployment:
     def close(self) -> None:
         for queue in self.commands:
             queue.put(None)
-        for process in self.processes:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
+        join_or_kill(self.processes)
 
 
 def run_option(option: str, deployment: Deployment, db_url: str,

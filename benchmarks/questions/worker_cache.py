@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from session_proxy.cache import CacheStats, ReadCache
 from session_proxy.logical import RemoteClient
 
+from ..processes import join_or_kill
 from ..workload import operations as ops
 from ..workload.models import Variable
 from ..workload.modes import MODES, ModeRunner
@@ -224,10 +225,7 @@ def measure_staleness(db_url: str, server_url: str, token: str | None, ttl: floa
         reports = [out.get(timeout=START_TIMEOUT) for _ in readers]
     finally:
         stop.set()
-        for process in readers:
-            process.join(10)
-            if process.is_alive():
-                process.kill()
+        join_or_kill(readers)
         engine.dispose()
     result: dict[str, Any] = {"ttl_s": ttl, "changes": changes, "readers": {}}
     order = list(written)  # the values, in the order they were written
