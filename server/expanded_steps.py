@@ -20,7 +20,12 @@ from session_proxy.wire import protocol
 from session_proxy.wire.errors import ProtocolError
 
 from .sql.lexer import lex, split_statements
+from .sql.policy import PolicyViolation
 from .sql.scripts import MAX_SCRIPT_STATEMENTS, split_script
+from .sql.session_guard import IsolationViolation
+
+#: The refusals a guard raises; each declares the ``step`` it refused.
+StepRefusal = (ProtocolError, PolicyViolation, IsolationViolation)
 
 __all__ = ["check_sessions", "checked", "guard_view", "script_statements"]
 
@@ -102,8 +107,8 @@ def checked(
     """``check(view, *args)``; a refusal's ``step`` is renamed to the request's index."""
     try:
         check(view, *args)
-    except Exception as exc:
-        step = getattr(exc, "step", None)
-        if origin is not None and isinstance(step, int) and 0 <= step < len(origin):
-            exc.step = origin[step]  # type: ignore[attr-defined]
+    except StepRefusal as exc:
+        step = exc.step
+        if origin is not None and step is not None and 0 <= step < len(origin):
+            exc.step = origin[step]
         raise
