@@ -76,10 +76,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "repeat": 1,
         "quick": True,
     },
-    # PostgreSQL, three repetitions of 10 samples per cell, about 35 minutes on
-    # two cores with the attack suite, the Targets and the thread's questions
-    # (the grid alone measured 41 minutes at 20 samples, 3 s throughput cells
-    # and 5 probe samples: 59% latency cells, 26% throughput, 9% probes).
+    # PostgreSQL, three repetitions of 10 samples per cell, about 15 minutes on
+    # two idle cores with the attack suite, the Targets and the thread's
+    # questions (the committed report's run took 830 s).
     "full": {
         "db": PG_DEFAULT,
         "rtts": [0.0, 0.001, 0.005, 0.010],
@@ -141,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SQLite preset, one repetition, about four minutes")
     preset.add_argument("--full", action="store_true",
                         help=f"PostgreSQL preset (default --db {PG_DEFAULT}), three "
-                        "repetitions, about 35 minutes")
+                        "repetitions, about 15 minutes")
     run.add_argument("--db", help="'sqlite' (a temporary file) or a SQLAlchemy URL")
     run.add_argument("--server-url", help="use this running server (started with --operations "
                      "session_proxy_bench.workload.operations) instead of starting one")
