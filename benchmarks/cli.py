@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="measure direct, proxy, proxy_best and logical modes")
     preset = run.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_true",
-                        help="SQLite preset, one repetition, about four minutes")
+                        help="SQLite preset, one repetition, about three minutes")
     preset.add_argument("--full", action="store_true",
                         help=f"PostgreSQL preset (default --db {PG_DEFAULT}), three "
                         "repetitions, about 15 minutes")
