@@ -77,6 +77,7 @@ def measure_questions(ctx: QuestionContext, keys: list[str] | None = None) -> di
 # Each question module defines QUESTION; registered here in the report's order.
 from . import (  # noqa: E402
     calls_and_saves,
+    ci_gate,
     integrity,
     inventory,
     isolation,
@@ -91,6 +92,7 @@ QUESTIONS.extend([
     isolation.QUESTION,
     integrity.QUESTION,
     worker_cache.QUESTION,
+    ci_gate.QUESTION,
     inventory.QUESTION,
     logical_vs_aip44.QUESTION,
 ])
