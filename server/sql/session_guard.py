@@ -38,7 +38,8 @@ reset cannot undo or that reach data that belongs to no client:
   keeps the seed of ``random()``;
 - **MySQL/MariaDB**: ``USE db`` (COM_RESET_CONNECTION keeps the default
   database, so the next client's unqualified names would resolve in the
-  database this client chose) and ``XA`` transactions (``XA PREPARE`` keeps
+  database this client chose), ``SET ROLE`` and ``SET DEFAULT ROLE``
+  anywhere (the reset keeps the active role too) and ``XA`` transactions (``XA PREPARE`` keeps
   a transaction and its row locks past the lease, past the connection, and
   lets anyone commit it later).
 
@@ -173,12 +174,40 @@ def _name(token: Token) -> str:
     return token[1].lower() if token[0] in ("w", "q") else ""
 
 
-def _check_statement(tokens: tuple[Token, ...]) -> None:
+def _check_statement(tokens: tuple[Token, ...], dialect: str | None = None) -> None:
     words = [token[2] for token in tokens]
     for index, token in enumerate(tokens):
         _check_token(tokens, index, token)
     _check_procedural(tokens, words)
     _check_words(tokens, words)
+    if dialect in (None, "mysql"):
+        _check_role(tokens, words)
+
+
+def _check_role(tokens: tuple[Token, ...], words: list[str | None]) -> None:
+    """Refuse ``SET ROLE`` and ``SET DEFAULT ROLE`` anywhere in a MySQL statement.
+
+    ``COM_RESET_CONNECTION`` keeps the active role (MariaDB 10.11), so a role
+    one client set would stay on the pooled connection for the next client,
+    with that role's privileges.  Anywhere: a stored program's body is plain
+    tokens in MySQL, and ``CALL`` would run it.  PostgreSQL's reset (``SET
+    SESSION AUTHORIZATION DEFAULT``, ``RESET ALL``) puts its role back, so
+    ``SET ROLE`` stays allowed there.  ``UPDATE t SET role = ...`` (a column
+    named ``role``) is an assignment, not the statement, and is allowed.
+    """
+    for index, word in enumerate(words[:-1]):
+        if word != "SET":
+            continue
+        following = words[index + 1]
+        after = tokens[index + 2][1] if index + 2 < len(tokens) else ""
+        if (following == "ROLE" and after not in ("=", ":=")) or (
+            following == "DEFAULT" and index + 2 < len(words) and words[index + 2] == "ROLE"
+        ):
+            raise IsolationViolation(
+                "SET ROLE is refused on MySQL/MariaDB: the connection reset between "
+                "clients keeps the active role, so the next client would run with it",
+                "session_state",
+            )
 
 
 def _check_token(tokens: tuple[Token, ...], index: int, token: Token) -> None:
@@ -384,7 +413,7 @@ def _check_uncached(sql: str, dialect: str | None) -> tuple[str, str] | None:
     tokens, _ambiguity = lex(sql, dialect)
     try:
         for statement in split_statements(tokens):
-            _check_statement(statement)
+            _check_statement(statement, dialect)
     except IsolationViolation as exc:
         return exc.message, exc.reason
     return None

@@ -286,6 +286,10 @@ def test_mysql_session_state_does_not_leak(mysql_url_form: ServerProcess, db_url
         with attacker.connect() as conn:  # each refusal ends its transaction
             _refused(conn, "PREPARE s FROM 'SELECT 1'", "prepared_statement")
             _refused(conn, "SET GLOBAL sql_mode = ''", "server_default")
+            # COM_RESET_CONNECTION keeps the active role (red-team finding): refused.
+            _refused(conn, "SET ROLE sp_reset_role", "session_state")
+            _refused(conn, "CREATE PROCEDURE sp_reset_p() SET ROLE sp_reset_role",
+                     "session_state")
         with attacker.connect() as conn:  # the statement text guard refuses charset changes
             with pytest.raises(sa.exc.ProgrammingError, match="unsafe_statement"):
                 conn.exec_driver_sql("SET NAMES latin1")
