@@ -98,7 +98,7 @@ class ProxyServer:
             self.registry,
             enabled=config.session_pooling,
             max_open=config.max_sessions,
-            max_per_subject=config.max_transactions_per_subject,
+            max_per_subject=config.sessions_per_subject,
             idle_seconds=config.session_idle_seconds,
             closed_memory_seconds=config.expired_memory_seconds,
         )
@@ -350,6 +350,8 @@ class ProxyServer:
         session_id = body.get("session_id")
         try:
             session = None if session_id is None else self.sessions.find(session_id, owner)
+            if session is not None and _runs_statements(steps):
+                session.touch()  # only work keeps a session from being idle
             reply = self.executor.run(
                 txn, steps, owner, key,
                 retry=_retry_attempt(request) > 0, digest=_digest(request), session=session,
@@ -572,6 +574,16 @@ class ProxyServer:
 
 #: Where :meth:`ProxyServer._json_body` leaves the digest of the body it read.
 _DIGEST_KEY = "session_proxy.request_digest"
+
+
+#: Steps that do work on a session's connection (not only end a transaction).
+_STATEMENT_STEPS = frozenset({protocol.EXECUTE, protocol.EXECUTE_MANY, protocol.EXECUTE_SCRIPT,
+                              protocol.FETCH})
+
+
+def _runs_statements(steps: list[dict[str, Any]]) -> bool:
+    """Whether a pipeline request runs a statement or reads rows."""
+    return any(step.get("op") in _STATEMENT_STEPS for step in steps)
 
 
 def _digest(request: PlainRequest) -> str:

@@ -25,6 +25,10 @@ RELIABILITY = "reliability and scaling"
 SESSIONS = "session pooling"
 
 
+#: Settings whose 0 means "derive it from another setting" rather than a bad value.
+ZERO_MEANS_DERIVED = frozenset({"max_sessions_per_subject"})
+
+
 @dataclasses.dataclass(frozen=True)
 class Option:
     """How one :class:`ServerConfig` field appears on the command line.
@@ -91,9 +95,13 @@ class ServerConfig:
     :param max_sessions: sessions held at once (each holds a database
         connection, on top of the ``max_transactions`` pool); one more gets
         503 ``too_many_sessions``.
-    :param session_idle_seconds: a session with no open transaction unused
-        this long is closed (its connection reset and pooled again); its
-        client then gets 410 ``session_closed`` saying so.
+    :param max_sessions_per_subject: sessions one token subject may hold at
+        once (429 ``subject_limit`` above it); 0, the default, means half of
+        ``max_sessions`` (at least 1), so no single subject can hold every
+        session and starve the others.
+    :param session_idle_seconds: a session with no open transaction that ran
+        no statement this long is closed (its connection reset and pooled
+        again); its client then gets 410 ``session_closed`` saying so.
     """
 
     lease_seconds: float = _option(
@@ -183,10 +191,16 @@ class ServerConfig:
         "the --max-transactions pool; more get 503 (default %(default)s)",
         group=SESSIONS,
     )
+    max_sessions_per_subject: int = _option(
+        0,
+        "sessions one token subject may hold at once; more get 429 (default 0: half "
+        "of --max-sessions, at least 1, so no one subject can hold them all)",
+        group=SESSIONS,
+    )
     session_idle_seconds: float = _option(
         600.0,
-        "close a session with no open transaction unused this long; its client "
-        "hears why on next use (default %(default)s)",
+        "close a session with no open transaction that ran no statement this long; "
+        "its client hears why on next use (default %(default)s)",
         metavar="SECONDS",
         group=SESSIONS,
     )
@@ -196,12 +210,19 @@ class ServerConfig:
             value = getattr(self, field.name)
             if isinstance(value, (str, bool)):
                 continue
+            if field.name in ZERO_MEANS_DERIVED and value == 0:
+                continue  # the default: derived from another setting
             if value <= 0:
                 raise ValueError(f"{field.name} must be positive, got {value!r}")
         if self.advertise_url and not self.advertise_url.startswith(("http://", "https://")):
             raise ValueError(
                 f"advertise_url must start with http:// or https://, got {self.advertise_url!r}"
             )
+
+    @property
+    def sessions_per_subject(self) -> int:
+        """:attr:`max_sessions_per_subject`, or half of :attr:`max_sessions` when 0."""
+        return self.max_sessions_per_subject or max(1, self.max_sessions // 2)
 
     @property
     def instance_name(self) -> str:

@@ -95,7 +95,8 @@ class HeldSession:
             self.registry.lost(self, lease.lost)
 
     def touch(self) -> None:
-        """Restart the idle clock."""
+        """Restart the idle clock (the server calls it for requests that run statements:
+        a request carrying only ``commit`` or ``rollback`` steps keeps no session)."""
         self.last_used = time.monotonic()
 
 
@@ -199,7 +200,6 @@ class SessionRegistry:
             if closed is not None:
                 raise self.closed_error(session_id, closed[1])
             raise self._unknown_error(session_id)
-        session.touch()
         return session
 
     @staticmethod

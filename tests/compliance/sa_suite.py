@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             direct_url_server = direct_url
         if "session" in poolings:
-            extra += ["--session-pooling", "--max-sessions", "200"]
+            extra += ["--session-pooling", "--max-sessions", "200",
+                      "--max-sessions-per-subject", "200"]
         with ServerProcess(direct_url_server, *extra) as server:
             proxy_url = f"{backend}+sessionproxy://:{server.token}@127.0.0.1:{server.port}/"
             for suite in args.suites.split(","):

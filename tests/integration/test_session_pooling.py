@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -46,7 +47,8 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def pooling_server(db_url: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(db_url, "--session-pooling", "--max-sessions", "3")
+    server = ServerProcess(db_url, "--session-pooling", "--max-sessions", "3",
+                           "--max-sessions-per-subject", "3")
     yield server
     server.stop()
 
@@ -265,6 +267,52 @@ def test_the_session_cap_gives_a_clear_error(pooling_server, backend) -> None:
     assert pooling_server.metric(OPEN_SESSIONS) == 0
 
 
+def test_one_subject_cannot_hold_every_session(db_url, backend) -> None:
+    """Red-team finding: one token took every --max-sessions slot and others got 503.
+
+    By default a subject may hold half of --max-sessions; the next one is 429
+    ``subject_limit`` while another subject still gets a session.
+    """
+    if backend != "sqlite":
+        pytest.skip("the cap is backend-independent; checked once")
+    with ServerProcess(db_url, "--session-pooling", "--max-sessions", "4") as server:
+        greedy, other = issue("worker", "greedy"), issue("worker", "other")
+        opened = [open_session(server, greedy) for _ in range(3)]
+        assert [r.status_code for r in opened] == [201, 201, 429]
+        assert opened[2].json()["error"]["code"] == protocol.SUBJECT_LIMIT
+        assert open_session(server, other).status_code == 201
+        assert server.metric(OPEN_SESSIONS) == 3
+
+
+def test_statement_free_requests_do_not_keep_a_session_open(db_url, backend) -> None:
+    """Red-team finding: commit-only requests restarted the idle clock forever."""
+    if backend != "sqlite":
+        pytest.skip("the idle clock is backend-independent; checked once")
+    with ServerProcess(db_url, "--session-pooling", "--session-idle-seconds", "0.5") as server:
+        token = issue("worker", "idler")
+        session_id = open_session(server, token).json()["session_id"]
+        statuses = []
+        for _ in range(40):  # 2 s of commits with nothing to commit, 4x the idle limit
+            statuses.append(pipeline(server, token, session_id, [{"op": "commit"}]).status_code)
+            if statuses[-1] != 200:
+                break
+            time.sleep(0.05)
+        assert statuses[-1] == 410, statuses
+        assert server.metric(CLOSED_BY_SERVER) == 1
+
+
+def test_statements_do_keep_a_session_open(db_url, backend) -> None:
+    if backend != "sqlite":
+        pytest.skip("the idle clock is backend-independent; checked once")
+    with ServerProcess(db_url, "--session-pooling", "--session-idle-seconds", "0.5") as server:
+        token = issue("worker", "busy")
+        session_id = open_session(server, token).json()["session_id"]
+        for _ in range(40):  # 2 s of SELECT 1, 4x the idle limit
+            assert pipeline(server, token, session_id, SELECT_ONE).status_code == 200
+            time.sleep(0.05)
+        assert server.metric(CLOSED_BY_SERVER) == 0
+
+
 def test_a_server_without_session_pooling_refuses_at_connect(server, backend) -> None:
     if backend != "sqlite":
         pytest.skip("the refusal is backend-independent; checked once")
@@ -330,7 +378,8 @@ def test_sessions_follow_their_worker(db_url, backend) -> None:
     if backend != "postgresql":
         pytest.skip("several workers: checked on PostgreSQL")
     with ServerProcess(db_url, "--workers", "2", "--worker-port-base", "0",
-                       "--session-pooling", "--max-sessions", "20") as server:
+                       "--session-pooling", "--max-sessions", "20",
+                       "--max-sessions-per-subject", "20") as server:
         engines = [session_engine(server) for _ in range(12)]  # a TCP connection each
         try:
             connections = [engine.connect() for engine in engines]

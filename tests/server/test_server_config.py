@@ -14,7 +14,13 @@ import re
 import pytest
 
 from session_proxy_server import cli
-from session_proxy_server.config import ServerConfig, env_variable, flag, value_parser
+from session_proxy_server.config import (
+    ZERO_MEANS_DERIVED,
+    ServerConfig,
+    env_variable,
+    flag,
+    value_parser,
+)
 from tests.conftest import REPO
 
 FIELDS = dataclasses.fields(ServerConfig)
@@ -107,8 +113,10 @@ def test_a_bad_number_is_refused_by_both_naming_it(field: dataclasses.Field, cap
     with pytest.raises(SystemExit):
         _parse(flag(field), "lots")
     assert flag(field) in capsys.readouterr().err
+    # 0 is refused, except where it means "derived" (then a negative value is).
+    bad = "-1" if field.name in ZERO_MEANS_DERIVED else "0"
     with pytest.raises(ValueError, match=f"{field.name} must be positive"):
-        ServerConfig.from_env({env_variable(field): "0"})
+        ServerConfig.from_env({env_variable(field): bad})
 
 
 def test_a_switch_is_a_flag_without_value_and_a_boolean_variable() -> None:
