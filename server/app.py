@@ -17,6 +17,7 @@ inside a handler reaches the client as a traceback.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 import time
@@ -190,7 +191,7 @@ class ProxyServer:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         request = PlainRequest(environ, self.config.max_body_bytes)
-        request_id = environ.get(_REQUEST_ID_ENVIRON) or secrets.token_hex(8)
+        request_id = _request_id(environ.get(_REQUEST_ID_ENVIRON))
         endpoint = "unknown"
         claims: Claims | None = None
         with self._in_flight_lock:
@@ -574,6 +575,21 @@ class ProxyServer:
 
 #: Where :meth:`ProxyServer._json_body` leaves the digest of the body it read.
 _DIGEST_KEY = "session_proxy.request_digest"
+
+
+#: A client's own X-Request-Id, echoed and logged only when it looks like one.
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _request_id(sent: str | None) -> str:
+    """The client's request id if it is short and plain, else a new one.
+
+    It goes into the response header and every log line of the request, so a
+    long or odd one (log bloat, forged log lines) is replaced, not repeated.
+    """
+    if sent is not None and _CLIENT_REQUEST_ID.fullmatch(sent):
+        return sent
+    return secrets.token_hex(8)
 
 
 #: Steps that do work on a session's connection (not only end a transaction).

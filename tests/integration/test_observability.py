@@ -75,6 +75,13 @@ def test_one_log_line_per_request_with_the_clients_request_id(
                   if line.get("request_id") == "mine-123"]
     assert refused["error"] == "unauthorized" and "subject" not in refused
 
+    # A long or odd request id is replaced, not echoed into headers and logs (red team).
+    for odd in ("x" * 60_000, "forged\" status=200 x=\"", "a b"):
+        sent = requests.get(logged_server.url + protocol.METRICS_PATH, timeout=30,
+                            headers={protocol.REQUEST_ID_HEADER: odd})
+        replaced = sent.headers[protocol.REQUEST_ID_HEADER]
+        assert sent.status_code == 401 and replaced != odd and len(replaced) == 16
+
     # Errors of the proxy itself quote the request id in their message.
     # (Without a token the handshake already fails: health tells it nothing.)
     with pytest.raises(errors.AuthenticationFailed) as denied:
