@@ -284,33 +284,23 @@ def test_one_subject_cannot_hold_every_session(db_url, backend) -> None:
         assert server.metric(OPEN_SESSIONS) == 3
 
 
-def test_statement_free_requests_do_not_keep_a_session_open(db_url, backend) -> None:
+@pytest.mark.parametrize(("steps", "kept"), [([{"op": "commit"}], False), (SELECT_ONE, True)],
+                         ids=["commits only", "statements"])
+def test_only_statements_keep_a_session_open(db_url, backend, steps, kept) -> None:
     """Red-team finding: commit-only requests restarted the idle clock forever."""
     if backend != "sqlite":
         pytest.skip("the idle clock is backend-independent; checked once")
     with ServerProcess(db_url, "--session-pooling", "--session-idle-seconds", "0.5") as server:
-        token = issue("worker", "idler")
+        token = issue("worker", "client")
         session_id = open_session(server, token).json()["session_id"]
         statuses = []
-        for _ in range(40):  # 2 s of commits with nothing to commit, 4x the idle limit
-            statuses.append(pipeline(server, token, session_id, [{"op": "commit"}]).status_code)
+        for _ in range(40):  # 2 s of requests, 4x the idle limit
+            statuses.append(pipeline(server, token, session_id, steps).status_code)
             if statuses[-1] != 200:
                 break
             time.sleep(0.05)
-        assert statuses[-1] == 410, statuses
-        assert server.metric(CLOSED_BY_SERVER) == 1
-
-
-def test_statements_do_keep_a_session_open(db_url, backend) -> None:
-    if backend != "sqlite":
-        pytest.skip("the idle clock is backend-independent; checked once")
-    with ServerProcess(db_url, "--session-pooling", "--session-idle-seconds", "0.5") as server:
-        token = issue("worker", "busy")
-        session_id = open_session(server, token).json()["session_id"]
-        for _ in range(40):  # 2 s of SELECT 1, 4x the idle limit
-            assert pipeline(server, token, session_id, SELECT_ONE).status_code == 200
-            time.sleep(0.05)
-        assert server.metric(CLOSED_BY_SERVER) == 0
+        assert statuses[-1] == (200 if kept else 410), statuses
+        assert server.metric(CLOSED_BY_SERVER) == (0 if kept else 1)
 
 
 def test_a_server_without_session_pooling_refuses_at_connect(server, backend) -> None:
