@@ -9,10 +9,11 @@ PostgreSQL and MySQL tests skip when their server is down, except under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,37 @@ def server(db_url: str) -> Iterator[ServerProcess]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for proc in _servers.values():
         proc.stop()
+
+
+@contextlib.contextmanager
+def scratch_table(
+    db_url: str, table: str, columns: str, rows: Sequence[dict] = (), *, drop: bool = True
+) -> Iterator[sa.Engine]:
+    """A direct engine on ``db_url`` with ``table`` made afresh and holding ``rows``.
+
+    ``columns`` is the column list of the ``CREATE TABLE`` (``"id INTEGER
+    PRIMARY KEY, v VARCHAR(20)"``); each row is a mapping of column to value.
+    The table is dropped afterwards unless ``drop`` is False (a test that may
+    leave a server transaction holding its locks).
+    """
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        conn.execute(sa.text(f"CREATE TABLE {table} ({columns})"))
+        if rows:
+            names = list(rows[0])
+            conn.execute(
+                sa.text(f"INSERT INTO {table} ({', '.join(names)}) "
+                        f"VALUES ({', '.join(':' + n for n in names)})"),
+                list(rows),
+            )
+    try:
+        yield engine
+        if drop:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from session_proxy import errors
 from session_proxy.dialects import register
 from session_proxy.retry import NO_RETRIES
 from session_proxy.wire import protocol
-from tests.conftest import ServerProcess, free_port, wait_for
+from tests.conftest import ServerProcess, free_port, scratch_table, wait_for
 
 TABLE = "sp_lease"
 INITIAL_ROWS = [(1, "one"), (2, "two")]
@@ -71,16 +71,9 @@ def can_lock_nowait(engine: sa.Engine, id_: int) -> bool:
 @pytest.fixture
 def direct(db_url: str) -> Iterator[sa.Engine]:
     """A direct engine on the database, with the test table holding two rows."""
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(sa.text(f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, v VARCHAR(20))"))
-        conn.execute(
-            sa.text(f"INSERT INTO {TABLE} (id, v) VALUES (:id, :v)"),
-            [{"id": id_, "v": v} for id_, v in INITIAL_ROWS],
-        )
-    yield engine
-    engine.dispose()
+    with scratch_table(db_url, TABLE, "id INTEGER PRIMARY KEY, v VARCHAR(20)",
+                       [{"id": id_, "v": v} for id_, v in INITIAL_ROWS], drop=False) as engine:
+        yield engine
 
 
 @pytest.fixture

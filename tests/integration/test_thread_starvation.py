@@ -29,7 +29,7 @@ from session_proxy import errors
 from session_proxy.logical import RemoteClient
 from session_proxy.retry import NO_RETRIES, RetryPolicy
 from tests import operations_for_tests as ops
-from tests.conftest import ServerProcess, wait_for
+from tests.conftest import ServerProcess, scratch_table, wait_for
 
 SERVER_THREADS = 4
 CLIENT_THREADS = 10
@@ -45,15 +45,9 @@ COUNT_NOTES = "tests.operations_for_tests.count_notes"
 
 @pytest.fixture
 def counter_table(db_url: str) -> Iterator[sa.Engine]:
-    direct = sa.create_engine(db_url)
-    with direct.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(sa.text(f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
-        conn.execute(sa.text(f"INSERT INTO {TABLE} (id, n) VALUES (1, 0)"))
-    yield direct
-    with direct.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-    direct.dispose()
+    with scratch_table(db_url, TABLE, "id INTEGER PRIMARY KEY, n INTEGER NOT NULL",
+                       [{"id": 1, "n": 0}]) as direct:
+        yield direct
 
 
 def committed(direct: sa.Engine) -> int:

@@ -18,7 +18,7 @@ import requests
 import sqlalchemy as sa
 
 from session_proxy.wire import protocol
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, scratch_table
 
 TABLE = "sp_badreq"
 INITIAL_ROWS = [(1, "one")]
@@ -101,13 +101,9 @@ def table_rows(engine: sa.Engine) -> list[tuple]:
 @pytest.fixture
 def direct(db_url: str) -> Iterator[sa.Engine]:
     """A direct engine on the database, with the test table holding one row."""
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(sa.text(f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, v VARCHAR(20))"))
-        conn.execute(sa.text(f"INSERT INTO {TABLE} (id, v) VALUES (1, 'one')"))
-    yield engine
-    engine.dispose()
+    with scratch_table(db_url, TABLE, "id INTEGER PRIMARY KEY, v VARCHAR(20)",
+                       [{"id": 1, "v": "one"}], drop=False) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import requests
 import sqlalchemy as sa
 
 from session_proxy.wire import protocol
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, scratch_table
 
 TIMEOUT = 30
 TABLE = "sp_terminated"
@@ -26,14 +26,8 @@ TABLE = "sp_terminated"
 def killable(backend: str, db_url: str, server: ServerProcess) -> Iterator[sa.Engine]:
     if backend == "sqlite":
         pytest.skip("SQLite has no server-side connections to terminate")
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-        conn.execute(sa.text(f"CREATE TABLE {TABLE} (x INTEGER)"))
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {TABLE}"))
-    engine.dispose()
+    with scratch_table(db_url, TABLE, "x INTEGER") as engine:
+        yield engine
 
 
 def post(server: ServerProcess, txn: str | None, steps: list[dict]) -> requests.Response:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from session_proxy.wire import messages, protocol
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, scratch_table
 
 TIMEOUT = 30
 CANARY = "sp_step_canary"
@@ -44,15 +44,8 @@ SETTINGS = settings(
 
 @pytest.fixture(scope="module")
 def canary(db_url: str, server: ServerProcess) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {CANARY}"))
-        conn.execute(sa.text(f"CREATE TABLE {CANARY} (x INTEGER)"))
-        conn.execute(sa.text(f"INSERT INTO {CANARY} (x) VALUES (1)"))
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {CANARY}"))
-    engine.dispose()
+    with scratch_table(db_url, CANARY, "x INTEGER", [{"x": 1}]) as engine:
+        yield engine
 
 
 def canary_rows(engine: sa.Engine) -> list[tuple]:
