@@ -100,10 +100,10 @@ from .scenarios import SCENARIOS, Context, restore_live_run
 from .security.attacks import security_results
 from .stats import percentile
 from .targets_probe import measure_targets
+from .workload import OPERATIONS_MODULE
 from .workload.modes import MODES, ModeRunner
 from .workload.seed import reset_schema, seed
 
-OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 FORMAT = 2
 
 

@@ -61,13 +61,13 @@ from session_proxy.logical import RemoteClient
 from ..gunicorn_process import GunicornProcess
 from ..relay import Faults, Relay
 from ..stats import percentile
+from ..workload import OPERATIONS_MODULE
 from ..workload import operations as ops
 from ..workload.seed import BASE_TIME, dag_id, reset_schema, run_id, seed
 from . import transfer
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TRANSFER_MODULE = "session_proxy_bench.load.transfer"
-WORKLOAD_MODULE = "session_proxy_bench.workload.operations"
 KINDS = ("transfer.proxy", "transfer.logical", "workload")
 DEFAULT_MIX: dict[str, float] = {"transfer.proxy": 0.4, "transfer.logical": 0.3, "workload": 0.3}
 #: The seed the workload operations run on: one DAG per 4 clients or so, so that
@@ -370,7 +370,7 @@ def run_load(config: LoadConfig, progress: Callable[[str], None] | None = None) 
                 session.commit()
         limits = str(config.max_transactions)
         server = GunicornProcess(
-            config.db_url, threads=config.threads, operations=(TRANSFER_MODULE, WORKLOAD_MODULE),
+            config.db_url, threads=config.threads, operations=(TRANSFER_MODULE, OPERATIONS_MODULE),
             env_extra={"SESSION_PROXY_LEASE_SECONDS": f"{config.lease_seconds:g}",
                        "SESSION_PROXY_MAX_TRANSACTIONS": limits,
                        "SESSION_PROXY_MAX_TRANSACTIONS_PER_SUBJECT": limits},

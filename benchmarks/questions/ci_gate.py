@@ -40,6 +40,7 @@ from session_proxy.errors import AccessDenied
 from session_proxy_server.testing import ServerProcess, issue
 
 from ..scenarios import SCENARIOS, Context
+from ..workload import OPERATIONS_MODULE
 from ..workload.modes import ModeRunner
 from ..workload.script import SCRIPT
 from . import Question, QuestionContext
@@ -48,7 +49,6 @@ from .workload_tables import fresh_workload, reseed
 KEY = "ci_gate"
 DESIGNS = ("proxy", "logical")
 ROLE = "worker"
-OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 #: The operation the "gap" variant's recording leaves out.
 LEFT_OUT = "clear_task_instances"
 #: The seed the test script expects (see its docstring).

@@ -45,13 +45,12 @@ import sqlalchemy as sa
 from session_proxy_server.testing import ServerProcess
 
 from ..processes import join_or_kill, tree_cpu_seconds
+from ..workload import OPERATIONS_MODULE
 from ..workload import operations as ops
 from ..workload.modes import ModeRunner
 from ..workload.seed import BASE_TIME, dag_id, run_id, task_id
 from . import Question, QuestionContext
 from .workload_tables import fresh_workload, reseed
-
-OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 
 #: option -> (how workers reach the database, how the scheduler does)
 OPTIONS: dict[str, tuple[str, str]] = {

@@ -30,12 +30,12 @@ from session_proxy.logical import RemoteClient
 from session_proxy_server.testing import ServerProcess, issue
 
 from ..relay import Relay
+from ..workload import OPERATIONS_MODULE
 from ..workload import operations as ops
 from . import Question, QuestionContext
 
 KEY = "logical_vs_aip44"
 PATTERNS = ("shipped", "aip44")
-OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 
 
 def _relayed_url(url: str, relay: Relay) -> str:

@@ -39,13 +39,13 @@ from session_proxy.wire import codec, protocol
 from session_proxy.wire.codec import dumps
 from session_proxy_server.testing import ServerProcess, issue, signing_key
 
+from ..workload import OPERATIONS_MODULE
 from ..workload import operations as ops
 from ..workload.modes import ModeRunner
 from ..workload.script import SCRIPT, dump_tables
 from ..workload.seed import reset_schema, seed
 
 CONFIGS = ("proxy", "proxy+policy", "logical")
-OPERATIONS_MODULE = "session_proxy_bench.workload.operations"
 
 #: Server limits shared by every configuration.
 LIMITS = {

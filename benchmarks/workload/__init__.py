@@ -5,3 +5,6 @@
 session-taking function), and :mod:`.modes` the switch between direct, proxy
 and logical modes.
 """
+
+#: What ``session-proxy-server --operations`` takes to serve the workload's operations.
+OPERATIONS_MODULE = f"{__name__}.operations"

@@ -14,10 +14,9 @@ import pytest
 
 from session_proxy_bench.questions.worker_cache import measure, read_plan
 from session_proxy_server.testing import ServerProcess
+from tests.conftest import WORKLOAD_OPERATIONS
 
 from .question_fixtures import quick_context, rendered, rows, seeded_sqlite
-
-OPERATIONS = "session_proxy_bench.workload.operations"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[st
                                                                          dict]]:
     url = seeded_sqlite(tmp_path_factory.mktemp("worker_cache") / "bench.db")
     before = rows(url)
-    with ServerProcess(url, "--operations", OPERATIONS,
+    with ServerProcess(url, "--operations", WORKLOAD_OPERATIONS,
                        tls_dir=tmp_path_factory.mktemp("tls")) as server:
         raw = measure(quick_context(url, server.url, server.token, verify=server.verify))
     yield raw, before, rows(url)
