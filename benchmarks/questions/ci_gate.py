@@ -42,7 +42,7 @@ from session_proxy_server.testing import ServerProcess, issue
 from ..scenarios import SCENARIOS, Context
 from ..workload import OPERATIONS_MODULE
 from ..workload.modes import ModeRunner
-from ..workload.script import SCRIPT
+from ..workload.script import SCRIPT, SCRIPT_SEED, run_script
 from . import Question, QuestionContext
 from .workload_tables import fresh_workload, reseed
 
@@ -51,8 +51,6 @@ DESIGNS = ("proxy", "logical")
 ROLE = "worker"
 #: The operation the "gap" variant's recording leaves out.
 LEFT_OUT = "clear_task_instances"
-#: The seed the test script expects (see its docstring).
-SCRIPT_SEED = {"dags": 2, "runs_per_dag": 3, "tasks_per_dag": 12}
 RUNS_PER_DAG = 3
 #: Refused fingerprints kept per variant, for the report's examples.
 KEPT_FINGERPRINTS = 20
@@ -69,19 +67,13 @@ def _record(db_url: str, direct: sa.Engine, design: str, policy: Path,
     return the number of calls it made."""
     reseed(direct, **SCRIPT_SEED)
     skipped = SCENARIOS[left_out].operation if left_out else None
-    calls = 0
     with _server(db_url, design, "--policy-record", str(policy)) as recorder:
         runner = ModeRunner(design, server_url=recorder.url,
                             token=issue(role=ROLE, subject="ci"), verify=recorder.verify)
         try:
-            with runner.active():
-                for _label, operation, args, kwargs in SCRIPT:
-                    if operation is not skipped:
-                        operation(*args, **kwargs)
-                        calls += 1
+            return run_script(runner, skip=skipped)
         finally:
             runner.close()
-    return calls
 
 
 def _refusal(exc: BaseException) -> AccessDenied | None:

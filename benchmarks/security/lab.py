@@ -42,7 +42,7 @@ from session_proxy_server.testing import ServerProcess, issue, signing_key
 from ..workload import OPERATIONS_MODULE
 from ..workload import operations as ops
 from ..workload.modes import ModeRunner
-from ..workload.script import SCRIPT, dump_tables
+from ..workload.script import SCRIPT_SEED, dump_tables, run_script
 from ..workload.seed import reset_schema, seed
 
 CONFIGS = ("proxy", "proxy+policy", "logical")
@@ -97,7 +97,7 @@ def seed_lab(engine: sa.Engine) -> None:
     """The workload's data set the trusted script expects."""
     reset_schema(engine)
     with sessionmaker(bind=engine)() as session:
-        seed(session, dags=2, runs_per_dag=3, tasks_per_dag=12)
+        seed(session, **SCRIPT_SEED)
         session.commit()
 
 
@@ -176,9 +176,7 @@ class SecurityLab:
                 seen.append((sql, params))
 
         try:
-            with worker.active():
-                for _label, operation, args, kwargs in SCRIPT:
-                    operation(*args, **kwargs)
+            run_script(worker)
         finally:
             worker.close()
         triggerer = ModeRunner(mode, server_url=url, token=self.tokens.triggerer)

@@ -8,13 +8,16 @@ from.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from . import operations as ops
 from .models import Base
 from .seed import BASE_TIME
+
+if TYPE_CHECKING:
+    from .modes import ModeRunner
 
 T = BASE_TIME
 MINUTE = datetime.timedelta(minutes=1)
@@ -32,8 +35,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-#: (label, operation, args, kwargs), in order; run on the seed of
-#: ``seed(session, dags=2, runs_per_dag=3, tasks_per_dag=12)``.
+#: The data set the script runs on: ``seed(session, **SCRIPT_SEED)``.
+SCRIPT_SEED = {"dags": 2, "runs_per_dag": 3, "tasks_per_dag": 12}
+
+#: (label, operation, args, kwargs), in order; run on the seed of :data:`SCRIPT_SEED`.
 SCRIPT: list[tuple[str, Any, tuple, dict]] = [
     ("get_dag_run", ops.get_dag_run, ("dag_000", "run_0002"), {}),
     ("get_dag_run missing", ops.get_dag_run, ("dag_000", "nope"), {}),
@@ -59,6 +64,20 @@ SCRIPT: list[tuple[str, Any, tuple, dict]] = [
     ("clear_task_instances", ops.clear_task_instances, ("dag_001", "run_0002"), {"now": T}),
     ("mini_scheduler after clear", ops.mini_scheduler, ("dag_001", "run_0002", "t000"), {}),
 ]
+
+
+def run_script(runner: ModeRunner, skip: Any = None) -> int:
+    """Call every step of :data:`SCRIPT` through ``runner``, except operation ``skip``.
+
+    Returns how many steps ran.
+    """
+    ran = 0
+    with runner.active():
+        for _label, operation, args, kwargs in SCRIPT:
+            if operation is not skip:
+                operation(*args, **kwargs)
+                ran += 1
+    return ran
 
 
 def dump_tables(engine: sa.Engine) -> dict[str, list[tuple]]:

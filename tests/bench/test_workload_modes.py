@@ -19,7 +19,7 @@ from session_proxy.logical import RemoteClient, operation_mode
 from session_proxy_bench.workload import operations as workload_ops
 from session_proxy_bench.workload.models import DagRun
 from session_proxy_bench.workload.modes import MODES, ModeRunner
-from session_proxy_bench.workload.script import SCRIPT, dump_tables, plain
+from session_proxy_bench.workload.script import SCRIPT, SCRIPT_SEED, dump_tables, plain
 from session_proxy_bench.workload.seed import reset_schema, seed
 from tests.conftest import ServerProcess
 
@@ -29,7 +29,7 @@ def seeded(direct_engine: sa.Engine):
     def reseed() -> None:
         reset_schema(direct_engine)
         with sessionmaker(bind=direct_engine)() as session:
-            seed(session, dags=2, runs_per_dag=3, tasks_per_dag=12)
+            seed(session, **SCRIPT_SEED)
             session.commit()
 
     return reseed
